@@ -1,0 +1,1 @@
+//! sluice data crate: corpora, tokenizers, batches.

@@ -1,0 +1,1 @@
+//! sluice model crate: the LSTM built from candle tensor ops.
