@@ -1,1 +1,32 @@
 //! sluice model crate: the LSTM built from candle tensor ops.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use model::{config::LstmConfig, init::seeded_var_builder, Lstm, LstmInput};
+//!
+//! let mut cfg = LstmConfig::new(8, 16);
+//! cfg.num_layers = 2;
+//! cfg.bidirectional = true;
+//! let varmap = candle_nn::VarMap::new();
+//! let vb = seeded_var_builder(&varmap, 42, DType::F32, &Device::Cpu);
+//! let lstm = Lstm::new(&cfg, vb.pp("lstm"))?;
+//! let x = Tensor::zeros((4, 10, 8), DType::F32, &Device::Cpu)?; // (batch, time, input)
+//! let out = lstm.forward(&x, &LstmInput::new().lengths(&[10, 7, 3, 1]))?;
+//! assert_eq!(out.output.dims(), &[4, 10, 32]); // (batch, time, 2 directions × 16)
+//! assert_eq!(out.final_states.len(), 4); // layer × direction
+//! # Ok::<(), model::Error>(())
+//! ```
+
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod fused;
+mod error;
+pub mod init;
+pub mod lstm;
+pub mod rng;
+
+pub use config::{CellKind, LstmConfig, Variant};
+pub use error::{Error, MisShaped, Result};
+pub use lstm::{DirectionTrace, GateTrace, Lstm, LstmInput, LstmOutput, LstmState};
+pub use rng::{SeededRng, SeededRngState};

@@ -1,0 +1,224 @@
+//! Safetensors checkpoints with PyTorch's tensor names and the config in the metadata.
+//!
+//! Metadata written: `{"format": "sluice", "format_version": "1", "config": "<json>"}`
+//! (safetensors metadata values are strings, so `config` holds JSON text). Files without a
+//! `format` key — e.g. a PyTorch `state_dict` written by `safetensors.torch.save_file` —
+//! load too, with `config = None`.
+
+use crate::error::MisShaped;
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "sluice";
+pub const FORMAT_VERSION: &str = "1";
+
+/// Anything that can be saved as a set of named tensors.
+pub trait NamedTensors {
+    fn named_tensors(&self) -> Vec<(String, Tensor)>;
+}
+
+impl NamedTensors for VarMap {
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let data = self.data().lock().unwrap();
+        data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+    }
+}
+
+impl NamedTensors for HashMap<String, Tensor> {
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl NamedTensors for [(String, Tensor)] {
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        self.to_vec()
+    }
+}
+
+impl NamedTensors for Vec<(String, Tensor)> {
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        self.clone()
+    }
+}
+
+/// A loaded checkpoint.
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub tensors: HashMap<String, Tensor>,
+    /// The `config` metadata parsed as JSON (None for foreign files).
+    pub config: Option<serde_json::Value>,
+    /// `format_version` metadata (None for foreign files).
+    pub format_version: Option<String>,
+    /// All metadata entries as stored.
+    pub metadata: HashMap<String, String>,
+}
+
+impl Checkpoint {
+    /// The tensors whose names start with `prefix.`, with the prefix removed (e.g. "lstm").
+    pub fn with_prefix(&self, prefix: &str) -> HashMap<String, Tensor> {
+        let p = format!("{prefix}.");
+        self.tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&p).map(|s| (s.to_string(), v.clone())))
+            .collect()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes `tensors` and `config` (any JSON value, usually the model config) to `path`
+/// atomically: a temporary file in the same directory is written, fsynced and renamed over
+/// `path`, so a crash leaves either the old file or the new one. Same tensors ⇒ same bytes.
+pub fn save<T: NamedTensors + ?Sized>(
+    path: impl AsRef<Path>,
+    tensors: &T,
+    config: Option<&serde_json::Value>,
+) -> Result<()> {
+    let path = path.as_ref();
+    // Sorted, so the file's bytes do not depend on HashMap order.
+    let tensors: BTreeMap<String, Tensor> = tensors
+        .named_tensors()
+        .into_iter()
+        .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect::<candle_core::Result<_>>()?;
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), FORMAT.to_string());
+    meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+    if let Some(c) = config {
+        meta.insert("config".to_string(), c.to_string());
+    }
+    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
+        .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), msg: format!("serialising: {e}") })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().ok_or_else(|| Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg: "not a file path".into(),
+    })?;
+    let tmp = dir.join(format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Persist the rename itself; not every platform lets a directory be fsynced.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(path)(e)
+    })
+}
+
+/// Reads every tensor of a safetensors file onto `device` without checking names. Truncated
+/// or non-safetensors files, an unknown `format` or a newer `format_version` are
+/// [`Error::Checkpoint`] naming the file.
+pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
+    let path = path.as_ref();
+    let bad = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file (truncated or another format?): {e}")))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("unreadable safetensors header: {e}")))?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let format_version = match metadata.get("format").map(String::as_str) {
+        None => None,
+        Some(FORMAT) => {
+            let v = metadata.get("format_version").cloned().ok_or_else(|| bad("no format_version in metadata".into()))?;
+            if v != FORMAT_VERSION {
+                return Err(bad(format!("format_version {v} is not supported (this build reads {FORMAT_VERSION})")));
+            }
+            Some(v)
+        }
+        Some(other) => return Err(bad(format!("metadata format is `{other}`, expected `{FORMAT}`"))),
+    };
+    let config = match metadata.get("config") {
+        Some(s) => Some(serde_json::from_str(s).map_err(|e| bad(format!("config metadata is not JSON: {e}")))?),
+        None => None,
+    };
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        let t = candle_core::safetensors::Load::load(&view, device)
+            .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+        tensors.insert(name, t);
+    }
+    Ok(Checkpoint { path: path.to_path_buf(), tensors, config, format_version, metadata })
+}
+
+/// Compares a checkpoint's tensors with the expected names and shapes; every missing, extra
+/// and mis-shaped tensor is listed in one [`Error::CheckpointMismatch`].
+pub fn check(ckpt: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut mis_shaped = Vec::new();
+    for (name, shape) in expected {
+        match ckpt.tensors.get(name) {
+            None => missing.push(name.clone()),
+            Some(t) if t.dims() != shape.as_slice() => mis_shaped.push(MisShaped {
+                name: name.clone(),
+                expected: shape.clone(),
+                found: t.dims().to_vec(),
+            }),
+            Some(_) => {}
+        }
+    }
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    let mut extra: Vec<String> = ckpt.tensors.keys().filter(|k| !known.contains(k.as_str())).cloned().collect();
+    missing.sort();
+    extra.sort();
+    mis_shaped.sort_by(|a, b| a.name.cmp(&b.name));
+    if missing.is_empty() && extra.is_empty() && mis_shaped.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::CheckpointMismatch { path: ckpt.path.clone(), missing, extra, mis_shaped })
+    }
+}
+
+/// [`read`] then [`check`] against `expected` (names with any prefix, shapes), converting
+/// tensors to `dtype`.
+pub fn load(path: impl AsRef<Path>, expected: &[(String, Vec<usize>)], dtype: DType, device: &Device) -> Result<Checkpoint> {
+    let mut ckpt = read(path, device)?;
+    check(&ckpt, expected)?;
+    for t in ckpt.tensors.values_mut() {
+        if t.dtype() != dtype {
+            *t = t.to_dtype(dtype)?;
+        }
+    }
+    Ok(ckpt)
+}
+
+/// Loads a checkpoint into the variables of `varmap` (e.g. a freshly built model), which must
+/// match it exactly in names and shapes; values are converted to each variable's dtype.
+pub fn load_into_varmap(path: impl AsRef<Path>, varmap: &VarMap) -> Result<Checkpoint> {
+    let data = varmap.data().lock().unwrap();
+    let device = data.values().next().map(|v| v.device().clone()).unwrap_or(Device::Cpu);
+    let expected: Vec<(String, Vec<usize>)> = data.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect();
+    let ckpt = read(path, &device)?;
+    check(&ckpt, &expected)?;
+    for (name, var) in data.iter() {
+        var.set(&ckpt.tensors[name].to_dtype(var.dtype())?)?;
+    }
+    drop(data);
+    Ok(ckpt)
+}
+
+/// Expected names and shapes of an `Lstm` under `prefix` ("" for a bare PyTorch state_dict).
+pub fn lstm_expected(cfg: &crate::LstmConfig, prefix: &str) -> Vec<(String, Vec<usize>)> {
+    crate::lstm::param_shapes(cfg)
+        .into_iter()
+        .map(|(n, s)| (if prefix.is_empty() { n } else { format!("{prefix}.{n}") }, s))
+        .collect()
+}
