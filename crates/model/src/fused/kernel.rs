@@ -1,0 +1,788 @@
+//! The fused LSTM direction on raw slices: forward over the whole sequence, saving what the
+//! backward needs, and backward through time.
+//!
+//! Layout. Sequences are sorted by length, longest first (like PyTorch's packed sequences), so
+//! the rows still running at step `s` are a prefix `0..n[s]` of the sorted batch, and every
+//! per-step buffer is "packed": step `s` occupies rows `off[s] .. off[s] + n[s]`. Padded steps
+//! therefore cost nothing, and a reverse direction is just a different time index
+//! `pos(r, s) = len[r] - 1 - s` when gathering inputs and scattering outputs.
+//!
+//! Gate columns are regrouped per block of hidden units: block `k` (units `j0..j1`, width `w`)
+//! owns the contiguous columns `ng*j0 .. ng*j1`, laid out `[gate_0 (w) | gate_1 (w) | ..]`. One
+//! thread owns one block: per step it does its slice of `h W_hh^T` (a GEMM against its quarter
+//! of the weights, which stays in its core's cache) and that block's gate math, so each step is
+//! a single fork/join. Backward mirrors it: thread `k` computes `dh[:, block k]` (a GEMM against
+//! its columns of W_hh) and then the gate gradients of the same block, which need exactly that
+//! `dh` slice, so each step is again one fork/join.
+
+use super::simd;
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Which gates and activations the cell has (Greff et al. 2017 variants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CellSpec {
+    /// Input gate has parameters (otherwise 1, or 1 - f when `coupled`).
+    pub input_gate: bool,
+    /// cifg: i = 1 - f (implies `!input_gate`).
+    pub coupled: bool,
+    pub forget_gate: bool,
+    pub output_gate: bool,
+    /// g = tanh(z_g) (otherwise g = z_g).
+    pub input_activation: bool,
+    /// h = o * tanh(c) (otherwise h = o * c).
+    pub output_activation: bool,
+    /// i and f see c_{t-1}, o sees c_t, through diagonal weights.
+    pub peephole: bool,
+}
+
+impl CellSpec {
+    pub const VANILLA: CellSpec = CellSpec {
+        input_gate: true,
+        coupled: false,
+        forget_gate: true,
+        output_gate: true,
+        input_activation: true,
+        output_activation: true,
+        peephole: false,
+    };
+
+    /// Gates with parameters, in PyTorch order (0 = i, 1 = f, 2 = g, 3 = o).
+    pub fn gates(&self) -> Vec<usize> {
+        let mut g = Vec::with_capacity(4);
+        if self.input_gate {
+            g.push(0);
+        }
+        if self.forget_gate {
+            g.push(1);
+        }
+        g.push(2);
+        if self.output_gate {
+            g.push(3);
+        }
+        g
+    }
+}
+
+/// Element type: f32 uses the SIMD approximations, f64 uses libm (the exact reference).
+pub trait Real:
+    candle_core::WithDType + std::ops::Neg<Output = Self> + Default + Copy + Send + Sync
+{
+    fn sigmoid_slice(xs: &mut [Self]);
+    fn tanh_slice(xs: &mut [Self]);
+}
+
+impl Real for f32 {
+    #[inline(always)]
+    fn sigmoid_slice(xs: &mut [f32]) {
+        simd::sigmoid_slice(xs)
+    }
+    #[inline(always)]
+    fn tanh_slice(xs: &mut [f32]) {
+        simd::tanh_slice(xs)
+    }
+}
+
+impl Real for f64 {
+    #[inline(always)]
+    fn sigmoid_slice(xs: &mut [f64]) {
+        for x in xs.iter_mut() {
+            *x = 1.0 / (1.0 + (-*x).exp());
+        }
+    }
+    #[inline(always)]
+    fn tanh_slice(xs: &mut [f64]) {
+        for x in xs.iter_mut() {
+            *x = x.tanh();
+        }
+    }
+}
+
+/// Problem sizes and the packing plan shared by forward and backward.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub batch: usize,
+    pub time: usize,
+    pub input: usize,
+    pub hidden: usize,
+    pub spec: CellSpec,
+    pub reverse: bool,
+    /// Gates with parameters (PyTorch order indices).
+    pub gates: Vec<usize>,
+    /// sorted row -> batch index.
+    pub perm: Vec<usize>,
+    /// Length of each sorted row.
+    pub len: Vec<usize>,
+    /// Rows active at each step (prefix of the sorted batch).
+    pub n: Vec<usize>,
+    /// Packed row offset of each step; `off[tmax]` is the packed row count.
+    pub off: Vec<usize>,
+    /// Hidden-unit blocks, one per task.
+    pub blocks: Vec<(usize, usize)>,
+    /// Internal gate column -> row of the caller's weight matrices.
+    pub col_src: Vec<usize>,
+}
+
+impl Plan {
+    pub fn new(
+        batch: usize,
+        time: usize,
+        input: usize,
+        hidden: usize,
+        lengths: &[usize],
+        reverse: bool,
+        spec: CellSpec,
+        threads: usize,
+    ) -> Plan {
+        let mut perm: Vec<usize> = (0..batch).collect();
+        perm.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]));
+        let len: Vec<usize> = perm.iter().map(|&b| lengths[b]).collect();
+        let tmax = len.first().copied().unwrap_or(0);
+        let n: Vec<usize> = (0..tmax).map(|s| len.iter().filter(|&&l| l > s).count()).collect();
+        let mut off = vec![0; tmax + 1];
+        for s in 0..tmax {
+            off[s + 1] = off[s] + n[s];
+        }
+        // Blocks a multiple of 16 units wide (one AVX-512 register of f32) where possible.
+        let tasks = threads.clamp(1, hidden.div_ceil(16).max(1));
+        let w = hidden.div_ceil(tasks).div_ceil(16) * 16;
+        let mut blocks = Vec::new();
+        let mut j0 = 0;
+        while j0 < hidden {
+            let j1 = (j0 + w).min(hidden);
+            blocks.push((j0, j1));
+            j0 = j1;
+        }
+        let gates = spec.gates();
+        let ng = gates.len();
+        let mut col_src = Vec::with_capacity(ng * hidden);
+        for &(j0, j1) in &blocks {
+            for slot in 0..ng {
+                for j in j0..j1 {
+                    col_src.push(slot * hidden + j);
+                }
+            }
+        }
+        Plan { batch, time, input, hidden, spec, reverse, gates, perm, len, n, off, blocks, col_src }
+    }
+
+    pub fn tmax(&self) -> usize {
+        self.n.len()
+    }
+    pub fn rows(&self) -> usize {
+        self.off[self.tmax()]
+    }
+    pub fn ng(&self) -> usize {
+        self.gates.len()
+    }
+    pub fn r(&self) -> usize {
+        self.ng() * self.hidden
+    }
+    /// Time index of step `s` of sorted row `r`.
+    #[inline]
+    pub fn pos(&self, r: usize, s: usize) -> usize {
+        if self.reverse {
+            self.len[r] - 1 - s
+        } else {
+            s
+        }
+    }
+    /// Packed-weight width: [W_ih | W_hh | bias | peephole?].
+    pub fn wcols(&self) -> usize {
+        self.input + self.hidden + 1 + usize::from(self.spec.peephole)
+    }
+    fn slot(&self, gate: usize) -> Option<usize> {
+        self.gates.iter().position(|&g| g == gate)
+    }
+}
+
+/// What the backward needs, kept from the forward.
+pub struct Saved<T> {
+    pub plan: Plan,
+    /// (rows, input) gathered inputs.
+    x: Vec<T>,
+    /// (R, input) and (R, hidden) weights in internal column order.
+    w_ih: Vec<T>,
+    w_hh: Vec<T>,
+    /// (3, hidden): peephole weights for i, f, o (empty when not peephole).
+    peep: Vec<T>,
+    /// (rows, R) gate activations.
+    gates: Vec<T>,
+    /// (rows, hidden) cells, and their output activation.
+    c: Vec<T>,
+    tc: Vec<T>,
+    /// (rows, hidden): the h each step's GEMM read (h_{s-1}).
+    h_prev: Vec<T>,
+    /// (batch, hidden) sorted initial cell.
+    c0: Vec<T>,
+}
+
+#[derive(Clone, Copy)]
+struct Ptr<T>(*mut T);
+unsafe impl<T> Send for Ptr<T> {}
+unsafe impl<T> Sync for Ptr<T> {}
+impl<T> Ptr<T> {
+    #[inline]
+    unsafe fn at(self, i: usize) -> *mut T {
+        self.0.add(i)
+    }
+    #[inline]
+    unsafe fn slice<'a>(self, i: usize, len: usize) -> &'a mut [T] {
+        std::slice::from_raw_parts_mut(self.0.add(i), len)
+    }
+}
+
+pub fn parallelism(threads: usize) -> Parallelism {
+    if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    }
+}
+
+/// dst (m x n, row stride dst_rs) (+)= lhs (m x k) * rhs (k x n), arbitrary lhs/rhs strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: *const T,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const T,
+    rhs_rs: usize,
+    rhs_cs: usize,
+    par: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                std::slice::from_raw_parts_mut(dst.add(i * dst_rs), n).fill(T::zero());
+            }
+        }
+        return;
+    }
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        T::one(),
+        T::one(),
+        false,
+        false,
+        false,
+        par,
+    );
+}
+
+/// Runs `f(k)` for every block, in parallel when there is more than one.
+fn for_blocks(nb: usize, f: impl Fn(usize) + Sync + Send) {
+    if nb == 1 {
+        f(0)
+    } else {
+        (0..nb).into_par_iter().for_each(f);
+    }
+}
+
+/// Forward. `x` (batch, time, input), `w` (R, wcols), `state` (2, batch, hidden), all
+/// contiguous. Returns (batch, time + 2, hidden): outputs, then final h, then final c.
+pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usize) -> (Vec<T>, Saved<T>) {
+    let (bsz, tlen, ni, nh) = (plan.batch, plan.time, plan.input, plan.hidden);
+    let (ng, r_all, rows, tmax) = (plan.ng(), plan.r(), plan.rows(), plan.tmax());
+    let wc = plan.wcols();
+    let par = parallelism(threads);
+
+    // Weights in internal column order.
+    let mut w_ih = vec![T::zero(); r_all * ni];
+    let mut w_hh = vec![T::zero(); r_all * nh];
+    let mut w_hh_t = vec![T::zero(); nh * r_all];
+    let mut bias = vec![T::zero(); r_all];
+    for (c, &src) in plan.col_src.iter().enumerate() {
+        let row = &w[src * wc..(src + 1) * wc];
+        w_ih[c * ni..(c + 1) * ni].copy_from_slice(&row[..ni]);
+        w_hh[c * nh..(c + 1) * nh].copy_from_slice(&row[ni..ni + nh]);
+        for k in 0..nh {
+            w_hh_t[k * r_all + c] = row[ni + k];
+        }
+        bias[c] = row[ni + nh];
+    }
+    let mut peep = Vec::new();
+    if plan.spec.peephole {
+        // The peephole column holds p_i, p_f, p_o at the rows of gates i, f, o.
+        peep = vec![T::zero(); 3 * nh];
+        for (q, gate) in [0usize, 1, 3].iter().enumerate() {
+            let slot = plan.slot(*gate).expect("peephole needs i, f, o");
+            for j in 0..nh {
+                peep[q * nh + j] = w[(slot * nh + j) * wc + wc - 1];
+            }
+        }
+    }
+
+    // Gathered inputs and their projection (one GEMM for all steps), bias pre-filled.
+    let mut xg = vec![T::zero(); rows * ni];
+    for s in 0..tmax {
+        for r in 0..plan.n[s] {
+            let src = (plan.perm[r] * tlen + plan.pos(r, s)) * ni;
+            xg[(plan.off[s] + r) * ni..(plan.off[s] + r + 1) * ni].copy_from_slice(&x[src..src + ni]);
+        }
+    }
+    let mut gates = Vec::with_capacity(rows * r_all);
+    for _ in 0..rows {
+        gates.extend_from_slice(&bias);
+    }
+    unsafe {
+        matmul(rows, r_all, ni, gates.as_mut_ptr(), r_all, true, xg.as_ptr(), ni, 1, w_ih.as_ptr(), 1, ni, par);
+    }
+
+    let mut out = vec![T::zero(); bsz * (tlen + 2) * nh];
+    let mut c0 = vec![T::zero(); bsz * nh];
+    let mut h_prev = vec![T::zero(); rows * nh];
+    for r in 0..bsz {
+        let b = plan.perm[r];
+        let h0 = &state[b * nh..(b + 1) * nh];
+        let c0b = &state[(bsz + b) * nh..(bsz + b + 1) * nh];
+        c0[r * nh..(r + 1) * nh].copy_from_slice(c0b);
+        // Final state defaults to the initial one (length-0 sequences).
+        out[(b * (tlen + 2) + tlen) * nh..][..nh].copy_from_slice(h0);
+        out[(b * (tlen + 2) + tlen + 1) * nh..][..nh].copy_from_slice(c0b);
+        if tmax > 0 && r < plan.n[0] {
+            h_prev[r * nh..(r + 1) * nh].copy_from_slice(h0);
+        }
+    }
+    let mut c = vec![T::zero(); rows * nh];
+    let mut tc = vec![T::zero(); rows * nh];
+
+    let (pg, pc, ptc, ph, pout) =
+        (Ptr(gates.as_mut_ptr()), Ptr(c.as_mut_ptr()), Ptr(tc.as_mut_ptr()), Ptr(h_prev.as_mut_ptr()), Ptr(out.as_mut_ptr()));
+    let whht = Ptr(w_hh_t.as_ptr() as *mut T);
+    let plan_ref = &plan;
+    let (c0_ref, peep_ref) = (&c0, &peep);
+    let gate_fn = fwd_gates_fn::<T>();
+    for s in 0..tmax {
+        for_blocks(plan.blocks.len(), |k| {
+            let (j0, j1) = plan_ref.blocks[k];
+            let w = j1 - j0;
+            let n = plan_ref.n[s];
+            let off = plan_ref.off[s];
+            unsafe {
+                matmul(
+                    n,
+                    ng * w,
+                    nh,
+                    pg.at(off * r_all + ng * j0),
+                    r_all,
+                    true,
+                    ph.at(off * nh),
+                    nh,
+                    1,
+                    whht.at(ng * j0),
+                    r_all,
+                    1,
+                    Parallelism::None,
+                );
+                let mut scratch = vec![T::zero(); 4 * w];
+                for r in 0..n {
+                    let row = off + r;
+                    let pre = pg.slice(row * r_all + ng * j0, ng * w);
+                    let cp: &[T] = if s == 0 {
+                        &c0_ref[r * nh + j0..r * nh + j1]
+                    } else {
+                        pc.slice((plan_ref.off[s - 1] + r) * nh + j0, w)
+                    };
+                    let cc = pc.slice(row * nh + j0, w);
+                    let tcc = ptc.slice(row * nh + j0, w);
+                    let b = plan_ref.perm[r];
+                    let hout = pout.slice((b * (tlen + 2) + plan_ref.pos(r, s)) * nh + j0, w);
+                    let pp: [&[T]; 3] = if plan_ref.spec.peephole {
+                        [
+                            &peep_ref[j0..j1],
+                            &peep_ref[nh + j0..nh + j1],
+                            &peep_ref[2 * nh + j0..2 * nh + j1],
+                        ]
+                    } else {
+                        [&[], &[], &[]]
+                    };
+                    gate_fn(&plan_ref.spec, w, pre, cp, cc, tcc, hout, pp, &mut scratch);
+                    if s + 1 < tmax && r < plan_ref.n[s + 1] {
+                        ph.slice((plan_ref.off[s + 1] + r) * nh + j0, w).copy_from_slice(hout);
+                    }
+                    if plan_ref.len[r] == s + 1 {
+                        let fin = (b * (tlen + 2) + tlen) * nh + j0;
+                        pout.slice(fin, w).copy_from_slice(hout);
+                        pout.slice(fin + nh, w).copy_from_slice(cc);
+                    }
+                }
+            }
+        });
+    }
+    let saved = Saved { plan, x: xg, w_ih, w_hh, peep, gates, c, tc, h_prev, c0 };
+    (out, saved)
+}
+
+type FwdGates<T> =
+    fn(&CellSpec, usize, &mut [T], &[T], &mut [T], &mut [T], &mut [T], [&[T]; 3], &mut [T]);
+
+/// Gate math of one row of one block. `pre` holds the present gates' pre-activations and is
+/// overwritten with their activations; writes c, act(c) and h.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn fwd_gates<T: Real>(
+    spec: &CellSpec,
+    w: usize,
+    pre: &mut [T],
+    cp: &[T],
+    c: &mut [T],
+    tc: &mut [T],
+    h: &mut [T],
+    peep: [&[T]; 3],
+    scratch: &mut [T],
+) {
+    let mut slots = pre.chunks_exact_mut(w);
+    let zi = if spec.input_gate { Some(slots.next().unwrap()) } else { None };
+    let zf = if spec.forget_gate { Some(slots.next().unwrap()) } else { None };
+    let zg = slots.next().unwrap();
+    let zo = if spec.output_gate { Some(slots.next().unwrap()) } else { None };
+    let (ones, rest) = scratch.split_at_mut(w);
+    let (ibuf, _) = rest.split_at_mut(w);
+    ones.fill(T::one());
+    let cp = &cp[..w];
+    let f: &[T] = match zf {
+        Some(zf) => {
+            if spec.peephole {
+                for ((z, &p), &cv) in zf.iter_mut().zip(peep[1]).zip(cp) {
+                    *z += p * cv;
+                }
+            }
+            T::sigmoid_slice(zf);
+            zf
+        }
+        None => ones,
+    };
+    let i: &[T] = match zi {
+        Some(zi) => {
+            if spec.peephole {
+                for ((z, &p), &cv) in zi.iter_mut().zip(peep[0]).zip(cp) {
+                    *z += p * cv;
+                }
+            }
+            T::sigmoid_slice(zi);
+            zi
+        }
+        None if spec.coupled => {
+            for (iv, &fv) in ibuf.iter_mut().zip(f) {
+                *iv = T::one() - fv;
+            }
+            ibuf
+        }
+        None => ones,
+    };
+    if spec.input_activation {
+        T::tanh_slice(zg);
+    }
+    let (c, tc, h) = (&mut c[..w], &mut tc[..w], &mut h[..w]);
+    for j in 0..w {
+        c[j] = f[j] * cp[j] + i[j] * zg[j];
+    }
+    tc.copy_from_slice(c);
+    if spec.output_activation {
+        T::tanh_slice(tc);
+    }
+    match zo {
+        Some(zo) => {
+            if spec.peephole {
+                for ((z, &p), &cv) in zo.iter_mut().zip(peep[2]).zip(c.iter()) {
+                    *z += p * cv;
+                }
+            }
+            T::sigmoid_slice(zo);
+            for j in 0..w {
+                h[j] = zo[j] * tc[j];
+            }
+        }
+        None => h.copy_from_slice(tc),
+    }
+}
+
+macro_rules! multiversion {
+    ($name:ident, $generic:ident, $ty:ty, ($($arg:ident : $argty:ty),*)) => {
+        fn $name<T: Real>() -> $ty {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")]
+                unsafe fn v4<T: Real>($($arg: $argty),*) {
+                    $generic::<T>($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3<T: Real>($($arg: $argty),*) {
+                    $generic::<T>($($arg),*)
+                }
+                fn v4_safe<T: Real>($($arg: $argty),*) {
+                    // SAFETY: selected only when the CPU reports these features.
+                    unsafe { v4::<T>($($arg),*) }
+                }
+                fn v3_safe<T: Real>($($arg: $argty),*) {
+                    // SAFETY: selected only when the CPU reports these features.
+                    unsafe { v3::<T>($($arg),*) }
+                }
+                if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512dq")
+                    && std::is_x86_feature_detected!("avx512vl")
+                    && std::is_x86_feature_detected!("avx512bw")
+                {
+                    return v4_safe::<T>;
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    return v3_safe::<T>;
+                }
+            }
+            $generic::<T>
+        }
+    };
+}
+
+multiversion!(fwd_gates_fn, fwd_gates, FwdGates<T>,
+    (spec: &CellSpec, w: usize, pre: &mut [T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T], peep: [&[T]; 3], scratch: &mut [T]));
+
+type BwdGates<T> = fn(&CellSpec, usize, BwdRow<'_, T>);
+
+/// One row of one block for the backward gate math.
+pub struct BwdRow<'a, T> {
+    /// Gradient reaching h_t (recurrent + output), consumed.
+    dh: &'a [T],
+    /// Running gradient of the cell: in dc_t, out dc_{t-1}.
+    dc: &'a mut [T],
+    act: &'a [T],
+    c: &'a [T],
+    tc: &'a [T],
+    cp: &'a [T],
+    peep: [&'a [T]; 3],
+    dpeep: [&'a mut [T]; 3],
+    /// Pre-activation gradients of the present gates, written.
+    dz: &'a mut [T],
+}
+
+#[inline(always)]
+fn bwd_gates<T: Real>(spec: &CellSpec, w: usize, row: BwdRow<'_, T>) {
+    let BwdRow { dh, dc, act, c, tc, cp, peep, dpeep, dz } = row;
+    let one = T::one();
+    let mut k = 0;
+    let mut next = || {
+        let s = k;
+        k += 1;
+        s * w
+    };
+    let si = if spec.input_gate { Some(next()) } else { None };
+    let sf = if spec.forget_gate { Some(next()) } else { None };
+    let sg = next();
+    let so = if spec.output_gate { Some(next()) } else { None };
+    let [dpi, dpf, dpo] = dpeep;
+    let (dh, dc, c, tc, cp) = (&dh[..w], &mut dc[..w], &c[..w], &tc[..w], &cp[..w]);
+    for j in 0..w {
+        let f = sf.map_or(one, |s| act[s + j]);
+        let i = match si {
+            Some(s) => act[s + j],
+            None if spec.coupled => one - f,
+            None => one,
+        };
+        let g = act[sg + j];
+        let o = so.map_or(one, |s| act[s + j]);
+        let dhj = dh[j];
+        let mut dcj = dc[j];
+        let dtc = dhj * o;
+        dcj += if spec.output_activation { dtc * (one - tc[j] * tc[j]) } else { dtc };
+        if let Some(s) = so {
+            let dzo = dhj * tc[j] * o * (one - o);
+            if spec.peephole {
+                dcj += dzo * peep[2][j];
+                dpo[j] += dzo * c[j];
+            }
+            dz[s + j] = dzo;
+        }
+        let di = dcj * g;
+        let dg = dcj * i;
+        let mut df = dcj * cp[j];
+        let mut dcp = dcj * f;
+        dz[sg + j] = if spec.input_activation { dg * (one - g * g) } else { dg };
+        if spec.coupled {
+            df -= di;
+        }
+        if let Some(s) = si {
+            let dzi = di * i * (one - i);
+            if spec.peephole {
+                dcp += dzi * peep[0][j];
+                dpi[j] += dzi * cp[j];
+            }
+            dz[s + j] = dzi;
+        }
+        if let Some(s) = sf {
+            let dzf = df * f * (one - f);
+            if spec.peephole {
+                dcp += dzf * peep[1][j];
+                dpf[j] += dzf * cp[j];
+            }
+            dz[s + j] = dzf;
+        }
+        dc[j] = dcp;
+    }
+}
+
+multiversion!(bwd_gates_fn, bwd_gates, BwdGates<T>, (spec: &CellSpec, w: usize, row: BwdRow<'_, T>));
+
+/// Gradients of the op's three inputs.
+pub struct Grads<T> {
+    /// (batch, time, input)
+    pub x: Option<Vec<T>>,
+    /// (R, wcols), rows in the caller's order.
+    pub w: Vec<T>,
+    /// (2, batch, hidden)
+    pub state: Vec<T>,
+}
+
+/// Backward through time. `grad` is (batch, time + 2, hidden) contiguous.
+pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: usize) -> Grads<T> {
+    let plan = &saved.plan;
+    let (bsz, tlen, ni, nh) = (plan.batch, plan.time, plan.input, plan.hidden);
+    let (r_all, rows, tmax) = (plan.r(), plan.rows(), plan.tmax());
+    let wc = plan.wcols();
+    let par = parallelism(threads);
+
+    let mut dh = vec![T::zero(); bsz * nh];
+    let mut dc = vec![T::zero(); bsz * nh];
+    for r in 0..bsz {
+        let b = plan.perm[r];
+        dh[r * nh..(r + 1) * nh].copy_from_slice(&grad[(b * (tlen + 2) + tlen) * nh..][..nh]);
+        dc[r * nh..(r + 1) * nh].copy_from_slice(&grad[(b * (tlen + 2) + tlen + 1) * nh..][..nh]);
+    }
+    let mut dz = vec![T::zero(); rows * r_all];
+    let mut dpeep = vec![T::zero(); if plan.spec.peephole { 3 * nh } else { 0 }];
+    let (pdh, pdc, pdz, pdp) = (Ptr(dh.as_mut_ptr()), Ptr(dc.as_mut_ptr()), Ptr(dz.as_mut_ptr()), Ptr(dpeep.as_mut_ptr()));
+    let whh = Ptr(saved.w_hh.as_ptr() as *mut T);
+    let gate_fn = bwd_gates_fn::<T>();
+    let ng = plan.ng();
+    for s in (0..tmax).rev() {
+        for_blocks(plan.blocks.len(), |k| {
+            let (j0, j1) = plan.blocks[k];
+            let w = j1 - j0;
+            let n = plan.n[s];
+            let off = plan.off[s];
+            unsafe {
+                if s + 1 < tmax {
+                    // dh_s[:, block] = dz_{s+1} W_hh[:, block] for the rows still running.
+                    let n1 = plan.n[s + 1];
+                    let off1 = plan.off[s + 1];
+                    matmul(n1, w, r_all, pdh.at(j0), nh, false, pdz.at(off1 * r_all), r_all, 1, whh.at(j0), nh, 1, Parallelism::None);
+                }
+                let mut dh_row = vec![T::zero(); w];
+                for r in 0..n {
+                    let row = off + r;
+                    let b = plan.perm[r];
+                    let dy = &grad[(b * (tlen + 2) + plan.pos(r, s)) * nh + j0..][..w];
+                    for ((d, &a), &y) in dh_row.iter_mut().zip(pdh.slice(r * nh + j0, w).iter()).zip(dy) {
+                        *d = a + y;
+                    }
+                    let cp: &[T] = if s == 0 {
+                        &saved.c0[r * nh + j0..r * nh + j1]
+                    } else {
+                        &saved.c[(plan.off[s - 1] + r) * nh + j0..][..w]
+                    };
+                    let (peep, dpeep): ([&[T]; 3], [&mut [T]; 3]) = if plan.spec.peephole {
+                        (
+                            [&saved.peep[j0..j1], &saved.peep[nh + j0..nh + j1], &saved.peep[2 * nh + j0..2 * nh + j1]],
+                            [pdp.slice(j0, w), pdp.slice(nh + j0, w), pdp.slice(2 * nh + j0, w)],
+                        )
+                    } else {
+                        ([&[], &[], &[]], [&mut [], &mut [], &mut []])
+                    };
+                    gate_fn(
+                        &plan.spec,
+                        w,
+                        BwdRow {
+                            dh: &dh_row,
+                            dc: pdc.slice(r * nh + j0, w),
+                            act: &saved.gates[row * r_all + ng * j0..][..ng * w],
+                            c: &saved.c[row * nh + j0..][..w],
+                            tc: &saved.tc[row * nh + j0..][..w],
+                            cp,
+                            peep,
+                            dpeep,
+                            dz: pdz.slice(row * r_all + ng * j0, ng * w),
+                        },
+                    );
+                }
+            }
+        });
+    }
+    // Gradient reaching h0 (rows that ran at step 0; length-0 rows keep dh_n).
+    if tmax > 0 {
+        unsafe {
+            matmul(plan.n[0], nh, r_all, dh.as_mut_ptr(), nh, false, dz.as_ptr(), r_all, 1, saved.w_hh.as_ptr(), nh, 1, par);
+        }
+    }
+    let mut state = vec![T::zero(); 2 * bsz * nh];
+    for r in 0..bsz {
+        let b = plan.perm[r];
+        state[b * nh..(b + 1) * nh].copy_from_slice(&dh[r * nh..(r + 1) * nh]);
+        state[(bsz + b) * nh..(bsz + b + 1) * nh].copy_from_slice(&dc[r * nh..(r + 1) * nh]);
+    }
+
+    // Weight gradients: one GEMM each over all packed rows.
+    let mut dw_ih = vec![T::zero(); r_all * ni];
+    let mut dw_hh = vec![T::zero(); r_all * nh];
+    unsafe {
+        matmul(r_all, ni, rows, dw_ih.as_mut_ptr(), ni, false, dz.as_ptr(), 1, r_all, saved.x.as_ptr(), ni, 1, par);
+        matmul(r_all, nh, rows, dw_hh.as_mut_ptr(), nh, false, dz.as_ptr(), 1, r_all, saved.h_prev.as_ptr(), nh, 1, par);
+    }
+    let mut db = vec![T::zero(); r_all];
+    for row in dz.chunks_exact(r_all) {
+        for (a, &g) in db.iter_mut().zip(row) {
+            *a += g;
+        }
+    }
+    let mut dw = vec![T::zero(); r_all * wc];
+    for (c, &src) in plan.col_src.iter().enumerate() {
+        let row = &mut dw[src * wc..(src + 1) * wc];
+        row[..ni].copy_from_slice(&dw_ih[c * ni..(c + 1) * ni]);
+        row[ni..ni + nh].copy_from_slice(&dw_hh[c * nh..(c + 1) * nh]);
+        row[ni + nh] = db[c];
+    }
+    if plan.spec.peephole {
+        for (q, gate) in [0usize, 1, 3].iter().enumerate() {
+            let slot = plan.slot(*gate).unwrap();
+            for j in 0..nh {
+                dw[(slot * nh + j) * wc + wc - 1] = dpeep[q * nh + j];
+            }
+        }
+    }
+
+    let x = need_dx.then(|| {
+        let mut dxg = vec![T::zero(); rows * ni];
+        unsafe {
+            matmul(rows, ni, r_all, dxg.as_mut_ptr(), ni, false, dz.as_ptr(), r_all, 1, saved.w_ih.as_ptr(), ni, 1, par);
+        }
+        let mut dx = vec![T::zero(); bsz * tlen * ni];
+        for s in 0..tmax {
+            for r in 0..plan.n[s] {
+                let dst = (plan.perm[r] * tlen + plan.pos(r, s)) * ni;
+                dx[dst..dst + ni].copy_from_slice(&dxg[(plan.off[s] + r) * ni..][..ni]);
+            }
+        }
+        dx
+    });
+    Grads { x, w: dw, state }
+}

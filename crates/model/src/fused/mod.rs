@@ -1,0 +1,213 @@
+//! Fused CPU LSTM: one direction of one layer over the whole sequence as a single candle op
+//! with its own backward.
+//!
+//! Forward: one GEMM projects every step's input; per step one GEMM `h W_hh^T` accumulates into
+//! the gate buffer, followed by SIMD gate math (see `simd` for the accuracy of exp, sigmoid and
+//! tanh). Backward through time: one GEMM per step for `dh`, then single large GEMMs for
+//! `dW_ih`, `dW_hh` and `dx`. Sequences may have different lengths (padded steps keep the
+//! state and output zeros; the final state is the one at each sequence's last real token);
+//! `reverse` runs right to left over each sequence's real tokens.
+//!
+//! candle custom ops take at most three tensors and return one, so the entry point packs
+//! `[W_ih | W_hh | b_ih + b_hh (| peephole)]` into one weight tensor and `(h0, c0)` into one
+//! state tensor with differentiable `cat`/`stack`, and splits the op's packed
+//! `(batch, time + 2, hidden)` output (outputs, final h, final c) with `narrow`.
+//!
+//! Threads: the per-step work is split over hidden-unit blocks, one per rayon thread
+//! (`rayon::current_num_threads()`, i.e. RAYON_NUM_THREADS or the global pool the caller
+//! built); the big GEMMs use gemm's rayon parallelism with the same count. rayon workers sleep
+//! when idle.
+
+pub mod kernel;
+pub mod op;
+pub mod simd;
+
+#[cfg(test)]
+mod tests;
+
+pub use kernel::CellSpec;
+use candle_core::{DType, Device, Result, Tensor};
+
+/// The gate variants (Greff et al. 2017) by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FusedVariant {
+    Vanilla,
+    Peephole,
+    Cifg,
+    Nog,
+    Noaf,
+    Nig,
+    Nfg,
+    Niaf,
+}
+
+impl FusedVariant {
+    pub const ALL: [FusedVariant; 8] = [
+        FusedVariant::Vanilla,
+        FusedVariant::Peephole,
+        FusedVariant::Cifg,
+        FusedVariant::Nog,
+        FusedVariant::Noaf,
+        FusedVariant::Nig,
+        FusedVariant::Nfg,
+        FusedVariant::Niaf,
+    ];
+
+    /// The config name (`"vanilla"`, `"peephole"`, ...); None for an unknown name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FusedVariant::Vanilla => "vanilla",
+            FusedVariant::Peephole => "peephole",
+            FusedVariant::Cifg => "cifg",
+            FusedVariant::Nog => "nog",
+            FusedVariant::Noaf => "noaf",
+            FusedVariant::Nig => "nig",
+            FusedVariant::Nfg => "nfg",
+            FusedVariant::Niaf => "niaf",
+        }
+    }
+
+    pub fn spec(self) -> CellSpec {
+        let v = CellSpec::VANILLA;
+        match self {
+            FusedVariant::Vanilla => v,
+            FusedVariant::Peephole => CellSpec { peephole: true, ..v },
+            FusedVariant::Cifg => CellSpec { input_gate: false, coupled: true, ..v },
+            FusedVariant::Nog => CellSpec { output_gate: false, ..v },
+            FusedVariant::Noaf => CellSpec { output_activation: false, ..v },
+            FusedVariant::Nig => CellSpec { input_gate: false, ..v },
+            FusedVariant::Nfg => CellSpec { forget_gate: false, ..v },
+            FusedVariant::Niaf => CellSpec { input_activation: false, ..v },
+        }
+    }
+
+    /// Gates with parameters, in the row order of W_ih / W_hh / biases (PyTorch's i, f, g, o
+    /// with the absent ones left out): e.g. cifg and nig have `[f, g, o]`, 3H rows.
+    pub fn gate_names(self) -> Vec<&'static str> {
+        self.spec().gates().into_iter().map(|g| ["i", "f", "g", "o"][g]).collect()
+    }
+}
+
+/// Whether the fused op runs for this device, dtype and variant (CPU, f32/f64, every variant).
+/// Elsewhere the caller uses the op-by-op path.
+pub fn supports(device: &Device, dtype: DType, _variant: FusedVariant) -> bool {
+    device.is_cpu() && matches!(dtype, DType::F32 | DType::F64)
+}
+
+/// One direction's parameters. With `G` = number of gates with parameters
+/// (`FusedVariant::gate_names`): `w_ih` (G*H, input), `w_hh` (G*H, H), biases (G*H),
+/// peephole diagonals `p_i, p_f, p_o` stacked (3*H) (peephole variant only).
+#[derive(Clone, Copy)]
+pub struct DirectionParams<'a> {
+    pub w_ih: &'a Tensor,
+    pub w_hh: &'a Tensor,
+    pub b_ih: Option<&'a Tensor>,
+    pub b_hh: Option<&'a Tensor>,
+    pub peephole: Option<&'a Tensor>,
+}
+
+/// Vanilla (PyTorch `nn.LSTM`) direction. `x` (batch, time, input); `lengths` one per batch
+/// row (each <= time; empty = all full); returns (output (batch, time, hidden), h_n (batch,
+/// hidden), c_n (batch, hidden)).
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_direction(
+    x: &Tensor,
+    w_ih: &Tensor,
+    w_hh: &Tensor,
+    b_ih: Option<&Tensor>,
+    b_hh: Option<&Tensor>,
+    h0: Option<&Tensor>,
+    c0: Option<&Tensor>,
+    lengths: &[usize],
+    reverse: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let params = DirectionParams { w_ih, w_hh, b_ih, b_hh, peephole: None };
+    lstm_direction_variant(FusedVariant::Vanilla, &params, x, h0, c0, lengths, reverse)
+}
+
+/// Any variant. See `lstm_direction` for shapes.
+pub fn lstm_direction_variant(
+    variant: FusedVariant,
+    p: &DirectionParams<'_>,
+    x: &Tensor,
+    h0: Option<&Tensor>,
+    c0: Option<&Tensor>,
+    lengths: &[usize],
+    reverse: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let spec = variant.spec();
+    let (b, t, i) = x.dims3()?;
+    let (rows, wi) = p.w_ih.dims2()?;
+    let hidden = p.w_hh.dim(1)?;
+    let ng = spec.gates().len();
+    if !supports(x.device(), x.dtype(), variant) {
+        candle_core::bail!("fused lstm: unsupported device {:?} / dtype {:?}", x.device(), x.dtype());
+    }
+    if wi != i || rows != ng * hidden || p.w_hh.dims() != [ng * hidden, hidden] {
+        candle_core::bail!(
+            "fused lstm ({}): expected w_ih ({}, {i}) and w_hh ({}, {hidden}) for input {i}, hidden {hidden}; got {:?} and {:?}",
+            variant.name(),
+            ng * hidden,
+            ng * hidden,
+            p.w_ih.dims(),
+            p.w_hh.dims()
+        );
+    }
+    let lengths: Vec<usize> = if lengths.is_empty() { vec![t; b] } else { lengths.to_vec() };
+    if lengths.len() != b || lengths.iter().any(|&l| l > t) {
+        candle_core::bail!("fused lstm: lengths {lengths:?} must have one entry per batch row ({b}), each <= time ({t})");
+    }
+    let dtype = x.dtype();
+    let dev = x.device();
+    let bias = match (p.b_ih, p.b_hh) {
+        (Some(a), Some(c)) => Some(a.add(c)?),
+        (Some(a), None) | (None, Some(a)) => Some(a.clone()),
+        (None, None) => None,
+    };
+    let bias = match bias {
+        Some(bias) => bias.reshape((rows, 1))?,
+        None => Tensor::zeros((rows, 1), dtype, dev)?,
+    };
+    let mut cols = vec![p.w_ih.clone(), p.w_hh.clone(), bias];
+    match (spec.peephole, p.peephole) {
+        (true, Some(pp)) => {
+            if pp.dims() != [3 * hidden] {
+                candle_core::bail!("fused lstm (peephole): expected peephole weights ({}), got {:?}", 3 * hidden, pp.dims());
+            }
+            let zeros = Tensor::zeros(hidden, dtype, dev)?;
+            // Rows follow the gates: i, f, g (no peephole), o.
+            let col = Tensor::cat(&[pp.narrow(0, 0, 2 * hidden)?, zeros, pp.narrow(0, 2 * hidden, hidden)?], 0)?;
+            cols.push(col.reshape((rows, 1))?);
+        }
+        (true, None) => candle_core::bail!("fused lstm (peephole): missing peephole weights"),
+        (false, Some(_)) => candle_core::bail!("fused lstm ({}): unexpected peephole weights", variant.name()),
+        (false, None) => {}
+    }
+    let w = Tensor::cat(&cols, 1)?.contiguous()?;
+    let has_state = h0.is_some() || c0.is_some();
+    let zeros_state = || Tensor::zeros((b, hidden), dtype, dev);
+    let state = if has_state {
+        let h0 = match h0 {
+            Some(h) => h.clone(),
+            None => zeros_state()?,
+        };
+        let c0 = match c0 {
+            Some(c) => c.clone(),
+            None => zeros_state()?,
+        };
+        Tensor::stack(&[h0, c0], 0)?.contiguous()?
+    } else {
+        Tensor::zeros((2, b, hidden), dtype, dev)?
+    };
+    let threads = rayon::current_num_threads();
+    let op = op::FusedLstmOp::new(spec, lengths, reverse, has_state, threads);
+    let packed = x.contiguous()?.apply_op3(&w, &state, op)?; // (batch, time + 2, hidden)
+    let out = packed.narrow(1, 0, t)?;
+    let h_n = packed.narrow(1, t, 1)?.squeeze(1)?;
+    let c_n = packed.narrow(1, t + 1, 1)?.squeeze(1)?;
+    Ok((out, h_n, c_n))
+}

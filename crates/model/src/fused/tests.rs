@@ -1,0 +1,289 @@
+//! The fused op against the op-by-op reference (`crate::lstm::run_direction`) and against
+//! finite differences, for every variant, random shapes, lengths, directions and initial states.
+
+use super::*;
+use crate::config::{CellKind, Variant};
+use crate::lstm::{run_direction, CellSpec as RefSpec, DirectionWeights, LstmState, StepMasks};
+use candle_core::{backprop::GradStore, Var};
+
+/// splitmix64: a seeded, dependency-free source for test data.
+struct TestRng(u64);
+impl TestRng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    fn tensor(&mut self, shape: &[usize], scale: f64, dtype: DType) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f64> = (0..n).map(|_| (2.0 * self.uniform() - 1.0) * scale).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    variant: Variant,
+    b: usize,
+    t: usize,
+    i: usize,
+    h: usize,
+    lengths: Vec<usize>,
+    reverse: bool,
+    with_state: bool,
+}
+
+impl Case {
+    fn random(rng: &mut TestRng, variant: Variant) -> Case {
+        let b = 1 + rng.below(5);
+        let t = 1 + rng.below(7);
+        let full = rng.below(3) == 0;
+        let mut lengths: Vec<usize> = (0..b).map(|_| if full { t } else { rng.below(t + 1) }).collect();
+        lengths[rng.below(b)] = t;
+        Case {
+            variant,
+            b,
+            t,
+            i: 1 + rng.below(6),
+            h: [1, 3, 8, 17, 20, 33][rng.below(6)],
+            lengths,
+            reverse: rng.below(2) == 1,
+            with_state: rng.below(2) == 1,
+        }
+    }
+}
+
+/// The inputs of one case, as Vars so that both paths get gradients for all of them.
+struct Inputs {
+    x: Var,
+    w_ih: Var,
+    w_hh: Var,
+    b_ih: Var,
+    b_hh: Var,
+    peep: Option<Var>,
+    h0: Option<Var>,
+    c0: Option<Var>,
+    /// Loss weights for output, h_n, c_n.
+    r: [Tensor; 3],
+}
+
+impl Inputs {
+    fn new(c: &Case, rng: &mut TestRng, dtype: DType) -> Inputs {
+        let g = c.variant.gates().len() * c.h;
+        let v = |rng: &mut TestRng, shape: &[usize], scale: f64| Var::from_tensor(&rng.tensor(shape, scale, dtype)).unwrap();
+        let ws = 1.0 / (c.h as f64).sqrt() + 0.3;
+        Inputs {
+            x: v(rng, &[c.b, c.t, c.i], 1.0),
+            w_ih: v(rng, &[g, c.i], ws),
+            w_hh: v(rng, &[g, c.h], ws),
+            b_ih: v(rng, &[g], ws),
+            b_hh: v(rng, &[g], ws),
+            peep: (c.variant == Variant::Peephole).then(|| v(rng, &[3 * c.h], ws)),
+            h0: c.with_state.then(|| v(rng, &[c.b, c.h], 1.0)),
+            c0: c.with_state.then(|| v(rng, &[c.b, c.h], 1.0)),
+            r: [
+                rng.tensor(&[c.b, c.t, c.h], 1.0, dtype),
+                rng.tensor(&[c.b, c.h], 1.0, dtype),
+                rng.tensor(&[c.b, c.h], 1.0, dtype),
+            ],
+        }
+    }
+
+    fn vars(&self) -> Vec<(&'static str, &Var)> {
+        let mut v = vec![("x", &self.x), ("w_ih", &self.w_ih), ("w_hh", &self.w_hh), ("b_ih", &self.b_ih), ("b_hh", &self.b_hh)];
+        if let Some(p) = &self.peep {
+            v.push(("peephole", p));
+        }
+        if let (Some(h), Some(c)) = (&self.h0, &self.c0) {
+            v.push(("h0", h));
+            v.push(("c0", c));
+        }
+        v
+    }
+
+    fn loss(&self, outs: &[Tensor; 3]) -> Tensor {
+        let mut l = Tensor::zeros((), outs[0].dtype(), &Device::Cpu).unwrap();
+        for (o, r) in outs.iter().zip(&self.r) {
+            l = (l + (o * r).unwrap().sum_all().unwrap()).unwrap();
+        }
+        l
+    }
+}
+
+fn run_fused(c: &Case, inp: &Inputs) -> [Tensor; 3] {
+    let variant = FusedVariant::from_name(c.variant.name()).unwrap();
+    let p = DirectionParams {
+        w_ih: inp.w_ih.as_tensor(),
+        w_hh: inp.w_hh.as_tensor(),
+        b_ih: Some(inp.b_ih.as_tensor()),
+        b_hh: Some(inp.b_hh.as_tensor()),
+        peephole: inp.peep.as_ref().map(|p| p.as_tensor()),
+    };
+    let (o, h, cc) = lstm_direction_variant(
+        variant,
+        &p,
+        inp.x.as_tensor(),
+        inp.h0.as_ref().map(|v| v.as_tensor()),
+        inp.c0.as_ref().map(|v| v.as_tensor()),
+        &c.lengths,
+        c.reverse,
+    )
+    .unwrap();
+    [o, h, cc]
+}
+
+fn run_reference(c: &Case, inp: &Inputs) -> [Tensor; 3] {
+    let spec = RefSpec { cell: CellKind::Lstm, variant: c.variant, hidden_size: c.h };
+    let w = DirectionWeights {
+        w_ih: inp.w_ih.as_tensor().clone(),
+        w_hh: inp.w_hh.as_tensor().clone(),
+        b_ih: inp.b_ih.as_tensor().clone(),
+        b_hh: inp.b_hh.as_tensor().clone(),
+        peephole: inp.peep.as_ref().map(|p| p.as_tensor().clone()),
+    };
+    let x = inp.x.as_tensor();
+    let masks = StepMasks::new(&c.lengths, c.t, x.dtype(), x.device()).unwrap();
+    let initial = match (&inp.h0, &inp.c0) {
+        (Some(h), Some(cc)) => Some(LstmState { h: h.as_tensor().clone(), c: Some(cc.as_tensor().clone()) }),
+        _ => None,
+    };
+    let out = run_direction(&spec, &w, x, Some(&masks), c.reverse, initial.as_ref(), false).unwrap();
+    [out.output, out.final_state.h, out.final_state.c.unwrap()]
+}
+
+/// max |a - b| / max |b|: relative to the reference tensor's scale.
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let diff = a.iter().zip(&b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    if scale == 0.0 {
+        diff
+    } else {
+        diff / scale
+    }
+}
+
+fn grads_of(inp: &Inputs, g: &GradStore) -> Vec<(&'static str, Tensor)> {
+    inp.vars()
+        .into_iter()
+        .map(|(n, v)| (n, g.get(v.as_tensor()).cloned().unwrap_or_else(|| v.as_tensor().zeros_like().unwrap())))
+        .collect()
+}
+
+/// Worst relative error over outputs and every gradient, fused vs reference.
+fn compare(c: &Case, dtype: DType, rng: &mut TestRng) -> (f64, String) {
+    let inp = Inputs::new(c, rng, dtype);
+    let fo = run_fused(c, &inp);
+    let ro = run_reference(c, &inp);
+    let fg = grads_of(&inp, &inp.loss(&fo).backward().unwrap());
+    let rg = grads_of(&inp, &inp.loss(&ro).backward().unwrap());
+    let mut worst = (0f64, String::new());
+    for (k, name) in ["output", "h_n", "c_n"].iter().enumerate() {
+        let e = rel_err(&fo[k], &ro[k]);
+        if e >= worst.0 {
+            worst = (e, name.to_string());
+        }
+    }
+    for ((n, a), (_, b)) in fg.iter().zip(&rg) {
+        let e = rel_err(a, b);
+        if e >= worst.0 {
+            worst = (e, format!("grad {n}"));
+        }
+    }
+    worst
+}
+
+fn check_against_reference(dtype: DType, tol: f64, cases_per_variant: usize, seed: u64) {
+    let mut rng = TestRng(seed);
+    let mut overall = 0f64;
+    for variant in Variant::ALL {
+        for _ in 0..cases_per_variant {
+            let c = Case::random(&mut rng, variant);
+            let (e, what) = compare(&c, dtype, &mut rng);
+            overall = overall.max(e);
+            assert!(e <= tol, "{dtype:?} {c:?}: {what} rel err {e:.3e} > {tol:e}");
+        }
+    }
+    println!("{dtype:?}: worst relative error vs op-by-op over all variants {overall:.3e}");
+}
+
+#[test]
+fn matches_op_by_op_f64() {
+    // f64 uses libm activations on both paths: only summation order differs.
+    check_against_reference(DType::F64, 1e-12, 6, 1);
+}
+
+#[test]
+fn matches_op_by_op_f32() {
+    // f32: the SIMD activations and a different GEMM order against candle's libm ops.
+    check_against_reference(DType::F32, 1e-5, 6, 2);
+}
+
+#[test]
+fn matches_op_by_op_with_more_threads_than_cores() {
+    // Three blocks of hidden units (hidden 40 = 16 + 16 + 8) run as three rayon tasks.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    pool.install(|| {
+        let mut rng = TestRng(3);
+        for variant in [Variant::Vanilla, Variant::Peephole, Variant::Cifg] {
+            let mut c = Case::random(&mut rng, variant);
+            c.h = 40;
+            let (e, what) = compare(&c, DType::F64, &mut rng);
+            assert!(e <= 1e-12, "{c:?}: {what} rel err {e:.3e}");
+        }
+    });
+}
+
+#[test]
+fn finite_differences_f64() {
+    let mut rng = TestRng(4);
+    let eps = 1e-5;
+    for variant in Variant::ALL {
+        let mut c = Case::random(&mut rng, variant);
+        c.with_state = true;
+        let inp = Inputs::new(&c, &mut rng, DType::F64);
+        let grads = grads_of(&inp, &inp.loss(&run_fused(&c, &inp)).backward().unwrap());
+        for ((name, var), (_, g)) in inp.vars().into_iter().zip(&grads) {
+            let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            for _ in 0..4 {
+                let k = rng.below(base.len());
+                let eval = |delta: f64| {
+                    let mut v = base.clone();
+                    v[k] += delta;
+                    var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
+                    inp.loss(&run_fused(&c, &inp)).to_scalar::<f64>().unwrap()
+                };
+                let fd = (eval(eps) - eval(-eps)) / (2.0 * eps);
+                var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+                let err = (fd - g[k]).abs() / g[k].abs().max(1.0);
+                assert!(err < 1e-7, "{c:?} d{name}[{k}]: fd {fd} analytic {} (err {err:.2e})", g[k]);
+            }
+        }
+    }
+}
+
+#[test]
+fn rejects_bad_shapes_and_lengths() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((2, 3, 4), DType::F32, &dev).unwrap();
+    let w_ih = Tensor::zeros((8, 4), DType::F32, &dev).unwrap();
+    let w_hh = Tensor::zeros((8, 2), DType::F32, &dev).unwrap();
+    assert!(lstm_direction(&x, &w_ih, &w_hh, None, None, None, None, &[3, 3], false).is_ok());
+    assert!(lstm_direction(&x, &w_ih, &w_hh, None, None, None, None, &[3, 4], false).is_err());
+    assert!(lstm_direction(&x, &w_ih, &w_hh, None, None, None, None, &[3], false).is_err());
+    let bad = Tensor::zeros((8, 3), DType::F32, &dev).unwrap();
+    assert!(lstm_direction(&x, &bad, &w_hh, None, None, None, None, &[], false).is_err());
+    assert!(supports(&dev, DType::F32, FusedVariant::Peephole));
+    assert!(!supports(&dev, DType::BF16, FusedVariant::Vanilla));
+}
