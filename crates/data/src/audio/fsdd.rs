@@ -581,5 +581,31 @@ mod tests {
             worst_sq = worst_sq.max(sq_err);
         }
         eprintln!("FSDD vs python_speech_features: worst scaled sum error {worst_sum:.1e}, sum-of-squares {worst_sq:.1e}");
+
+        // The whole path a run takes: list, split, MFCC + deltas + delta-deltas, train-set normalisation.
+        let cfg = FsddConfig {
+            dir: dir.clone(),
+            split: FsddSplit::Official,
+            val_fraction: 0.1,
+            mfcc: MfccConfig {
+                delta_order: 2,
+                ..MfccConfig::default()
+            },
+            normalization: Normalization::TrainSet,
+        };
+        let start = std::time::Instant::now();
+        let c = load_fsdd(&cfg, 42).unwrap();
+        eprintln!(
+            "FSDD: load_fsdd (39 features, train-set normalisation) in {:.2} s",
+            start.elapsed().as_secs_f64()
+        );
+        assert_eq!(
+            (c.train.len(), c.validation.len(), c.test.len()),
+            (2430, 270, 300)
+        );
+        assert_eq!((c.dim, c.sample_rate), (39, 8000));
+        for digit in 0..10 {
+            assert_eq!(c.test.iter().filter(|e| e.label == digit).count(), 30);
+        }
     }
 }
