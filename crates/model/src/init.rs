@@ -136,8 +136,15 @@ mod tests {
         let m3 = VarMap::new();
         let a3 = candle_nn::linear(4, 3, seeded_var_builder(&m3, 43, DType::F32, &dev).pp("a")).unwrap();
         assert_ne!(v(a1.weight()), v(a3.weight()));
-        // Honours the hint: candle-nn's linear asks Kaiming-uniform with bound 1/sqrt(fan_in).
-        assert!(v(a1.weight()).iter().all(|x| x.abs() <= 0.5));
+        // Honours the hint: linear's bias asks U(−1/√fan_in, 1/√fan_in) = U(−0.5, 0.5).
+        assert!(v(a1.bias().unwrap()).iter().all(|x| x.abs() <= 0.5));
+        // ... and its weight Kaiming-normal, std √2/√4: the exact bits of our normal stream.
+        let expect: Vec<f32> = SeededRng::new(42, "init/a.weight")
+            .normal_vec(12, 0.0, 2f64.sqrt() / 2.0)
+            .iter()
+            .map(|&x| x as f32)
+            .collect();
+        assert_eq!(v(a1.weight()), expect);
         // Vars are registered for training.
         assert_eq!(m1.all_vars().len(), 3);
     }

@@ -626,3 +626,7 @@ pub fn run_direction(
     };
     Ok(DirectionOutput { output, final_state: LstmState { h, c }, trace })
 }
+
+#[cfg(test)]
+#[path = "lstm_tests.rs"]
+mod tests;
