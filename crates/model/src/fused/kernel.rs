@@ -17,7 +17,6 @@
 
 use super::simd;
 use gemm::Parallelism;
-use rayon::prelude::*;
 
 /// Which gates and activations the cell has (Greff et al. 2017 variants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,12 +231,11 @@ impl<T> Ptr<T> {
     }
 }
 
-pub fn parallelism(threads: usize) -> Parallelism {
-    if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    }
+/// Threads of candle's own CPU pool (CANDLE_NUM_THREADS, else RAYON_NUM_THREADS, else the
+/// physical cores): the fused op runs on the same workers as candle's element-wise ops, so the
+/// two never compete for cores, and those workers park when idle.
+pub fn pool_threads() -> usize {
+    candle_core::utils::barrier_pool().n_workers() + 1
 }
 
 /// dst (m x n, row stride dst_rs) (+)= lhs (m x k) * rhs (k x n), arbitrary lhs/rhs strides.
@@ -255,8 +253,21 @@ unsafe fn matmul<T: Real>(
     rhs: *const T,
     rhs_rs: usize,
     rhs_cs: usize,
-    par: Parallelism,
+    threads: usize,
 ) {
+    if threads > 1 && m >= 32 {
+        // Row blocks, one gemm each: the pool's workers rather than a second (rayon) pool.
+        let chunk = m.div_ceil(threads);
+        let (d, l, r) = (Ptr(dst), Ptr(lhs as *mut T), Ptr(rhs as *mut T));
+        for_blocks(threads, |t| {
+            let r0 = t * chunk;
+            let r1 = m.min(r0 + chunk);
+            if r0 < r1 {
+                matmul(r1 - r0, n, k, d.at(r0 * dst_rs), dst_rs, accumulate, l.at(r0 * lhs_rs), lhs_rs, lhs_cs, r.at(0), rhs_rs, rhs_cs, 1);
+            }
+        });
+        return;
+    }
     if m == 0 || n == 0 {
         return;
     }
@@ -287,16 +298,17 @@ unsafe fn matmul<T: Real>(
         false,
         false,
         false,
-        par,
+        Parallelism::None,
     );
 }
 
-/// Runs `f(k)` for every block, in parallel when there is more than one.
+/// Runs `f(k)` for every block on candle's pool (the caller's thread takes part), returning
+/// when all are done: the per-step barrier.
 fn for_blocks(nb: usize, f: impl Fn(usize) + Sync + Send) {
     if nb == 1 {
         f(0)
     } else {
-        (0..nb).into_par_iter().for_each(f);
+        candle_core::utils::barrier_pool().execute_chunked(nb, |range| range.for_each(&f));
     }
 }
 
@@ -306,7 +318,6 @@ pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usiz
     let (bsz, tlen, ni, nh) = (plan.batch, plan.time, plan.input, plan.hidden);
     let (ng, r_all, rows, tmax) = (plan.ng(), plan.r(), plan.rows(), plan.tmax());
     let wc = plan.wcols();
-    let par = parallelism(threads);
 
     // Weights in internal column order.
     let mut w_ih = vec![T::zero(); r_all * ni];
@@ -347,7 +358,7 @@ pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usiz
         gates.extend_from_slice(&bias);
     }
     unsafe {
-        matmul(rows, r_all, ni, gates.as_mut_ptr(), r_all, true, xg.as_ptr(), ni, 1, w_ih.as_ptr(), 1, ni, par);
+        matmul(rows, r_all, ni, gates.as_mut_ptr(), r_all, true, xg.as_ptr(), ni, 1, w_ih.as_ptr(), 1, ni, threads);
     }
 
     let mut out = vec![T::zero(); bsz * (tlen + 2) * nh];
@@ -394,7 +405,7 @@ pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usiz
                     whht.at(ng * j0),
                     r_all,
                     1,
-                    Parallelism::None,
+                    1,
                 );
                 let mut scratch = vec![T::zero(); 4 * w];
                 for r in 0..n {
@@ -660,7 +671,6 @@ pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: u
     let (bsz, tlen, ni, nh) = (plan.batch, plan.time, plan.input, plan.hidden);
     let (r_all, rows, tmax) = (plan.r(), plan.rows(), plan.tmax());
     let wc = plan.wcols();
-    let par = parallelism(threads);
 
     let mut dh = vec![T::zero(); bsz * nh];
     let mut dc = vec![T::zero(); bsz * nh];
@@ -686,7 +696,7 @@ pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: u
                     // dh_s[:, block] = dz_{s+1} W_hh[:, block] for the rows still running.
                     let n1 = plan.n[s + 1];
                     let off1 = plan.off[s + 1];
-                    matmul(n1, w, r_all, pdh.at(j0), nh, false, pdz.at(off1 * r_all), r_all, 1, whh.at(j0), nh, 1, Parallelism::None);
+                    matmul(n1, w, r_all, pdh.at(j0), nh, false, pdz.at(off1 * r_all), r_all, 1, whh.at(j0), nh, 1, 1);
                 }
                 let mut dh_row = vec![T::zero(); w];
                 for r in 0..n {
@@ -731,7 +741,7 @@ pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: u
     // Gradient reaching h0 (rows that ran at step 0; length-0 rows keep dh_n).
     if tmax > 0 {
         unsafe {
-            matmul(plan.n[0], nh, r_all, dh.as_mut_ptr(), nh, false, dz.as_ptr(), r_all, 1, saved.w_hh.as_ptr(), nh, 1, par);
+            matmul(plan.n[0], nh, r_all, dh.as_mut_ptr(), nh, false, dz.as_ptr(), r_all, 1, saved.w_hh.as_ptr(), nh, 1, threads);
         }
     }
     let mut state = vec![T::zero(); 2 * bsz * nh];
@@ -745,8 +755,8 @@ pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: u
     let mut dw_ih = vec![T::zero(); r_all * ni];
     let mut dw_hh = vec![T::zero(); r_all * nh];
     unsafe {
-        matmul(r_all, ni, rows, dw_ih.as_mut_ptr(), ni, false, dz.as_ptr(), 1, r_all, saved.x.as_ptr(), ni, 1, par);
-        matmul(r_all, nh, rows, dw_hh.as_mut_ptr(), nh, false, dz.as_ptr(), 1, r_all, saved.h_prev.as_ptr(), nh, 1, par);
+        matmul(r_all, ni, rows, dw_ih.as_mut_ptr(), ni, false, dz.as_ptr(), 1, r_all, saved.x.as_ptr(), ni, 1, threads);
+        matmul(r_all, nh, rows, dw_hh.as_mut_ptr(), nh, false, dz.as_ptr(), 1, r_all, saved.h_prev.as_ptr(), nh, 1, threads);
     }
     let mut db = vec![T::zero(); r_all];
     for row in dz.chunks_exact(r_all) {
@@ -773,7 +783,7 @@ pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: u
     let x = need_dx.then(|| {
         let mut dxg = vec![T::zero(); rows * ni];
         unsafe {
-            matmul(rows, ni, r_all, dxg.as_mut_ptr(), ni, false, dz.as_ptr(), r_all, 1, saved.w_ih.as_ptr(), ni, 1, par);
+            matmul(rows, ni, r_all, dxg.as_mut_ptr(), ni, false, dz.as_ptr(), r_all, 1, saved.w_ih.as_ptr(), ni, 1, threads);
         }
         let mut dx = vec![T::zero(); bsz * tlen * ni];
         for s in 0..tmax {

@@ -13,10 +13,11 @@
 //! state tensor with differentiable `cat`/`stack`, and splits the op's packed
 //! `(batch, time + 2, hidden)` output (outputs, final h, final c) with `narrow`.
 //!
-//! Threads: the per-step work is split over hidden-unit blocks, one per rayon thread
-//! (`rayon::current_num_threads()`, i.e. RAYON_NUM_THREADS or the global pool the caller
-//! built); the big GEMMs use gemm's rayon parallelism with the same count. rayon workers sleep
-//! when idle.
+//! Threads: the per-step work is split over hidden-unit blocks, one per thread of candle's own
+//! CPU pool (`kernel::pool_threads()`: CANDLE_NUM_THREADS, else RAYON_NUM_THREADS, else the
+//! physical cores), and the big GEMMs are split by rows over the same pool. Sharing candle's
+//! workers keeps the op from fighting candle's element-wise ops for cores; the workers spin
+//! briefly (CANDLE_BARRIER_POOL_SPIN_LIMIT) and then park, so nothing spins when idle.
 
 pub mod kernel;
 pub mod op;
@@ -27,6 +28,20 @@ mod tests;
 
 pub use kernel::CellSpec;
 use candle_core::{DType, Device, Result, Tensor};
+
+#[cfg(test)]
+thread_local! {
+    /// Tests force more blocks than cores to exercise the block split.
+    pub(crate) static THREADS_OVERRIDE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+fn op_threads() -> usize {
+    #[cfg(test)]
+    if let Some(t) = THREADS_OVERRIDE.with(|c| c.get()) {
+        return t;
+    }
+    kernel::pool_threads()
+}
 
 /// The gate variants (Greff et al. 2017) by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,7 +218,7 @@ pub fn lstm_direction_variant(
     } else {
         Tensor::zeros((2, b, hidden), dtype, dev)?
     };
-    let threads = rayon::current_num_threads();
+    let threads = op_threads();
     let op = op::FusedLstmOp::new(spec, lengths, reverse, has_state, threads);
     let packed = x.contiguous()?.apply_op3(&w, &state, op)?; // (batch, time + 2, hidden)
     let out = packed.narrow(1, 0, t)?;

@@ -232,8 +232,8 @@ fn matches_op_by_op_f32() {
 #[test]
 fn matches_op_by_op_with_more_threads_than_cores() {
     // Three blocks of hidden units (hidden 40 = 16 + 16 + 8) run as three rayon tasks.
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-    pool.install(|| {
+    THREADS_OVERRIDE.with(|c| c.set(Some(3)));
+    {
         let mut rng = TestRng(3);
         for variant in [Variant::Vanilla, Variant::Peephole, Variant::Cifg] {
             let mut c = Case::random(&mut rng, variant);
@@ -241,7 +241,8 @@ fn matches_op_by_op_with_more_threads_than_cores() {
             let (e, what) = compare(&c, DType::F64, &mut rng);
             assert!(e <= 1e-12, "{c:?}: {what} rel err {e:.3e}");
         }
-    });
+    }
+    THREADS_OVERRIDE.with(|c| c.set(None));
 }
 
 #[test]
