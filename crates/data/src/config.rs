@@ -265,7 +265,7 @@ impl DataConfig {
                 return Err(Error::config(k("target"), "must name a column"));
             }
             if let Some(rows) = self.split_rows {
-                if rows.iter().any(|&r| r == 0) {
+                if rows.contains(&0) {
                     return Err(Error::config(k("split_rows"), "every split needs at least one row"));
                 }
                 if rows[0] < self.input_len + self.horizon {

@@ -324,6 +324,7 @@ pub fn load(path: &Path, cfg: &DataConfig) -> Result<Forecast> {
         let rows = end - start;
         let mut inputs = Vec::with_capacity(rows * in_features);
         let mut targets = Vec::with_capacity(rows * out_features);
+        #[allow(clippy::needless_range_loop)] // r indexes several columns and the stamps
         for r in start..end {
             inputs.extend(input_cols.iter().map(|&c| norm(c, r)));
             if cfg.calendar {

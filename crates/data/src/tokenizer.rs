@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::wordlevel::{WordLevel, WordLevelTrainer};
-use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainerBuilder};
+use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::normalizers::{unicode::NFKC, Lowercase, NormalizerWrapper, Sequence};
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
@@ -105,31 +105,28 @@ pub fn build_tokenizer_with<'a>(
     };
     tk.with_decoder(decoder);
     let specials: Vec<AddedToken> = SPECIAL_TOKENS.iter().map(|s| AddedToken::from(*s, true)).collect();
-    let mut trainer: TrainerWrapper = match cfg.model {
-        TokenizerModel::WordLevel => WordLevelTrainer::builder()
-            .vocab_size(cfg.vocab_size)
-            .min_frequency(cfg.min_frequency)
-            .show_progress(false)
-            .special_tokens(specials)
-            .build()
-            .map_err(|e| tok_err(None, e))?
-            .into(),
-        TokenizerModel::Wordpiece => WordPieceTrainerBuilder::new()
-            .vocab_size(cfg.vocab_size)
-            .min_frequency(cfg.min_frequency)
-            .show_progress(false)
-            .special_tokens(specials)
-            .build()
-            .into(),
-        TokenizerModel::Bpe => BpeTrainerBuilder::new()
-            .vocab_size(cfg.vocab_size)
-            .min_frequency(cfg.min_frequency)
-            .show_progress(false)
-            .special_tokens(specials)
-            .build()
-            .into(),
-    };
-    tk.train(&mut trainer, train_texts).map_err(model_err)?;
+    if cfg.model == TokenizerModel::Wordpiece {
+        train_wordpiece(&mut tk, cfg, specials, train_texts)?;
+    } else {
+        let mut trainer: TrainerWrapper = match cfg.model {
+            TokenizerModel::WordLevel => WordLevelTrainer::builder()
+                .vocab_size(cfg.vocab_size)
+                .min_frequency(cfg.min_frequency)
+                .show_progress(false)
+                .special_tokens(specials)
+                .build()
+                .map_err(|e| tok_err(None, e))?
+                .into(),
+            _ => BpeTrainerBuilder::new()
+                .vocab_size(cfg.vocab_size)
+                .min_frequency(cfg.min_frequency)
+                .show_progress(false)
+                .special_tokens(specials)
+                .build()
+                .into(),
+        };
+        tk.train(&mut trainer, train_texts).map_err(model_err)?;
+    }
     let tok = Tok::from_tokenizer(tk, None)?;
     // The trainers put special tokens first; check rather than trust, since the model
     // relies on padding being id 0.
@@ -140,6 +137,50 @@ pub fn build_tokenizer_with<'a>(
         return Err(tok_err(None, "the training texts produced no vocabulary (empty training split?)"));
     }
     Ok(tok)
+}
+
+/// WordPiece through the BPE trainer, as `WordPieceTrainer` does, but with the word counts
+/// in a fixed-seed map filled in first-seen order. `WordPieceTrainer` counts in a map with
+/// a random per-instance seed, and because the ids of "##x" pieces follow that map's
+/// iteration order and break ties between equally frequent merges, its vocabulary changed
+/// from run to run (caught by `training_is_deterministic`).
+fn train_wordpiece<'a>(
+    tk: &mut Tokenizer,
+    cfg: &TokenizerConfig,
+    specials: Vec<AddedToken>,
+    texts: impl Iterator<Item = &'a str>,
+) -> Result<()> {
+    use tokenizers::{NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer as _};
+    let err = |e: tokenizers::Error| tok_err(None, e);
+    let mut counts: ahash::AHashMap<compact_str::CompactString, u64> =
+        std::collections::HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)).into();
+    for text in texts {
+        let mut n = NormalizedString::from(text);
+        if let Some(norm) = tk.get_normalizer() {
+            norm.normalize(&mut n).map_err(err)?;
+        }
+        let mut pre = PreTokenizedString::from(n);
+        if let Some(pt) = tk.get_pre_tokenizer() {
+            pt.pre_tokenize(&mut pre).map_err(err)?;
+        }
+        for (word, _, _) in pre.get_splits(OffsetReferential::Original, OffsetType::Byte) {
+            *counts.entry(word.into()).or_default() += 1;
+        }
+    }
+    let trainer = BpeTrainerBuilder::new()
+        .vocab_size(cfg.vocab_size)
+        .min_frequency(cfg.min_frequency)
+        .show_progress(false)
+        .special_tokens(specials.clone())
+        .continuing_subword_prefix("##".into())
+        .build();
+    let mut bpe = BPE::default();
+    trainer.do_train(&counts, &mut bpe).map_err(err)?;
+    let mut wp = WordPiece::from_bpe(&bpe);
+    wp.unk_token = UNK.into();
+    tk.with_model(wp);
+    tk.add_special_tokens(specials).map_err(err)?;
+    Ok(())
 }
 
 /// Where a pretrained tokenizer lives, if the config names one.
@@ -353,6 +394,21 @@ mod tests {
             let p = tmp.path().join("t.json");
             tok.save(&p).unwrap();
             assert_eq!(Tok::load(&p).unwrap().encode("good film").unwrap(), tok.encode("good film").unwrap());
+        }
+    }
+
+    /// The trainers count words in hash maps with per-instance random seeds; the vocabulary
+    /// must still come out the same every time, or reruns would not be reproducible.
+    #[test]
+    fn training_is_deterministic() {
+        let texts: Vec<String> = (0..300).map(|i| format!("w{} x{} shared tail{} end", i % 17, i % 5, i % 11)).collect();
+        for model in [TokenizerModel::WordLevel, TokenizerModel::Bpe, TokenizerModel::Wordpiece] {
+            let c = TokenizerConfig { model, vocab_size: 50, ..Default::default() };
+            let json = || build_tokenizer(&c, texts.iter().map(String::as_str)).unwrap().inner().to_string(false).unwrap();
+            let first = json();
+            for _ in 0..5 {
+                assert_eq!(json(), first, "{model:?}");
+            }
         }
     }
 
