@@ -586,69 +586,90 @@ pub struct BwdRow<'a, T> {
     dpeep: [&'a mut [T]; 3],
     /// Pre-activation gradients of the present gates, written.
     dz: &'a mut [T],
+    /// 7 * w of working space.
+    scratch: &'a mut [T],
 }
 
 #[inline(always)]
 fn bwd_gates<T: Real>(spec: &CellSpec, w: usize, row: BwdRow<'_, T>) {
-    let BwdRow { dh, dc, act, c, tc, cp, peep, dpeep, dz } = row;
+    let (oa, ia, pp, cpl) = (spec.output_activation, spec.input_activation, spec.peephole, spec.coupled);
+    macro_rules! go {
+        ($($oa:literal $ia:literal $pp:literal $cpl:literal),*) => {
+            match (oa, ia, pp, cpl) {
+                $(($oa, $ia, $pp, $cpl) => bwd_core::<T, $oa, $ia, $pp, $cpl>(spec, w, row),)*
+            }
+        };
+    }
+    go!(true true false false, true true true false, true true false true, true true true true,
+        true false false false, true false true false, true false false true, true false true true,
+        false true false false, false true true false, false true false true, false true true true,
+        false false false false, false false true false, false false false true, false false true true)
+}
+
+/// Backward gate math with the activation/peephole/coupling choices as constants so that the
+/// loop is branch-free and vectorises. Absent gates read as 1, which makes their derivative
+/// terms vanish; their pre-activation gradients go to a scratch row.
+#[inline(always)]
+fn bwd_core<T: Real, const OA: bool, const IA: bool, const PEEP: bool, const CPL: bool>(
+    spec: &CellSpec,
+    w: usize,
+    row: BwdRow<'_, T>,
+) {
+    let BwdRow { dh, dc, act, c, tc, cp, peep, dpeep, dz, scratch } = row;
     let one = T::one();
-    let mut k = 0;
-    let mut next = || {
-        let s = k;
-        k += 1;
-        s * w
+    let (ones, rest) = scratch.split_at_mut(w);
+    let (dummy_i, rest) = rest.split_at_mut(w);
+    let (dummy_f, rest) = rest.split_at_mut(w);
+    let (dummy_o, rest) = rest.split_at_mut(w);
+    let (dummy_p, _) = rest.split_at_mut(3 * w);
+    ones.fill(one);
+    let ones: &[T] = ones;
+    let mut acts = act.chunks_exact(w);
+    let mut dzs = dz.chunks_exact_mut(w);
+    let (i_s, dzi) = if spec.input_gate { (acts.next().unwrap(), dzs.next().unwrap()) } else { (ones, dummy_i) };
+    let (f_s, dzf) = if spec.forget_gate { (acts.next().unwrap(), dzs.next().unwrap()) } else { (ones, dummy_f) };
+    let (g_s, dzg) = (acts.next().unwrap(), dzs.next().unwrap());
+    let (o_s, dzo) = if spec.output_gate { (acts.next().unwrap(), dzs.next().unwrap()) } else { (ones, dummy_o) };
+    let (pi, pf, po, dpi, dpf, dpo) = if PEEP {
+        let [a, b, c] = peep;
+        let [d, e, f] = dpeep;
+        (a, b, c, d, e, f)
+    } else {
+        let (d, rest) = dummy_p.split_at_mut(w);
+        let (e, f) = rest.split_at_mut(w);
+        (ones, ones, ones, d, e, f)
     };
-    let si = if spec.input_gate { Some(next()) } else { None };
-    let sf = if spec.forget_gate { Some(next()) } else { None };
-    let sg = next();
-    let so = if spec.output_gate { Some(next()) } else { None };
-    let [dpi, dpf, dpo] = dpeep;
+    let (i_s, f_s, g_s, o_s) = (&i_s[..w], &f_s[..w], &g_s[..w], &o_s[..w]);
+    let (dzi, dzf, dzg, dzo) = (&mut dzi[..w], &mut dzf[..w], &mut dzg[..w], &mut dzo[..w]);
+    let (pi, pf, po) = (&pi[..w], &pf[..w], &po[..w]);
+    let (dpi, dpf, dpo) = (&mut dpi[..w], &mut dpf[..w], &mut dpo[..w]);
     let (dh, dc, c, tc, cp) = (&dh[..w], &mut dc[..w], &c[..w], &tc[..w], &cp[..w]);
     for j in 0..w {
-        let f = sf.map_or(one, |s| act[s + j]);
-        let i = match si {
-            Some(s) => act[s + j],
-            None if spec.coupled => one - f,
-            None => one,
-        };
-        let g = act[sg + j];
-        let o = so.map_or(one, |s| act[s + j]);
-        let dhj = dh[j];
-        let mut dcj = dc[j];
-        let dtc = dhj * o;
-        dcj += if spec.output_activation { dtc * (one - tc[j] * tc[j]) } else { dtc };
-        if let Some(s) = so {
-            let dzo = dhj * tc[j] * o * (one - o);
-            if spec.peephole {
-                dcj += dzo * peep[2][j];
-                dpo[j] += dzo * c[j];
-            }
-            dz[s + j] = dzo;
+        let f = f_s[j];
+        let i = if CPL { one - f } else { i_s[j] };
+        let (g, o) = (g_s[j], o_s[j]);
+        let dtc = dh[j] * o;
+        let mut dcj = dc[j] + if OA { dtc * (one - tc[j] * tc[j]) } else { dtc };
+        let dzo_j = dh[j] * tc[j] * o * (one - o);
+        if PEEP {
+            dcj += dzo_j * po[j];
+            dpo[j] += dzo_j * c[j];
         }
         let di = dcj * g;
         let dg = dcj * i;
-        let mut df = dcj * cp[j];
+        let df = if CPL { dcj * cp[j] - di } else { dcj * cp[j] };
         let mut dcp = dcj * f;
-        dz[sg + j] = if spec.input_activation { dg * (one - g * g) } else { dg };
-        if spec.coupled {
-            df -= di;
+        let dzi_j = di * i * (one - i);
+        let dzf_j = df * f * (one - f);
+        if PEEP {
+            dcp += dzi_j * pi[j] + dzf_j * pf[j];
+            dpi[j] += dzi_j * cp[j];
+            dpf[j] += dzf_j * cp[j];
         }
-        if let Some(s) = si {
-            let dzi = di * i * (one - i);
-            if spec.peephole {
-                dcp += dzi * peep[0][j];
-                dpi[j] += dzi * cp[j];
-            }
-            dz[s + j] = dzi;
-        }
-        if let Some(s) = sf {
-            let dzf = df * f * (one - f);
-            if spec.peephole {
-                dcp += dzf * peep[1][j];
-                dpf[j] += dzf * cp[j];
-            }
-            dz[s + j] = dzf;
-        }
+        dzo[j] = dzo_j;
+        dzi[j] = dzi_j;
+        dzf[j] = dzf_j;
+        dzg[j] = if IA { dg * (one - g * g) } else { dg };
         dc[j] = dcp;
     }
 }
@@ -699,6 +720,7 @@ pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: u
                     matmul(n1, w, r_all, pdh.at(j0), nh, false, pdz.at(off1 * r_all), r_all, 1, whh.at(j0), nh, 1, 1);
                 }
                 let mut dh_row = vec![T::zero(); w];
+                let mut scratch = vec![T::zero(); 7 * w];
                 for r in 0..n {
                     let row = off + r;
                     let b = plan.perm[r];
@@ -732,6 +754,7 @@ pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: u
                             peep,
                             dpeep,
                             dz: pdz.slice(row * r_all + ng * j0, ng * w),
+                            scratch: &mut scratch,
                         },
                     );
                 }

@@ -19,6 +19,7 @@
 //! workers keeps the op from fighting candle's element-wise ops for cores; the workers spin
 //! briefly (CANDLE_BARRIER_POOL_SPIN_LIMIT) and then park, so nothing spins when idle.
 
+pub mod hook;
 pub mod kernel;
 pub mod op;
 pub mod simd;
