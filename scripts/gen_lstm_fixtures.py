@@ -16,6 +16,9 @@ Each case file holds, computed by PyTorch in float64:
   grad.<name>, grad.x, grad.h0, grad.c0   dL/d(...)
 metadata: {"cell", "input_size", "hidden_size", "num_layers", "bidirectional", "has_init"}.
 
+With `--check-ours WEIGHTS IO` it instead loads a checkpoint written by sluice (the test
+write_checkpoint_for_pytorch puts one in target/tmp) into nn.LSTM and compares outputs.
+
 Also writes lstm_state_dict.safetensors: a bare nn.LSTM state_dict (float32) saved with
 safetensors.torch.save_file, plus lstm_state_dict_expected.safetensors with an input and
 the module's float32 output on it.
@@ -102,5 +105,30 @@ def main():
     save_file({k: v.contiguous() for k, v in {"x": x, "out": out, "h_n": h, "c_n": c}.items()}, os.path.join(OUT, "lstm_state_dict_expected.safetensors"))
 
 
+def check_ours(weights, io):
+    """Loads a checkpoint written by sluice into nn.LSTM (strict names and shapes) and
+    compares PyTorch's output with ours on the same input."""
+    import json
+    import sys
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(weights, "pt") as f:
+        meta = f.metadata()
+    cfg = json.loads(meta["config"])
+    m = nn.LSTM(cfg["input_size"], cfg["hidden_size"], num_layers=cfg["num_layers"],
+                bidirectional=cfg["bidirectional"], batch_first=True)
+    m.load_state_dict(load_file(weights), strict=True)
+    t = load_file(io)
+    with torch.no_grad():
+        out, _ = m(t["x"])
+    err = (out - t["out"]).abs().max().item()
+    print(f"format {meta['format']} v{meta['format_version']}: loaded strictly; max |torch - ours| = {err:.2e}")
+    sys.exit(0 if err < 1e-5 else 1)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if len(sys.argv) == 4 and sys.argv[1] == "--check-ours":
+        check_ours(sys.argv[2], sys.argv[3])
+    else:
+        main()

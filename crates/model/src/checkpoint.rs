@@ -97,6 +97,7 @@ pub fn save<T: NamedTensors + ?Sized>(
     }
     let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
         .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), msg: format!("serialising: {e}") })?;
+    let bytes = canonical_header(bytes).map_err(|msg| Error::Checkpoint { path: path.to_path_buf(), msg })?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -121,6 +122,43 @@ pub fn save<T: NamedTensors + ?Sized>(
         let _ = std::fs::remove_file(&tmp);
         io_err(path)(e)
     })
+}
+
+/// The safetensors crate writes its JSON header from HashMaps, so key order (and thus the
+/// file's bytes) would change from run to run. Rewrites the header with keys sorted; the
+/// length is unchanged (same entries, compact JSON, same space padding), so the data offsets
+/// stay valid.
+fn canonical_header(mut bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    fn write(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String((*k).clone()).to_string());
+                    out.push(':');
+                    write(&m[k.as_str()], out);
+                }
+                out.push('}');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| format!("re-reading own header: {e}"))?;
+    let mut text = String::new();
+    write(&header, &mut text);
+    if text.len() > n {
+        return Err(format!("canonical header longer than the original ({} > {n})", text.len()));
+    }
+    let padded = format!("{text:<n$}");
+    bytes[8..8 + n].copy_from_slice(padded.as_bytes());
+    Ok(bytes)
 }
 
 /// Reads every tensor of a safetensors file onto `device` without checking names. Truncated
@@ -221,4 +259,127 @@ pub fn lstm_expected(cfg: &crate::LstmConfig, prefix: &str) -> Vec<(String, Vec<
         .into_iter()
         .map(|(n, s)| (if prefix.is_empty() { n } else { format!("{prefix}.{n}") }, s))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::seeded_var_builder;
+    use crate::{Lstm, LstmConfig, LstmInput};
+
+    fn model(varmap: &VarMap, seed: u64) -> (LstmConfig, Lstm, candle_nn::Linear) {
+        let mut cfg = LstmConfig::new(3, 4);
+        cfg.num_layers = 2;
+        cfg.bidirectional = true;
+        cfg.variant = crate::Variant::Peephole;
+        let vb = seeded_var_builder(varmap, seed, DType::F32, &Device::Cpu);
+        let lstm = Lstm::new(&cfg, vb.pp("lstm")).unwrap();
+        let head = candle_nn::linear(8, 2, vb.pp("head")).unwrap();
+        (cfg, lstm, head)
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn save_load_round_trip_is_bit_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let a = VarMap::new();
+        let (cfg, lstm_a, _) = model(&a, 1);
+        save(&path, &a, Some(&serde_json::to_value(&cfg).unwrap())).unwrap();
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let b = VarMap::new();
+        let (_, lstm_b, _) = model(&b, 2);
+        let ck = load_into_varmap(&path, &b).unwrap();
+        assert_eq!(ck.format_version.as_deref(), Some(FORMAT_VERSION));
+        assert_eq!(ck.metadata["format"], FORMAT);
+        let back: LstmConfig = serde_json::from_value(ck.config.clone().unwrap()).unwrap();
+        assert_eq!(back, cfg);
+        for (name, var) in a.data().lock().unwrap().iter() {
+            assert_eq!(bits(var.as_tensor()), bits(b.data().lock().unwrap()[name].as_tensor()), "{name}");
+        }
+        let x = Tensor::ones((2, 3, 3), DType::F32, &Device::Cpu).unwrap();
+        let (oa, ob) = (lstm_a.forward(&x, &LstmInput::new()).unwrap(), lstm_b.forward(&x, &LstmInput::new()).unwrap());
+        assert_eq!(bits(&oa.output), bits(&ob.output));
+        // Same tensors ⇒ same bytes.
+        let path2 = dir.path().join("again.safetensors");
+        save(&path2, &b, Some(&serde_json::to_value(&cfg).unwrap())).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&path2).unwrap());
+        // Prefix helpers: the lstm part alone matches the layer's expected names.
+        let ck = load(&path, &{
+            let mut e = lstm_expected(&cfg, "lstm");
+            e.push(("head.weight".into(), vec![2, 8]));
+            e.push(("head.bias".into(), vec![2]));
+            e
+        }, DType::F32, &Device::Cpu)
+        .unwrap();
+        assert_eq!(ck.with_prefix("lstm").len(), lstm_expected(&cfg, "").len());
+        assert!(ck.with_prefix("lstm").contains_key("weight_ch_l1_reverse"));
+    }
+
+    #[test]
+    fn mismatches_name_every_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let a = VarMap::new();
+        let (cfg, _, _) = model(&a, 1);
+        save(&path, &a, None).unwrap();
+        let mut other = cfg.clone();
+        other.hidden_size = 5;
+        other.num_layers = 3;
+        let mut exp = lstm_expected(&other, "lstm");
+        exp.push(("head.weight".into(), vec![2, 8]));
+        let e = load(&path, &exp, DType::F32, &Device::Cpu).unwrap_err();
+        match &e {
+            Error::CheckpointMismatch { path: p, missing, extra, mis_shaped } => {
+                assert_eq!(p, &path);
+                assert!(missing.contains(&"lstm.weight_ih_l2".to_string()));
+                assert!(missing.contains(&"lstm.weight_ch_l2_reverse".to_string()));
+                assert_eq!(extra, &vec!["head.bias".to_string()]);
+                assert!(mis_shaped.iter().any(|m| m.name == "lstm.weight_hh_l0" && m.expected == [20, 5] && m.found == [16, 4]));
+                assert_eq!(mis_shaped.len(), 5 * 4); // every lstm tensor of layers 0-1, both directions
+            }
+            other => panic!("wrong error {other}"),
+        }
+        let msg = e.to_string();
+        assert!(msg.contains("m.safetensors") && msg.contains("missing tensors [") && msg.contains("unexpected tensors [head.bias]"), "{msg}");
+    }
+
+    #[test]
+    fn truncated_and_foreign_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let a = VarMap::new();
+        model(&a, 1);
+        save(&path, &a, None).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for (name, content) in [
+            ("truncated.safetensors", bytes[..bytes.len() - 10].to_vec()),
+            ("header-cut.safetensors", bytes[..20].to_vec()),
+            ("text.safetensors", b"this is not a checkpoint\n".to_vec()),
+            ("empty.safetensors", vec![]),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, content).unwrap();
+            let e = read(&p, &Device::Cpu).unwrap_err();
+            assert!(matches!(e, Error::Checkpoint { .. }), "{name}: {e}");
+            let msg = e.to_string();
+            assert!(msg.contains(name) && msg.contains("not a valid safetensors file"), "{msg}");
+        }
+        let e = read(dir.path().join("absent.safetensors"), &Device::Cpu).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }) && e.to_string().contains("absent.safetensors"));
+        // A sluice file from a newer format version is refused, not misread.
+        let t: Vec<(String, Tensor)> = vec![("w".into(), Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap())];
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), FORMAT.to_string());
+        meta.insert("format_version".to_string(), "99".to_string());
+        let bytes = safetensors::tensor::serialize(t.iter().map(|(k, v)| (k.as_str(), v)), Some(meta)).unwrap();
+        let p = dir.path().join("future.safetensors");
+        std::fs::write(&p, bytes).unwrap();
+        assert!(read(&p, &Device::Cpu).unwrap_err().to_string().contains("format_version 99"));
+    }
 }

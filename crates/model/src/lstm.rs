@@ -32,8 +32,13 @@
 //! `narrow` pads each slice's gradient back to the parent's full size: T slices of one big
 //! tensor cost O(T²) in the backward pass. [`split_steps`] instead halves the tensor
 //! recursively, so each level of the tree pads to its parent's (halving) size: O(T log T).
-//! Measured in `bench_split` (ignored test; batch 64, hidden 256, input 256, release, 2 cores):
-//! see the numbers in the module tests' comment.
+//! Measured with the ignored test `bench_split` (batch 64, hidden 256, input 256, f32,
+//! release, 2 shared cores, so ±30%): cutting the (T, 64, 1024) projection into steps,
+//! forward+backward, takes 0.72 s with T `narrow`s vs 0.22 s with the halving tree at T = 64,
+//! and 1.55 s vs 0.77 s at T = 128. The whole layer (forward+backward) takes 1.96 s at T = 64
+//! and 4.3 s at T = 128, against 0.99 s and 6.0 s for candle-nn's LSTM (whose per-step
+//! `narrow` of the input grows quadratically). The backward pass dominates (forward: 0.26 s
+//! and 0.46 s); the fused CPU kernel (`crate::fused`) is the fast path, this one the reference.
 
 use crate::config::{CellKind, Gate, LstmConfig, Variant};
 use crate::rng::SeededRng;

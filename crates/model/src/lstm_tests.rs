@@ -365,3 +365,57 @@ fn dropout_is_seeded_and_only_in_training() {
     let eval = vec_of(&s.lstm.forward(&s.x, &LstmInput::new()).unwrap().output);
     assert_ne!(eval, run(1));
 }
+
+/// Timing evidence for `split_steps` (run by hand; not part of the suite):
+/// `cargo test --release -p model --lib bench_split -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_split() {
+    use std::time::Instant;
+    let dev = cpu();
+    let (b, h, i) = (64, 256, 256);
+    for t in [64usize, 128] {
+        // Cutting a (T, B, 4H) projection into steps, forward + backward only.
+        let proj = Var::from_tensor(&Tensor::ones((t, b, 4 * h), DType::F32, &dev).unwrap()).unwrap();
+        let time_split = |tree: bool| {
+            let start = Instant::now();
+            let steps = if tree {
+                split_steps(&proj).unwrap()
+            } else {
+                (0..t).map(|s| proj.get(s).unwrap()).collect()
+            };
+            let mut loss = steps[0].sum_all().unwrap();
+            for s in &steps[1..] {
+                loss = (loss + s.sum_all().unwrap()).unwrap();
+            }
+            loss.backward().unwrap();
+            start.elapsed().as_secs_f64()
+        };
+        let naive = time_split(false);
+        let tree = time_split(true);
+        // The whole layer, forward + backward.
+        let mut cfg = LstmConfig::new(i, h);
+        cfg.fused = false;
+        let vm = VarMap::new();
+        let lstm = Lstm::new(&cfg, seeded_var_builder(&vm, 0, DType::F32, &dev)).unwrap();
+        let x = Var::from_tensor(&SeededRng::new(0, "x").normal_tensor((b, t, i), 0.0, 1.0, DType::F32, &dev).unwrap()).unwrap();
+        let start = Instant::now();
+        let out = lstm.forward(&x, &LstmInput::new()).unwrap();
+        let fwd = start.elapsed().as_secs_f64();
+        out.output.sum_all().unwrap().backward().unwrap();
+        let ours = start.elapsed().as_secs_f64();
+        // candle-nn's LSTM (per-step narrow of the input, no precomputed projection).
+        let vm2 = VarMap::new();
+        let cn = candle_nn::lstm(i, h, Default::default(), seeded_var_builder(&vm2, 0, DType::F32, &dev)).unwrap();
+        let start = Instant::now();
+        use candle_nn::RNN;
+        let states = cn.seq(&x).unwrap();
+        let y = cn.states_to_tensor(&states).unwrap();
+        y.sum_all().unwrap().backward().unwrap();
+        let theirs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "T={t} B={b} H={h} I={i}: split fwd+bwd naive narrow {naive:.3}s, halving tree {tree:.3}s; \
+             layer fwd {fwd:.3}s fwd+bwd {ours:.3}s; candle-nn LSTM fwd+bwd {theirs:.3}s"
+        );
+    }
+}

@@ -157,3 +157,20 @@ fn pytorch_state_dict_loads_and_matches() {
     assert!(e.contains("weight_hh_l0 (expected [28, 7], found [24, 6])"), "{e}");
     assert!(e.contains("unexpected tensors [bias_hh_l0_reverse"), "{e}");
 }
+
+/// Writes a checkpoint of ours (PyTorch names) for `scripts/gen_lstm_fixtures.py --check-ours`
+/// to load into nn.LSTM with `load_state_dict(strict=True)`.
+#[test]
+fn write_checkpoint_for_pytorch() {
+    let mut cfg = LstmConfig::new(5, 6);
+    cfg.num_layers = 2;
+    cfg.bidirectional = true;
+    let varmap = VarMap::new();
+    let lstm = Lstm::new(&cfg, model::init::seeded_var_builder(&varmap, 7, DType::F32, &Device::Cpu)).unwrap();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    checkpoint::save(dir.join("sluice_lstm_for_torch.safetensors"), &varmap, Some(&serde_json::to_value(&cfg).unwrap())).unwrap();
+    let x = Tensor::from_vec((0..40).map(|v| (v as f32 * 0.37).sin()).collect::<Vec<_>>(), (2, 4, 5), &Device::Cpu).unwrap();
+    let out = lstm.forward(&x, &LstmInput::new()).unwrap();
+    let t: Vec<(String, Tensor)> = vec![("x".into(), x), ("out".into(), out.output)];
+    checkpoint::save(dir.join("sluice_lstm_for_torch_io.safetensors"), &t, None).unwrap();
+}
