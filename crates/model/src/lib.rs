@@ -18,6 +18,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod classifier;
 pub mod config;
 pub mod device;
 pub mod fused;

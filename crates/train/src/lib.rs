@@ -1,1 +1,31 @@
-//! sluice training library.
+//! sluice training library: configs, the training loop, metrics and run directories.
+//! The `train` binary is a thin CLI over [`trainer::run`].
+
+pub mod atomic;
+pub mod config;
+pub mod metrics;
+pub mod optim;
+pub mod overrides;
+pub mod rundir;
+pub mod schedule;
+pub mod task;
+pub mod threads;
+pub mod trainer;
+
+use serde_json::{json, Value};
+
+/// Versions of the crates that shape the numbers, for `summary.json`.
+pub fn versions() -> Value {
+    json!({
+        "sluice": env!("CARGO_PKG_VERSION"),
+        "candle": "0.11.1",
+        "tokenizers": "0.23.2",
+        "rustc": option_env!("SLUICE_RUSTC_VERSION").unwrap_or("unknown"),
+    })
+}
+
+/// The commit of the working tree the binary runs in, when git can tell.
+pub fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}

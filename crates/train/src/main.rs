@@ -1,1 +1,143 @@
-fn main() {}
+//! `train`: the command-line front door. Thin: parsing, logging, then the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use train::config;
+use train::overrides::Override;
+use train::rundir::RunDir;
+use train::trainer::{self, Options};
+
+#[derive(Parser)]
+#[command(name = "train", version, about = "Train, evaluate and use LSTM models (sluice)")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// The run's TOML config (see configs/).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config key: --set section.key=value (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    sets: Vec<String>,
+    /// Run directory (default: <run.out_dir>/<run.name>-<UTC timestamp>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Re-evaluate a finished run from its best checkpoint.
+    Eval {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long, default_value = "test")]
+        split: String,
+    },
+    /// Classify texts (stdin lines when none are given).
+    Predict {
+        #[arg(long)]
+        run: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        texts: Vec<String>,
+    },
+    /// Continue an interrupted run.
+    Resume {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => {
+            let a = cli.train;
+            init_logging(a.quiet);
+            let Some(path) = a.config else {
+                bail!("no --config given: try `train --config configs/sst2.toml` (or `train --help`)");
+            };
+            let sets = a.sets.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>>>()?;
+            let cfg = config::load(&path, &sets)?.config;
+            train::threads::init(cfg.run.threads);
+            let root = a.run_dir.unwrap_or_else(|| RunDir::default_path(&cfg.run.out_dir, &cfg.run.name));
+            let dir = RunDir::create(root)?;
+            train::atomic::write(&dir.config(), cfg.to_toml()?.as_bytes())?;
+            eprintln!("run directory: {}", dir.root.display());
+            let summary = trainer::run(&cfg, &dir, false, &Options { quiet: a.quiet })?;
+            print_summary(&summary);
+        }
+        Some(Command::Resume { run, quiet }) => {
+            init_logging(quiet);
+            let dir = RunDir::open(&run)?;
+            let cfg = config::load_recorded(&dir.root)?;
+            train::threads::init(cfg.run.threads);
+            let summary = trainer::run(&cfg, &dir, true, &Options { quiet })?;
+            print_summary(&summary);
+        }
+        Some(Command::Eval { run, split }) => {
+            init_logging(true);
+            let dir = RunDir::open(&run)?;
+            let cfg = config::load_recorded(&dir.root)?;
+            train::threads::init(cfg.run.threads);
+            let m = trainer::eval_run(&dir, &split)?;
+            println!("{}", serde_json::to_string_pretty(&m)?);
+        }
+        Some(Command::Predict { run, json, texts }) => {
+            init_logging(true);
+            let dir = RunDir::open(&run)?;
+            let texts = if texts.is_empty() {
+                if std::io::stdin().is_terminal() {
+                    eprintln!("reading texts from stdin, one per line (Ctrl-D to end)");
+                }
+                std::io::stdin().lock().lines().collect::<std::io::Result<Vec<_>>>().context("reading stdin")?
+            } else {
+                texts
+            };
+            let preds = train::task::predict(&dir, &texts)?;
+            for (text, (label, p)) in texts.iter().zip(preds) {
+                if json {
+                    println!("{}", serde_json::json!({"text": text, "label": label, "probability": p}));
+                } else {
+                    println!("{label}\t{p:.4}\t{text}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(summary: &serde_json::Map<String, serde_json::Value>) {
+    let get = |split: &str, k: &str| summary.get(split).and_then(|s| s.get(k)).and_then(|v| v.as_f64());
+    if let (Some(v), Some(t)) = (get("validation", "accuracy"), get("test", "accuracy")) {
+        println!("validation accuracy {v:.4}, test accuracy {t:.4}");
+    }
+}

@@ -1,0 +1,155 @@
+//! Sequence classifier: embedding → dropout → [`Lstm`] → pooling over real tokens →
+//! dropout → linear. Logits out; the loss lives with the training loop.
+
+use crate::config::LstmConfig;
+use crate::rng::SeededRng;
+use crate::{GateTrace, Lstm, LstmInput, Result};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{Embedding, Linear, Module, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The final state of each direction at the sequence's real ends: the forward direction
+    /// after its last real token, the backward direction after the first.
+    #[default]
+    Last,
+    /// Mean of the top layer's outputs over real tokens.
+    Mean,
+    /// Element-wise max of the top layer's outputs over real tokens.
+    Max,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierConfig {
+    pub vocab_size: usize,
+    pub embedding_dim: usize,
+    pub num_classes: usize,
+    pub lstm: LstmConfig,
+    pub embedding_dropout: f64,
+    pub head_dropout: f64,
+    /// Embedding dropout with one mask per sequence shared over time.
+    pub variational: bool,
+    pub pooling: Pooling,
+}
+
+pub struct Classifier {
+    embedding: Embedding,
+    lstm: Lstm,
+    head: Linear,
+    cfg: ClassifierConfig,
+}
+
+pub struct ClassifierOutput {
+    /// (batch, num_classes)
+    pub logits: Tensor,
+    pub trace: Option<GateTrace>,
+}
+
+impl Classifier {
+    /// Parameters: `embedding.weight`, `lstm.*` (PyTorch names), `head.weight`, `head.bias`.
+    pub fn new(cfg: &ClassifierConfig, vb: VarBuilder) -> Result<Self> {
+        let embedding = candle_nn::embedding(cfg.vocab_size, cfg.embedding_dim, vb.pp("embedding"))?;
+        let lstm = Lstm::new(&cfg.lstm, vb.pp("lstm"))?;
+        let head = candle_nn::linear(cfg.lstm.output_size(), cfg.num_classes, vb.pp("head"))?;
+        Ok(Self { embedding, lstm, head, cfg: cfg.clone() })
+    }
+
+    pub fn config(&self) -> &ClassifierConfig {
+        &self.cfg
+    }
+
+    pub fn lstm(&self) -> &Lstm {
+        &self.lstm
+    }
+
+    /// `ids`: (batch, time) u32, padded; `lengths`: real tokens per sequence (≥ 1).
+    /// `rng` draws the dropout masks and must be given when `train` is true and any dropout
+    /// is on.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        lengths: &[usize],
+        train: bool,
+        mut rng: Option<&mut SeededRng>,
+        trace: bool,
+    ) -> Result<ClassifierOutput> {
+        let (batch, time) = ids.dims2()?;
+        let mut x = self.embedding.forward(ids)?; // (batch, time, emb)
+        let p = self.cfg.embedding_dropout;
+        if train && p > 0.0 {
+            let r = rng.as_deref_mut().ok_or_else(|| need_rng("embedding dropout"))?;
+            let shape = if self.cfg.variational {
+                (batch, 1, self.cfg.embedding_dim)
+            } else {
+                (batch, time, self.cfg.embedding_dim)
+            };
+            let mask = r.dropout_mask(shape, p, x.dtype(), x.device())?;
+            x = x.broadcast_mul(&mask)?;
+        }
+        let mut input = LstmInput::new().lengths(lengths).trace(trace);
+        if train {
+            input = match rng.as_deref_mut() {
+                Some(r) => input.train(r),
+                None => LstmInput { train: true, ..input },
+            };
+        }
+        let out = self.lstm.forward(&x, &input)?;
+        drop(input);
+        let pooled = match self.cfg.pooling {
+            Pooling::Last => {
+                let dirs = self.cfg.lstm.num_directions();
+                let top = (self.cfg.lstm.num_layers - 1) * dirs;
+                let hs: Vec<Tensor> =
+                    out.final_states[top..top + dirs].iter().map(|s| s.h.clone()).collect();
+                Tensor::cat(&hs, 1)?
+            }
+            Pooling::Mean => {
+                // Padded outputs are zero, so the plain sum over time is the sum over real tokens.
+                let len = lengths_tensor(lengths, out.output.dtype(), out.output.device())?;
+                out.output.sum(1)?.broadcast_div(&len)?
+            }
+            Pooling::Max => {
+                let mask = mask_tensor(lengths, time, out.output.dtype(), out.output.device())?;
+                // Push padded positions far below any real activation (|h| ≤ 1 for tanh cells).
+                let shifted = out.output.broadcast_add(&((mask - 1.0)? * 1e4)?)?;
+                shifted.max(1)?
+            }
+        };
+        let mut feats = pooled; // (batch, dirs*hidden)
+        let p = self.cfg.head_dropout;
+        if train && p > 0.0 {
+            let r = rng.as_deref_mut().ok_or_else(|| need_rng("head dropout"))?;
+            let mask = r.dropout_mask(feats.shape(), p, feats.dtype(), feats.device())?;
+            feats = (feats * mask)?;
+        }
+        let logits = self.head.forward(&feats)?;
+        Ok(ClassifierOutput { logits, trace: out.trace })
+    }
+}
+
+fn need_rng(what: &str) -> crate::Error {
+    crate::Error::Input(format!("{what} is on in training mode but no dropout RNG was given"))
+}
+
+/// (batch, 1) lengths as floats.
+fn lengths_tensor(lengths: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    let v: Vec<f32> = lengths.iter().map(|&l| l.max(1) as f32).collect();
+    Ok(Tensor::from_vec(v, (lengths.len(), 1), device)?.to_dtype(dtype)?)
+}
+
+/// (batch, time, 1): 1 at real tokens, 0 at padding.
+fn mask_tensor(lengths: &[usize], time: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let v: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&l| (0..time).map(move |t| if t < l { 1.0 } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(v, (lengths.len(), time, 1), device)?.to_dtype(dtype)?)
+}
+
+/// Softmax probabilities from logits, for prediction.
+pub fn probabilities(logits: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::softmax(logits, D::Minus1)?)
+}

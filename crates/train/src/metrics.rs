@@ -1,0 +1,103 @@
+//! Classification metrics: accuracy, per-class and macro precision / recall / F1, and the
+//! confusion matrix (rows = true class, columns = predicted class).
+
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confusion {
+    pub counts: Vec<Vec<u64>>,
+}
+
+impl Confusion {
+    pub fn new(num_classes: usize) -> Self {
+        Self { counts: vec![vec![0; num_classes]; num_classes] }
+    }
+
+    pub fn add(&mut self, truth: usize, predicted: usize) {
+        self.counts[truth][predicted] += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().flatten().sum()
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        let correct: u64 = (0..self.counts.len()).map(|i| self.counts[i][i]).sum();
+        ratio(correct, self.total())
+    }
+
+    /// (precision, recall, f1) of one class; a class never predicted has precision 0, as
+    /// scikit-learn reports it with `zero_division=0`.
+    pub fn class_prf(&self, c: usize) -> (f64, f64, f64) {
+        let tp = self.counts[c][c];
+        let predicted: u64 = self.counts.iter().map(|row| row[c]).sum();
+        let actual: u64 = self.counts[c].iter().sum();
+        let p = ratio(tp, predicted);
+        let r = ratio(tp, actual);
+        let f = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
+        (p, r, f)
+    }
+
+    /// Metrics as a JSON object: `accuracy`, `macro_precision`, `macro_recall`, `macro_f1`,
+    /// `precision_<class>`, `recall_<class>`, `f1_<class>` and `confusion`.
+    pub fn to_json(&self, class_names: &[String]) -> Map<String, Value> {
+        let n = self.counts.len();
+        let mut m = Map::new();
+        m.insert("accuracy".into(), json!(self.accuracy()));
+        let (mut sp, mut sr, mut sf) = (0.0, 0.0, 0.0);
+        for c in 0..n {
+            let (p, r, f) = self.class_prf(c);
+            let name = class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
+            m.insert(format!("precision_{name}"), json!(p));
+            m.insert(format!("recall_{name}"), json!(r));
+            m.insert(format!("f1_{name}"), json!(f));
+            sp += p;
+            sr += r;
+            sf += f;
+        }
+        let k = n.max(1) as f64;
+        m.insert("macro_precision".into(), json!(sp / k));
+        m.insert("macro_recall".into(), json!(sr / k));
+        m.insert("macro_f1".into(), json!(sf / k));
+        m.insert("confusion".into(), json!(self.counts));
+        m
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_hand_computed_values() {
+        // truth/pred pairs: 3 TP for class 1, 1 FP (0 -> 1), 1 FN (1 -> 0), 2 TN.
+        let mut c = Confusion::new(2);
+        for (t, p) in [(1, 1), (1, 1), (1, 1), (0, 1), (1, 0), (0, 0), (0, 0)] {
+            c.add(t, p);
+        }
+        assert!((c.accuracy() - 5.0 / 7.0).abs() < 1e-12);
+        let (p, r, f) = c.class_prf(1);
+        assert!((p - 0.75).abs() < 1e-12 && (r - 0.75).abs() < 1e-12 && (f - 0.75).abs() < 1e-12);
+        let (p0, r0, _) = c.class_prf(0);
+        assert!((p0 - 2.0 / 3.0).abs() < 1e-12 && (r0 - 2.0 / 3.0).abs() < 1e-12);
+        let j = c.to_json(&["negative".into(), "positive".into()]);
+        assert_eq!(j["confusion"], json!([[2, 1], [1, 3]]));
+        assert!(j.contains_key("f1_positive"));
+    }
+
+    #[test]
+    fn never_predicted_class_has_zero_precision() {
+        let mut c = Confusion::new(2);
+        c.add(0, 1);
+        c.add(1, 1);
+        assert_eq!(c.class_prf(0), (0.0, 0.0, 0.0));
+    }
+}

@@ -1,0 +1,224 @@
+//! Task plumbing for sentence classification: corpus → tokenizer → encoded splits →
+//! batches, the loss, and prediction on raw text. Translation, forecasting and speech plug
+//! in beside this as further `task` kinds.
+
+use crate::config::Config;
+use crate::rundir::RunDir;
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device, Tensor, D};
+use data::batch::{BatchOptions, Batcher, TokenBatch};
+use data::tokenizer::Tok;
+use model::classifier::ClassifierConfig;
+use model::config::LstmConfig;
+
+/// One batch as the model wants it.
+pub struct Batch {
+    /// (batch, time) row-major, padded with the tokenizer's pad id.
+    pub ids: Vec<u32>,
+    pub batch: usize,
+    pub time: usize,
+    pub lengths: Vec<usize>,
+    pub labels: Vec<u32>,
+}
+
+impl Batch {
+    pub fn ids_tensor(&self, device: &Device) -> Result<Tensor> {
+        Ok(Tensor::from_slice(&self.ids, (self.batch, self.time), device)?)
+    }
+
+    fn from_data(b: TokenBatch) -> Self {
+        Batch { ids: b.ids, batch: b.batch_size, time: b.max_len, lengths: b.lengths, labels: b.labels }
+    }
+}
+
+/// An encoded split and its batcher.
+pub struct Split {
+    batcher: Batcher,
+}
+
+impl Split {
+    pub fn num_batches(&self) -> usize {
+        self.batcher.num_batches()
+    }
+
+    /// Training order for `epoch`: a pure function of (seed, epoch).
+    pub fn batches_for_epoch(&self, epoch: usize) -> Vec<Batch> {
+        self.batcher.batches_for_epoch(epoch as u64).into_iter().map(Batch::from_data).collect()
+    }
+
+    /// Every example once, in a fixed order (evaluation splits are built unshuffled).
+    pub fn eval_batches(&self) -> Vec<Batch> {
+        self.batches_for_epoch(0)
+    }
+}
+
+pub struct Prepared {
+    pub model_config: ClassifierConfig,
+    pub tokenizer: Tok,
+    pub train: Split,
+    pub validation: Split,
+    pub test: Split,
+    pub num_classes: usize,
+    pub class_names: Vec<String>,
+    pub class_weights: Vec<f32>,
+}
+
+/// Loads the corpus, fits (or, for an existing run, reloads) the tokenizer, encodes and
+/// batches every split.
+pub fn prepare(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Prepared> {
+    let corpus = data::load(&cfg.data, cfg.run.seed).context("loading the corpus")?;
+    let data::Corpus::TextClassification(corpus) = corpus else {
+        bail!("task \"classify\" needs a text-classification corpus (data.corpus = \"sst2\")");
+    };
+    let tok_path = dir.tokenizer();
+    let tokenizer = if existing_run && tok_path.exists() {
+        Tok::load(&tok_path).with_context(|| format!("loading {}", tok_path.display()))?
+    } else {
+        let t = data::tokenizer::build_tokenizer(&cfg.tokenizer, corpus.train_texts())
+            .context("building the tokenizer")?;
+        t.save(&tok_path).with_context(|| format!("writing {}", tok_path.display()))?;
+        t
+    };
+    let bs = cfg.train.batch_size;
+    let seed = cfg.run.seed;
+    let make = |examples: &[data::TextExample], shuffle: bool| -> Result<Split> {
+        let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+        let mut seqs = tokenizer.encode_all(&texts)?;
+        // A text with no known token still gets one step, so every length is ≥ 1.
+        for s in seqs.iter_mut().filter(|s| s.is_empty()) {
+            s.push(tokenizer.unk_id());
+        }
+        let labels = examples.iter().map(|e| e.label as u32).collect();
+        let opts = BatchOptions {
+            batch_size: bs,
+            seed,
+            pool: cfg.data.bucket_pool,
+            shuffle,
+            drop_last: false,
+            max_len: cfg.data.max_len,
+        };
+        Ok(Split { batcher: Batcher::new(seqs, labels, tokenizer.pad_id(), &opts)? })
+    };
+    let train = make(&corpus.train, true)?;
+    let validation = make(&corpus.validation, false)?;
+    let test = make(&corpus.test, false)?;
+    let class_weights: Vec<f32> = cfg.train.class_weights.iter().map(|&w| w as f32).collect();
+    if !class_weights.is_empty() && class_weights.len() != corpus.num_classes {
+        bail!(
+            "config key `train.class_weights`: expected {} weights (one per class), got {}",
+            corpus.num_classes,
+            class_weights.len()
+        );
+    }
+    let m = &cfg.model;
+    let lstm = LstmConfig {
+        input_size: m.embedding_dim,
+        hidden_size: m.hidden,
+        num_layers: m.layers,
+        bidirectional: m.bidirectional,
+        variant: m.variant,
+        cell: m.cell,
+        dropout: m.dropout,
+        variational_dropout: m.variational,
+        orthogonal_init: m.orthogonal_init,
+        forget_bias: m.forget_bias,
+        fused: m.fused,
+    };
+    let model_config = ClassifierConfig {
+        vocab_size: tokenizer.vocab_size(),
+        embedding_dim: m.embedding_dim,
+        num_classes: corpus.num_classes,
+        lstm,
+        embedding_dropout: m.embedding_dropout,
+        head_dropout: m.head_dropout,
+        variational: m.variational,
+        pooling: m.pooling,
+    };
+    Ok(Prepared {
+        model_config,
+        tokenizer,
+        train,
+        validation,
+        test,
+        num_classes: corpus.num_classes,
+        class_names: corpus.class_names.clone(),
+        class_weights,
+    })
+}
+
+/// Mean cross-entropy; with class weights, PyTorch's weighted mean Σ wᵧ·lossᵢ / Σ wᵧ.
+pub fn cross_entropy(logits: &Tensor, labels: &[u32], class_weights: &[f32]) -> Result<Tensor> {
+    let device = logits.device();
+    let targets = Tensor::from_slice(labels, labels.len(), device)?;
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?; // (batch,)
+    if class_weights.is_empty() {
+        return Ok(picked.mean_all()?.neg()?);
+    }
+    let w: Vec<f32> = labels.iter().map(|&l| class_weights[l as usize]).collect();
+    let total: f32 = w.iter().sum();
+    if total <= 0.0 {
+        bail!("class weights of this batch sum to zero");
+    }
+    let w = Tensor::from_vec(w, labels.len(), device)?.to_dtype(logits.dtype())?;
+    Ok(((picked * w)?.sum_all()? / total as f64)?.neg()?)
+}
+
+pub fn argmax(logits: &Tensor) -> Result<Vec<usize>> {
+    Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?.into_iter().map(|x| x as usize).collect())
+}
+
+/// Label and probability of each text, from a finished run's best checkpoint.
+pub fn predict(dir: &RunDir, texts: &[String]) -> Result<Vec<(String, f32)>> {
+    let cfg = crate::config::load_recorded(&dir.root)?;
+    crate::threads::init(cfg.run.threads);
+    let device = crate::trainer::device_of(&cfg)?;
+    let tok_path = dir.tokenizer();
+    let tokenizer = Tok::load(&tok_path).with_context(|| format!("loading {}", tok_path.display()))?;
+    let (meta, class_names) = read_model_config(&dir.best())?;
+    let varmap = candle_nn::VarMap::new();
+    let vb = model::init::seeded_var_builder(&varmap, 0, DType::F32, &device);
+    let net = model::classifier::Classifier::new(&meta, vb)?;
+    crate::trainer::load_weights(&dir.best(), &varmap)?;
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        let enc: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|t| {
+                let mut ids = tokenizer.encode(t)?;
+                if let Some(m) = cfg.data.max_len {
+                    ids.truncate(m);
+                }
+                if ids.is_empty() {
+                    ids.push(tokenizer.unk_id());
+                }
+                Ok(ids)
+            })
+            .collect::<Result<_>>()?;
+        let time = enc.iter().map(Vec::len).max().unwrap_or(1);
+        let mut ids = vec![tokenizer.pad_id(); enc.len() * time];
+        for (i, e) in enc.iter().enumerate() {
+            ids[i * time..i * time + e.len()].copy_from_slice(e);
+        }
+        let lengths: Vec<usize> = enc.iter().map(Vec::len).collect();
+        let ids = Tensor::from_vec(ids, (enc.len(), time), &device)?;
+        let logits = net.forward(&ids, &lengths, false, None, false)?.logits;
+        for (label, p) in crate::trainer::argmax_probs(&logits)? {
+            out.push((class_names[label].clone(), p));
+        }
+    }
+    Ok(out)
+}
+
+/// The classifier config and class names stored in a checkpoint's metadata.
+pub fn read_model_config(path: &std::path::Path) -> Result<(ClassifierConfig, Vec<String>)> {
+    let ckpt = model::checkpoint::read(path, &Device::Cpu)?;
+    let meta = ckpt
+        .config
+        .ok_or_else(|| anyhow!("{}: no model config in the metadata (not a sluice classifier checkpoint)", path.display()))?;
+    let config = serde_json::from_value(meta["model"].clone())
+        .with_context(|| format!("{}: model config in metadata", path.display()))?;
+    let names = serde_json::from_value(meta["class_names"].clone())
+        .with_context(|| format!("{}: class names in metadata", path.display()))?;
+    Ok((config, names))
+}
