@@ -120,6 +120,10 @@ fn main() -> candle_core::Result<()> {
             let g = (out * &r).unwrap().sum_all().unwrap().backward().unwrap();
             assert!(g.get(&w_hh).is_some());
         };
+        if args.iter().any(|a| a == "--train-only") {
+            report("fused training", s, 3.0 * fwd_flops, time(3, iters, fused_train));
+            continue;
+        }
         {
             // The kernel alone on raw slices: what the candle wrapping costs on top.
             use model::fused::kernel;

@@ -17,6 +17,7 @@
 
 use super::simd;
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// Which gates and activations the cell has (Greff et al. 2017 variants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +187,23 @@ impl Plan {
             s
         }
     }
+    /// Length of the op's flat output: outputs (batch, time, hidden), then h_n and c_n
+    /// (batch, hidden) each. Flat so that every part is a contiguous view.
+    pub fn packed_len(&self) -> usize {
+        (self.batch * self.time + 2 * self.batch) * self.hidden
+    }
+    #[inline]
+    pub fn out_at(&self, b: usize, t: usize) -> usize {
+        (b * self.time + t) * self.hidden
+    }
+    #[inline]
+    pub fn hn_at(&self, b: usize) -> usize {
+        (self.batch * self.time + b) * self.hidden
+    }
+    #[inline]
+    pub fn cn_at(&self, b: usize) -> usize {
+        (self.batch * self.time + self.batch + b) * self.hidden
+    }
     /// Packed-weight width: [W_ih | W_hh | bias | peephole?].
     pub fn wcols(&self) -> usize {
         self.input + self.hidden + 1 + usize::from(self.spec.peephole)
@@ -231,11 +249,10 @@ impl<T> Ptr<T> {
     }
 }
 
-/// Threads of candle's own CPU pool (CANDLE_NUM_THREADS, else RAYON_NUM_THREADS, else the
-/// physical cores): the fused op runs on the same workers as candle's element-wise ops, so the
-/// two never compete for cores, and those workers park when idle.
+/// Threads of rayon's global pool (RAYON_NUM_THREADS, or what the caller built with
+/// `ThreadPoolBuilder::build_global`), the pool candle's matmul (gemm) also runs on.
 pub fn pool_threads() -> usize {
-    candle_core::utils::barrier_pool().n_workers() + 1
+    rayon::current_num_threads()
 }
 
 /// dst (m x n, row stride dst_rs) (+)= lhs (m x k) * rhs (k x n), arbitrary lhs/rhs strides.
@@ -255,19 +272,6 @@ unsafe fn matmul<T: Real>(
     rhs_cs: usize,
     threads: usize,
 ) {
-    if threads > 1 && m >= 32 {
-        // Row blocks, one gemm each: the pool's workers rather than a second (rayon) pool.
-        let chunk = m.div_ceil(threads);
-        let (d, l, r) = (Ptr(dst), Ptr(lhs as *mut T), Ptr(rhs as *mut T));
-        for_blocks(threads, |t| {
-            let r0 = t * chunk;
-            let r1 = m.min(r0 + chunk);
-            if r0 < r1 {
-                matmul(r1 - r0, n, k, d.at(r0 * dst_rs), dst_rs, accumulate, l.at(r0 * lhs_rs), lhs_rs, lhs_cs, r.at(0), rhs_rs, rhs_cs, 1);
-            }
-        });
-        return;
-    }
     if m == 0 || n == 0 {
         return;
     }
@@ -298,23 +302,32 @@ unsafe fn matmul<T: Real>(
         false,
         false,
         false,
-        Parallelism::None,
+        if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None },
     );
 }
 
-/// Runs `f(k)` for every block on candle's pool (the caller's thread takes part), returning
-/// when all are done: the per-step barrier.
+/// Runs `f(k)` for every block, returning when all are done: the per-step barrier. Called on
+/// a rayon worker (see `forward`), a join is a push on the local deque that an idle worker
+/// steals, or that this thread runs itself when every other core is busy (work stealing never
+/// waits on a descheduled thread that has not started its part, unlike a fixed barrier).
 fn for_blocks(nb: usize, f: impl Fn(usize) + Sync + Send) {
-    if nb == 1 {
-        f(0)
-    } else {
-        candle_core::utils::barrier_pool().execute_chunked(nb, |range| range.for_each(&f));
+    match nb {
+        1 => f(0),
+        2 => {
+            rayon::join(|| f(0), || f(1));
+        }
+        _ => (0..nb).into_par_iter().for_each(f),
     }
 }
 
 /// Forward. `x` (batch, time, input), `w` (R, wcols), `state` (2, batch, hidden), all
-/// contiguous. Returns (batch, time + 2, hidden): outputs, then final h, then final c.
+/// contiguous. Returns the flat packed output (`Plan::packed_len`).
 pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usize) -> (Vec<T>, Saved<T>) {
+    // The whole time loop runs on a pool worker so that each step's join is cheap.
+    rayon::scope(|_| forward_impl(plan, x, w, state, threads))
+}
+
+fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usize) -> (Vec<T>, Saved<T>) {
     let (bsz, tlen, ni, nh) = (plan.batch, plan.time, plan.input, plan.hidden);
     let (ng, r_all, rows, tmax) = (plan.ng(), plan.r(), plan.rows(), plan.tmax());
     let wc = plan.wcols();
@@ -361,7 +374,7 @@ pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usiz
         matmul(rows, r_all, ni, gates.as_mut_ptr(), r_all, true, xg.as_ptr(), ni, 1, w_ih.as_ptr(), 1, ni, threads);
     }
 
-    let mut out = vec![T::zero(); bsz * (tlen + 2) * nh];
+    let mut out = vec![T::zero(); plan.packed_len()];
     let mut c0 = vec![T::zero(); bsz * nh];
     let mut h_prev = vec![T::zero(); rows * nh];
     for r in 0..bsz {
@@ -370,8 +383,8 @@ pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usiz
         let c0b = &state[(bsz + b) * nh..(bsz + b + 1) * nh];
         c0[r * nh..(r + 1) * nh].copy_from_slice(c0b);
         // Final state defaults to the initial one (length-0 sequences).
-        out[(b * (tlen + 2) + tlen) * nh..][..nh].copy_from_slice(h0);
-        out[(b * (tlen + 2) + tlen + 1) * nh..][..nh].copy_from_slice(c0b);
+        out[plan.hn_at(b)..][..nh].copy_from_slice(h0);
+        out[plan.cn_at(b)..][..nh].copy_from_slice(c0b);
         if tmax > 0 && r < plan.n[0] {
             h_prev[r * nh..(r + 1) * nh].copy_from_slice(h0);
         }
@@ -419,7 +432,7 @@ pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usiz
                     let cc = pc.slice(row * nh + j0, w);
                     let tcc = ptc.slice(row * nh + j0, w);
                     let b = plan_ref.perm[r];
-                    let hout = pout.slice((b * (tlen + 2) + plan_ref.pos(r, s)) * nh + j0, w);
+                    let hout = pout.slice(plan_ref.out_at(b, plan_ref.pos(r, s)) + j0, w);
                     let pp: [&[T]; 3] = if plan_ref.spec.peephole {
                         [
                             &peep_ref[j0..j1],
@@ -434,9 +447,8 @@ pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usiz
                         ph.slice((plan_ref.off[s + 1] + r) * nh + j0, w).copy_from_slice(hout);
                     }
                     if plan_ref.len[r] == s + 1 {
-                        let fin = (b * (tlen + 2) + tlen) * nh + j0;
-                        pout.slice(fin, w).copy_from_slice(hout);
-                        pout.slice(fin + nh, w).copy_from_slice(cc);
+                        pout.slice(plan_ref.hn_at(b) + j0, w).copy_from_slice(hout);
+                        pout.slice(plan_ref.cn_at(b) + j0, w).copy_from_slice(cc);
                     }
                 }
             }
@@ -686,8 +698,12 @@ pub struct Grads<T> {
     pub state: Vec<T>,
 }
 
-/// Backward through time. `grad` is (batch, time + 2, hidden) contiguous.
+/// Backward through time. `grad` is the gradient of the flat packed output.
 pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: usize) -> Grads<T> {
+    rayon::scope(|_| backward_impl(saved, grad, need_dx, threads))
+}
+
+fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: usize) -> Grads<T> {
     let plan = &saved.plan;
     let (bsz, tlen, ni, nh) = (plan.batch, plan.time, plan.input, plan.hidden);
     let (r_all, rows, tmax) = (plan.r(), plan.rows(), plan.tmax());
@@ -697,8 +713,8 @@ pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: u
     let mut dc = vec![T::zero(); bsz * nh];
     for r in 0..bsz {
         let b = plan.perm[r];
-        dh[r * nh..(r + 1) * nh].copy_from_slice(&grad[(b * (tlen + 2) + tlen) * nh..][..nh]);
-        dc[r * nh..(r + 1) * nh].copy_from_slice(&grad[(b * (tlen + 2) + tlen + 1) * nh..][..nh]);
+        dh[r * nh..(r + 1) * nh].copy_from_slice(&grad[plan.hn_at(b)..][..nh]);
+        dc[r * nh..(r + 1) * nh].copy_from_slice(&grad[plan.cn_at(b)..][..nh]);
     }
     let mut dz = vec![T::zero(); rows * r_all];
     let mut dpeep = vec![T::zero(); if plan.spec.peephole { 3 * nh } else { 0 }];
@@ -724,7 +740,7 @@ pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: u
                 for r in 0..n {
                     let row = off + r;
                     let b = plan.perm[r];
-                    let dy = &grad[(b * (tlen + 2) + plan.pos(r, s)) * nh + j0..][..w];
+                    let dy = &grad[plan.out_at(b, plan.pos(r, s)) + j0..][..w];
                     for ((d, &a), &y) in dh_row.iter_mut().zip(pdh.slice(r * nh + j0, w).iter()).zip(dy) {
                         *d = a + y;
                     }

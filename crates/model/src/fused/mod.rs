@@ -11,13 +11,14 @@
 //! candle custom ops take at most three tensors and return one, so the entry point packs
 //! `[W_ih | W_hh | b_ih + b_hh (| peephole)]` into one weight tensor and `(h0, c0)` into one
 //! state tensor with differentiable `cat`/`stack`, and splits the op's packed
-//! `(batch, time + 2, hidden)` output (outputs, final h, final c) with `narrow`.
+//! flat output (outputs, final h, final c) with `narrow`.
 //!
-//! Threads: the per-step work is split over hidden-unit blocks, one per thread of candle's own
-//! CPU pool (`kernel::pool_threads()`: CANDLE_NUM_THREADS, else RAYON_NUM_THREADS, else the
-//! physical cores), and the big GEMMs are split by rows over the same pool. Sharing candle's
-//! workers keeps the op from fighting candle's element-wise ops for cores; the workers spin
-//! briefly (CANDLE_BARRIER_POOL_SPIN_LIMIT) and then park, so nothing spins when idle.
+//! Threads: the per-step work is split over hidden-unit blocks, one per thread of rayon's
+//! global pool (`kernel::pool_threads()`: RAYON_NUM_THREADS, or the pool the caller built with
+//! `build_global`), the pool candle's own matmul uses; the big GEMMs use gemm's rayon
+//! parallelism with the same count. rayon workers sleep when idle. (candle's separate
+//! barrier pool for element-wise ops was tried: its waits spin without yielding, which stalls
+//! every step by a scheduler slice when the cores are shared with other processes.)
 
 pub mod hook;
 pub mod kernel;
@@ -221,9 +222,12 @@ pub fn lstm_direction_variant(
     };
     let threads = op_threads();
     let op = op::FusedLstmOp::new(spec, lengths, reverse, has_state, threads);
-    let packed = x.contiguous()?.apply_op3(&w, &state, op)?; // (batch, time + 2, hidden)
-    let out = packed.narrow(1, 0, t)?;
-    let h_n = packed.narrow(1, t, 1)?.squeeze(1)?;
-    let c_n = packed.narrow(1, t + 1, 1)?.squeeze(1)?;
+    // Flat: (batch, time, hidden) outputs, then h_n and c_n (batch, hidden); each part is a
+    // contiguous view, so later ops never take candle's slow strided paths.
+    let packed = x.contiguous()?.apply_op3(&w, &state, op)?;
+    let (bth, bh) = (b * t * hidden, b * hidden);
+    let out = packed.narrow(0, 0, bth)?.reshape((b, t, hidden))?;
+    let h_n = packed.narrow(0, bth, bh)?.reshape((b, hidden))?;
+    let c_n = packed.narrow(0, bth + bh, bh)?.reshape((b, hidden))?;
     Ok((out, h_n, c_n))
 }

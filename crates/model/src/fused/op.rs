@@ -56,7 +56,7 @@ impl FusedLstmOp {
         let st = contiguous::<T>(s3, l3, "state")?;
         let (out, saved) = kernel::forward(plan, x, w, st, self.threads);
         *self.saved.lock().unwrap() = Some(wrap(saved));
-        Ok((T::to_cpu_storage_owned(out), Shape::from((b, t + 2, h))))
+        Ok((T::to_cpu_storage_owned(out), Shape::from(b * t * h + 2 * b * h)))
     }
 }
 
