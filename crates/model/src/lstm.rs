@@ -332,15 +332,13 @@ impl Lstm {
             let mut outs = Vec::new();
             for dir in 0..dirs {
                 let init = input.initial.as_ref().map(|v| &v[layer * dirs + dir]);
-                let r = run_direction(
-                    &spec,
-                    self.direction_weights(layer, dir),
-                    &layer_input,
-                    masks.as_ref(),
-                    dir == 1,
-                    init,
-                    input.trace,
-                )?;
+                let w = self.direction_weights(layer, dir);
+                // The fused CPU kernel when `cfg.fused` and it covers the case, else op by op.
+                let fused = crate::fused::hook::try_run_direction(cfg, w, &layer_input, lengths, dir == 1, init, input.trace)?;
+                let r = match fused {
+                    Some(r) => r,
+                    None => run_direction(&spec, w, &layer_input, masks.as_ref(), dir == 1, init, input.trace)?,
+                };
                 outs.push(r.output);
                 final_states.push(r.final_state);
                 if let Some(tr) = r.trace {
