@@ -288,3 +288,63 @@ fn rejects_bad_shapes_and_lengths() {
     assert!(supports(&dev, DType::F32, FusedVariant::Peephole));
     assert!(!supports(&dev, DType::BF16, FusedVariant::Vanilla));
 }
+
+/// The whole layer (2 layers, bidirectional, lengths, initial states): `fused = true` against
+/// `fused = false`, outputs, final states and the gradient of every parameter and the input.
+fn layer_case(variant: Variant, dtype: DType, seed: u64) -> f64 {
+    use crate::config::LstmConfig;
+    use crate::init::seeded_var_builder;
+    use crate::lstm::{Lstm, LstmInput};
+    let dev = Device::Cpu;
+    let mut rng = TestRng(seed);
+    let (b, t, i, h) = (4, 6, 5, 20);
+    let lengths = vec![6, 3, 0, 5];
+    let x = Var::from_tensor(&rng.tensor(&[b, t, i], 1.0, dtype)).unwrap();
+    let initial: Vec<LstmState> = (0..4)
+        .map(|_| LstmState { h: rng.tensor(&[b, h], 0.5, dtype), c: Some(rng.tensor(&[b, h], 0.5, dtype)) })
+        .collect();
+    let w_out = rng.tensor(&[b, t, 2 * h], 1.0, dtype);
+    let w_fin = rng.tensor(&[b, h], 1.0, dtype);
+    let mut worst = 0f64;
+    let mut results = Vec::new();
+    for fused in [true, false] {
+        let mut cfg = LstmConfig::new(i, h);
+        cfg.num_layers = 2;
+        cfg.bidirectional = true;
+        cfg.variant = variant;
+        cfg.fused = fused;
+        let varmap = candle_nn::VarMap::new();
+        let lstm = Lstm::new(&cfg, seeded_var_builder(&varmap, 7, dtype, &dev)).unwrap();
+        let out = lstm.forward(x.as_tensor(), &LstmInput::new().lengths(&lengths).initial(initial.clone())).unwrap();
+        let mut loss = (&out.output * &w_out).unwrap().sum_all().unwrap();
+        let mut tensors = vec![out.output.clone()];
+        for s in &out.final_states {
+            let c = s.c.as_ref().unwrap();
+            loss = (loss + (&s.h * &w_fin).unwrap().sum_all().unwrap() + (c * &w_fin).unwrap().sum_all().unwrap()).unwrap();
+            tensors.push(s.h.clone());
+            tensors.push(c.clone());
+        }
+        let grads = loss.backward().unwrap();
+        tensors.push(grads.get(x.as_tensor()).unwrap().clone());
+        let data = varmap.data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for n in names {
+            tensors.push(grads.get(data[n].as_tensor()).unwrap().clone());
+        }
+        results.push(tensors);
+    }
+    for (a, b) in results[0].iter().zip(&results[1]) {
+        worst = worst.max(rel_err(a, b));
+    }
+    worst
+}
+
+#[test]
+fn layer_fused_matches_op_by_op() {
+    for (k, variant) in Variant::ALL.into_iter().enumerate() {
+        let e64 = layer_case(variant, DType::F64, 10 + k as u64);
+        let e32 = layer_case(variant, DType::F32, 20 + k as u64);
+        assert!(e64 < 1e-12 && e32 < 1e-5, "{variant:?}: f64 {e64:.2e}, f32 {e32:.2e}");
+    }
+}
