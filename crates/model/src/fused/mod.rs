@@ -221,10 +221,18 @@ pub fn lstm_direction_variant(
         Tensor::zeros((2, b, hidden), dtype, dev)?
     };
     let threads = op_threads();
-    let op = op::FusedLstmOp::new(spec, lengths, reverse, has_state, threads);
+    let mut op = op::FusedLstmOp::new(spec, lengths, reverse, has_state, threads);
+    let x = x.contiguous()?;
+    let needs_grad = x.track_op() || w.track_op() || state.track_op();
     // Flat: (batch, time, hidden) outputs, then h_n and c_n (batch, hidden); each part is a
     // contiguous view, so later ops never take candle's slow strided paths.
-    let packed = x.contiguous()?.apply_op3(&w, &state, op)?;
+    let packed = if needs_grad {
+        x.apply_op3(&w, &state, op)?
+    } else {
+        // Inference: no graph node, and the activations are freed at once.
+        op.save = false;
+        x.apply_op3_no_bwd(&w, &state, &op)?
+    };
     let (bth, bh) = (b * t * hidden, b * hidden);
     let out = packed.narrow(0, 0, bth)?.reshape((b, t, hidden))?;
     let h_n = packed.narrow(0, bth, bh)?.reshape((b, hidden))?;

@@ -20,12 +20,14 @@ pub struct FusedLstmOp {
     /// it the state gradient is not returned.
     pub has_state: bool,
     pub threads: usize,
+    /// Keep the activations for `bwd` (off for inference: no input tracks a gradient).
+    pub save: bool,
     saved: Arc<Mutex<Option<AnySaved>>>,
 }
 
 impl FusedLstmOp {
     pub fn new(spec: CellSpec, lengths: Vec<usize>, reverse: bool, has_state: bool, threads: usize) -> Self {
-        Self { spec, lengths, reverse, has_state, threads, saved: Arc::new(Mutex::new(None)) }
+        Self { spec, lengths, reverse, has_state, threads, save: true, saved: Arc::new(Mutex::new(None)) }
     }
 }
 
@@ -55,7 +57,9 @@ impl FusedLstmOp {
         let w = contiguous::<T>(s2, l2, "weights")?;
         let st = contiguous::<T>(s3, l3, "state")?;
         let (out, saved) = kernel::forward(plan, x, w, st, self.threads);
-        *self.saved.lock().unwrap() = Some(wrap(saved));
+        if self.save {
+            *self.saved.lock().unwrap() = Some(wrap(saved));
+        }
         Ok((T::to_cpu_storage_owned(out), Shape::from(b * t * h + 2 * b * h)))
     }
 }

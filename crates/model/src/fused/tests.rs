@@ -348,3 +348,27 @@ fn layer_fused_matches_op_by_op() {
         assert!(e64 < 1e-12 && e32 < 1e-5, "{variant:?}: f64 {e64:.2e}, f32 {e32:.2e}");
     }
 }
+
+#[test]
+fn inference_without_graph_matches_training_forward() {
+    let mut rng = TestRng(30);
+    let c = Case { variant: Variant::Vanilla, b: 3, t: 5, i: 4, h: 17, lengths: vec![5, 2, 4], reverse: true, with_state: true };
+    let inp = Inputs::new(&c, &mut rng, DType::F32);
+    let tracked = run_fused(&c, &inp);
+    let plain = lstm_direction(
+        &inp.x.as_tensor().detach(),
+        &inp.w_ih.as_tensor().detach(),
+        &inp.w_hh.as_tensor().detach(),
+        Some(&inp.b_ih.as_tensor().detach()),
+        Some(&inp.b_hh.as_tensor().detach()),
+        Some(&inp.h0.as_ref().unwrap().as_tensor().detach()),
+        Some(&inp.c0.as_ref().unwrap().as_tensor().detach()),
+        &c.lengths,
+        c.reverse,
+    )
+    .unwrap();
+    for (a, b) in tracked.iter().zip([plain.0, plain.1, plain.2].iter()) {
+        assert_eq!(rel_err(a, b), 0.0);
+        assert!(!b.track_op());
+    }
+}
