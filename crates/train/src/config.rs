@@ -326,7 +326,12 @@ impl Config {
         }
         model::device::parse_device(&self.run.device)
             .map_err(|e| invalid("run.device", e.to_string()))?;
-        self.data.validate().map_err(|e| Invalid { key: None, message: e.to_string() })?;
+        let located = |e: data::Error| match e {
+            data::Error::Config { key, msg } => Invalid { key: Some(key), message: msg },
+            other => Invalid { key: None, message: other.to_string() },
+        };
+        self.data.validate().map_err(located)?;
+        self.tokenizer.validate().map_err(located)?;
         Ok(())
     }
 
@@ -463,6 +468,14 @@ mod tests {
         assert_eq!(c.model.variant, model::config::Variant::Nog);
         let e = err("", &["model.hiden=3"]);
         assert!(e.contains("did you mean `hidden`"), "{e}");
+    }
+
+    #[test]
+    fn data_section_errors_are_located() {
+        let e = err("[data]\ncorpus = \"ett\"\n\nhorizon = 0\n", &[]);
+        assert!(e.starts_with("c.toml:4: key `data.horizon`"), "{e}");
+        let e = err("[tokenizer]\nvocab_size = 2\n", &[]);
+        assert!(e.starts_with("c.toml:2: key `tokenizer.vocab_size`"), "{e}");
     }
 
     #[test]

@@ -122,7 +122,7 @@ fn real_main() -> Result<()> {
             } else {
                 texts
             };
-            let preds = train::task::predict(&dir, &texts)?;
+            let preds = train::task::classify::predict(&dir, &texts)?;
             for (text, (label, p)) in texts.iter().zip(preds) {
                 if json {
                     println!("{}", serde_json::json!({"text": text, "label": label, "probability": p}));

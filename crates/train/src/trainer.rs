@@ -8,15 +8,13 @@
 //! skipping batches; nothing depends on wall time.
 
 use crate::config::{Config, MetricMode};
-use crate::metrics::Confusion;
 use crate::optim::{Optimizer, Param};
 use crate::rundir::RunDir;
-use crate::task::{self, Prepared};
+use crate::task::{self, SplitName, Task};
 use crate::{atomic, schedule};
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use model::classifier::Classifier;
 use model::rng::{SeededRng, SeededRngState};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -84,12 +82,8 @@ pub fn device_of(cfg: &Config) -> Result<Device> {
 
 /// Trains from scratch (`resume = false`) or continues the run in `dir`.
 pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<Map<String, Value>> {
-    let device = device_of(cfg)?;
-    let prepared = task::prepare(cfg, dir, resume)?;
-    let varmap = VarMap::new();
-    let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
-    let net = Classifier::new(&prepared.model_config, vb).context("building the model")?;
-    let params = collect_params(&varmap, cfg);
+    let mut task = task::build(cfg, dir, resume)?;
+    let params = collect_params(task.as_ref());
     let mut optimizer = Optimizer::new(&cfg.train);
     let mut pos = Position {
         epoch: 0,
@@ -108,7 +102,7 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
         finished: false,
     };
     if resume && dir.resume_state().exists() {
-        pos = load_resume(dir, &varmap, &mut optimizer)?;
+        pos = load_resume(dir, task.varmap(), &mut optimizer)?;
         let mut lines = dir.metric_lines()?;
         lines.truncate(pos.metric_lines);
         dir.write_metric_lines(&lines)?;
@@ -120,101 +114,104 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
     let session = Instant::now();
     let wall_base = pos.clock.wall_seconds;
     let mut metric_lines = dir.metric_lines()?;
-    let steps_per_epoch = prepared.train.num_batches();
+    let steps_per_epoch = task.start_epoch(0)?;
     let total_steps = total_steps(cfg, steps_per_epoch);
+    let mut has_accuracy = false;
 
     while !pos.finished {
         let epoch_start = Instant::now();
-        let batches = prepared.train.batches_for_epoch(pos.epoch);
-        let bar = progress_bar(opts.quiet, batches.len(), pos.epoch);
+        let num_batches = task.start_epoch(pos.epoch)?;
+        let bar = progress_bar(opts.quiet, num_batches, pos.epoch);
         bar.set_position(pos.batch as u64);
         let mut tokens = 0u64;
-        while pos.batch < batches.len() {
+        while pos.batch < num_batches {
             if cfg.train.max_steps > 0 && pos.step as usize >= cfg.train.max_steps {
                 break;
             }
-            let b = &batches[pos.batch];
             let t0 = Instant::now();
-            let ids = b.ids_tensor(&device)?;
-            let out = net.forward(&ids, &b.lengths, true, Some(&mut rng), false)?;
-            let loss = task::cross_entropy(&out.logits, &b.labels, &prepared.class_weights)?;
-            let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let out = task.train_step(pos.batch, &mut rng)?;
+            let loss_value = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             let loss_value = if injected_nan(pos.step) { f64::NAN } else { loss_value };
             if !loss_value.is_finite() {
                 bar.abandon();
                 bail!(
-                    "loss is {loss_value} at step {} (epoch {}, batch {}): training stopped; the last good checkpoint is {}",
+                    "loss is {loss_value} at step {} (epoch {}, batch {}): training stopped; the last good state is {} (`train resume --run {}` continues from it)",
                     pos.step,
                     pos.epoch,
                     pos.batch,
-                    dir.resume_state().display()
+                    dir.resume_state().display(),
+                    dir.root.display()
                 );
             }
-            let grads = loss.backward()?;
+            let grads = out.loss.backward()?;
             let lr = schedule::lr_at(&cfg.train, pos.step as usize, total_steps);
             let report = optimizer
                 .step(&params, &grads, lr)
                 .with_context(|| format!("optimizer step {} (epoch {}, batch {})", pos.step, pos.epoch, pos.batch))?;
             pos.step += 1;
             pos.batch += 1;
-            let n_tok: usize = b.lengths.iter().sum();
-            tokens += n_tok as u64;
-            pos.train_tokens += n_tok as u64;
+            tokens += out.tokens as u64;
+            pos.train_tokens += out.tokens as u64;
             pos.clock.train_seconds += t0.elapsed().as_secs_f64();
-            let preds = task::argmax(&out.logits)?;
-            pos.epoch_correct += preds.iter().zip(&b.labels).filter(|(p, l)| **p as u32 == **l).count();
-            pos.epoch_seen += b.labels.len();
-            pos.epoch_loss_sum += (loss_value + report.penalty) * b.labels.len() as f64;
+            if let Some(c) = out.correct {
+                pos.epoch_correct += c;
+                has_accuracy = true;
+            }
+            pos.epoch_seen += out.examples;
+            pos.epoch_loss_sum += (loss_value + report.penalty) * out.examples as f64;
             if kill_requested(pos.step) {
                 kill_self();
             }
             bar.set_position(pos.batch as u64);
+            let acc = if has_accuracy {
+                format!(" acc {:.3}", pos.epoch_correct as f64 / pos.epoch_seen as f64)
+            } else {
+                String::new()
+            };
             bar.set_message(format!(
-                "loss {:.4} acc {:.3} {:.0} tok/s",
+                "loss {:.4}{acc} {:.0} tok/s",
                 pos.epoch_loss_sum / pos.epoch_seen as f64,
-                pos.epoch_correct as f64 / pos.epoch_seen as f64,
                 tokens as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9)
             ));
             if cfg.train.checkpoint_every > 0
                 && pos.step % cfg.train.checkpoint_every as u64 == 0
-                && pos.batch < batches.len()
+                && pos.batch < num_batches
             {
                 pos.dropout_rng = rng.state();
                 pos.metric_lines = metric_lines.len();
                 pos.clock.wall_seconds = wall_base + session.elapsed().as_secs_f64();
-                save_resume(dir, &varmap, &optimizer, &pos)?;
+                save_resume(dir, task.varmap(), &optimizer, &pos)?;
             }
         }
         bar.finish_and_clear();
-        let epoch_done = pos.batch >= batches.len();
+        let epoch_done = pos.batch >= num_batches;
         let out_of_steps = cfg.train.max_steps > 0 && pos.step as usize >= cfg.train.max_steps;
 
         // Evaluate at each epoch end (and where max_steps cut an epoch short).
-        let eval = evaluate(&net, &prepared, &prepared.validation, &device)?;
+        let eval = task.evaluate(SplitName::Validation)?;
         let mut line = Map::new();
         line.insert("epoch".into(), json!(pos.epoch));
         line.insert("step".into(), json!(pos.step));
         line.insert("split".into(), json!("validation"));
         if pos.epoch_seen > 0 {
             line.insert("train_loss".into(), json!(pos.epoch_loss_sum / pos.epoch_seen as f64));
-            line.insert("train_accuracy".into(), json!(pos.epoch_correct as f64 / pos.epoch_seen as f64));
+            if has_accuracy {
+                line.insert("train_accuracy".into(), json!(pos.epoch_correct as f64 / pos.epoch_seen as f64));
+            }
         }
         line.extend(eval.clone());
         metric_lines.push(serde_json::to_string(&line)?);
         dir.write_metric_lines(&metric_lines)?;
         if !opts.quiet {
-            eprintln!(
-                "epoch {} step {}: validation loss {:.4} accuracy {:.4} macro-F1 {:.4}",
-                pos.epoch, pos.step, eval["loss"].as_f64().unwrap_or(f64::NAN),
-                eval["accuracy"].as_f64().unwrap_or(f64::NAN),
-                eval["macro_f1"].as_f64().unwrap_or(f64::NAN)
-            );
+            eprintln!("epoch {} step {}: validation {}", pos.epoch, pos.step, headline(&eval));
         }
         let metric_name = &cfg.train.early_stopping_metric;
-        let value = eval
-            .get(metric_name)
-            .and_then(Value::as_f64)
-            .ok_or_else(|| anyhow!("config key `train.early_stopping_metric`: no validation metric named `{metric_name}` (have: {})", eval.keys().cloned().collect::<Vec<_>>().join(", ")))?;
+        let value = eval.get(metric_name).and_then(Value::as_f64).ok_or_else(|| {
+            anyhow!(
+                "config key `train.early_stopping_metric`: no validation metric named `{metric_name}` (have: {})",
+                eval.iter().filter(|(_, v)| v.is_number()).map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })?;
         let improved = match (pos.best_metric, cfg.train.early_stopping_mode) {
             (None, _) => true,
             (Some(b), MetricMode::Max) => value > b,
@@ -224,11 +221,11 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
             pos.best_metric = Some(value);
             pos.best_epoch = Some(pos.epoch);
             pos.bad_epochs = 0;
-            save_weights(&dir.best(), &varmap, &prepared)?;
+            save_weights(&dir.best(), task.as_ref())?;
         } else {
             pos.bad_epochs += 1;
         }
-        save_weights(&dir.last(), &varmap, &prepared)?;
+        save_weights(&dir.last(), task.as_ref())?;
         if epoch_done {
             pos.epoch += 1;
             pos.batch = 0;
@@ -237,19 +234,27 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
             pos.epoch_seen = 0;
         }
         let patience_out = cfg.train.patience > 0 && pos.bad_epochs >= cfg.train.patience;
-        let epochs_out = cfg.train.max_steps == 0 && pos.epoch >= cfg.train.epochs;
-        let epochs_cap = cfg.train.epochs > 0 && cfg.train.max_steps > 0 && pos.epoch >= cfg.train.epochs;
+        let epochs_out = cfg.train.epochs > 0 && pos.epoch >= cfg.train.epochs;
         if patience_out {
             tracing::info!(epoch = pos.epoch, "early stopping: no improvement in {} epochs", pos.bad_epochs);
         }
-        pos.finished = out_of_steps || patience_out || epochs_out || epochs_cap;
+        pos.finished = out_of_steps || patience_out || epochs_out;
         pos.dropout_rng = rng.state();
         pos.metric_lines = metric_lines.len();
         pos.clock.wall_seconds = wall_base + session.elapsed().as_secs_f64();
-        save_resume(dir, &varmap, &optimizer, &pos)?;
+        save_resume(dir, task.varmap(), &optimizer, &pos)?;
     }
     pos.clock.wall_seconds = wall_base + session.elapsed().as_secs_f64();
-    finish(cfg, dir, &net, &varmap, &prepared, &pos, &device, &mut metric_lines)
+    finish(cfg, dir, task.as_ref(), &pos, &mut metric_lines)
+}
+
+/// A short line of the main metrics for the console.
+fn headline(m: &Map<String, Value>) -> String {
+    ["loss", "accuracy", "macro_f1", "mse", "mae", "bleu", "perplexity"]
+        .iter()
+        .filter_map(|k| m.get(*k).and_then(Value::as_f64).map(|v| format!("{k} {v:.4}")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn total_steps(cfg: &Config, steps_per_epoch: usize) -> usize {
@@ -262,29 +267,25 @@ fn total_steps(cfg: &Config, steps_per_epoch: usize) -> usize {
 }
 
 /// Final evaluation from the best checkpoint on validation and test, and `summary.json`.
-#[allow(clippy::too_many_arguments)]
 fn finish(
     cfg: &Config,
     dir: &RunDir,
-    net: &Classifier,
-    varmap: &VarMap,
-    prepared: &Prepared,
+    task: &dyn Task,
     pos: &Position,
-    device: &Device,
     metric_lines: &mut Vec<String>,
 ) -> Result<Map<String, Value>> {
-    load_weights(&dir.best(), varmap)?;
+    model::checkpoint::load_into_varmap(dir.best(), task.varmap())?;
     let mut splits = Map::new();
-    for (name, split) in [("validation", &prepared.validation), ("test", &prepared.test)] {
-        let m = evaluate(net, prepared, split, device)?;
+    for split in [SplitName::Validation, SplitName::Test] {
+        let m = task.evaluate(split)?;
         let mut line = Map::new();
         line.insert("epoch".into(), json!(pos.best_epoch));
         line.insert("step".into(), json!(pos.step));
-        line.insert("split".into(), json!(name));
+        line.insert("split".into(), json!(split.name()));
         line.insert("final".into(), json!(true));
         line.extend(m.clone());
         metric_lines.push(serde_json::to_string(&line)?);
-        splits.insert(name.into(), Value::Object(m));
+        splits.insert(split.name().into(), Value::Object(m));
     }
     dir.write_metric_lines(metric_lines)?;
     let mut summary = splits;
@@ -300,48 +301,20 @@ fn finish(
     );
     summary.insert("seed".into(), json!(cfg.run.seed));
     summary.insert("threads".into(), json!(crate::threads::effective()));
-    summary.insert("parameters".into(), json!(count_params(varmap)));
+    summary.insert("parameters".into(), json!(count_params(task.varmap())));
     summary.insert("versions".into(), crate::versions());
     summary.insert("git_commit".into(), json!(crate::git_commit()));
     dir.write_summary(&summary)?;
     Ok(summary)
 }
 
-/// Loss, accuracy, precision/recall/F1 and the confusion matrix over a split.
-pub fn evaluate(net: &Classifier, prepared: &Prepared, split: &task::Split, device: &Device) -> Result<Map<String, Value>> {
-    let mut confusion = Confusion::new(prepared.num_classes);
-    let (mut loss_sum, mut n) = (0.0f64, 0usize);
-    for b in split.eval_batches() {
-        let ids = b.ids_tensor(device)?;
-        let out = net.forward(&ids, &b.lengths, false, None, false)?;
-        let loss = task::cross_entropy(&out.logits, &b.labels, &[])?;
-        loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * b.labels.len() as f64;
-        n += b.labels.len();
-        for (p, l) in task::argmax(&out.logits)?.iter().zip(&b.labels) {
-            confusion.add(*l as usize, *p);
-        }
-    }
-    let mut m = Map::new();
-    m.insert("loss".into(), json!(loss_sum / n.max(1) as f64));
-    m.extend(confusion.to_json(&prepared.class_names));
-    Ok(m)
-}
-
-fn collect_params(varmap: &VarMap, cfg: &Config) -> Vec<Param> {
-    let data = varmap.data().lock().expect("varmap lock");
+fn collect_params(task: &dyn Task) -> Vec<Param> {
+    let data = task.varmap().data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     names
         .into_iter()
-        .map(|name| {
-            let is_bias = name.contains("bias");
-            let is_embedding = name.starts_with("embedding.");
-            Param {
-                name: name.clone(),
-                var: data[name].clone(),
-                penalised: !is_bias && (!is_embedding || cfg.train.l2_embeddings),
-            }
-        })
+        .map(|name| Param { name: name.clone(), var: data[name].clone(), penalised: task.penalised(name) })
         .collect()
 }
 
@@ -351,16 +324,9 @@ fn count_params(varmap: &VarMap) -> usize {
 
 /// Model weights, with the task model's config and class names in the metadata, for
 /// best/last (`model::checkpoint` format: PyTorch names, same weights ⇒ same bytes).
-fn save_weights(path: &Path, varmap: &VarMap, prepared: &Prepared) -> Result<()> {
-    let meta = json!({"kind": "classifier", "model": &prepared.model_config,
-                      "class_names": &prepared.class_names});
-    model::checkpoint::save(path, varmap, Some(&meta)).with_context(|| format!("writing {}", path.display()))
-}
-
-/// Loads a checkpoint into `varmap`, refusing one whose tensors do not match the model.
-pub fn load_weights(path: &Path, varmap: &VarMap) -> Result<()> {
-    model::checkpoint::load_into_varmap(path, varmap)?;
-    Ok(())
+fn save_weights(path: &Path, task: &dyn Task) -> Result<()> {
+    model::checkpoint::save(path, task.varmap(), Some(&task.checkpoint_meta()))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The resume state: weights under `model.`, optimizer moments under `optim.`, and the
@@ -428,31 +394,10 @@ fn progress_bar(quiet: bool, len: usize, epoch: usize) -> indicatif::ProgressBar
 }
 
 /// Evaluation of a finished run from its best checkpoint (`train eval`).
-pub fn eval_run(dir: &RunDir, split_name: &str) -> Result<Map<String, Value>> {
+pub fn eval_run(dir: &RunDir, split: &str) -> Result<Map<String, Value>> {
+    let split = SplitName::parse(split)?;
     let cfg = crate::config::load_recorded(&dir.root)?;
-    let device = device_of(&cfg)?;
-    let prepared = task::prepare(&cfg, dir, true)?;
-    let (net, _varmap) = load_model(dir, &prepared, &device)?;
-    let split = match split_name {
-        "validation" => &prepared.validation,
-        "test" => &prepared.test,
-        "train" => &prepared.train,
-        other => bail!("--split {other:?}: expected train, validation or test"),
-    };
-    evaluate(&net, &prepared, split, &device)
-}
-
-pub fn load_model(dir: &RunDir, prepared: &Prepared, device: &Device) -> Result<(Classifier, VarMap)> {
-    let varmap = VarMap::new();
-    let vb = model::init::seeded_var_builder(&varmap, 0, DType::F32, device);
-    let net = Classifier::new(&prepared.model_config, vb)?;
-    load_weights(&dir.best(), &varmap)?;
-    Ok((net, varmap))
-}
-
-pub fn argmax_probs(logits: &Tensor) -> Result<Vec<(usize, f32)>> {
-    let probs = model::classifier::probabilities(logits)?.to_dtype(DType::F32)?;
-    let rows = probs.to_vec2::<f32>()?;
-    let idx = probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
-    Ok(idx.iter().zip(rows).map(|(i, r)| (*i as usize, r[*i as usize])).collect())
+    let task = task::build(&cfg, dir, true)?;
+    model::checkpoint::load_into_varmap(dir.best(), task.varmap())?;
+    task.evaluate(split)
 }

@@ -1,15 +1,20 @@
-//! Task plumbing for sentence classification: corpus → tokenizer → encoded splits →
-//! batches, the loss, and prediction on raw text. Translation, forecasting and speech plug
-//! in beside this as further `task` kinds.
+//! Sentence classification (`task = "classify"`, SST-2): corpus → tokenizer → encoded
+//! splits → batches → [`Classifier`] → cross-entropy; accuracy, P/R/F1 and the confusion
+//! matrix; prediction on raw text.
 
+use super::{SplitName, StepOutput, Task};
 use crate::config::Config;
+use crate::metrics::Confusion;
 use crate::rundir::RunDir;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use data::batch::{BatchOptions, Batcher, TokenBatch};
 use data::tokenizer::Tok;
-use model::classifier::ClassifierConfig;
+use candle_nn::VarMap;
+use model::classifier::{Classifier, ClassifierConfig};
 use model::config::LstmConfig;
+use model::rng::SeededRng;
+use serde_json::{json, Map, Value};
 
 /// One batch as the model wants it.
 pub struct Batch {
@@ -179,7 +184,7 @@ pub fn predict(dir: &RunDir, texts: &[String]) -> Result<Vec<(String, f32)>> {
     let varmap = candle_nn::VarMap::new();
     let vb = model::init::seeded_var_builder(&varmap, 0, DType::F32, &device);
     let net = model::classifier::Classifier::new(&meta, vb)?;
-    crate::trainer::load_weights(&dir.best(), &varmap)?;
+    model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(64) {
         let enc: Vec<Vec<u32>> = chunk
@@ -203,11 +208,18 @@ pub fn predict(dir: &RunDir, texts: &[String]) -> Result<Vec<(String, f32)>> {
         let lengths: Vec<usize> = enc.iter().map(Vec::len).collect();
         let ids = Tensor::from_vec(ids, (enc.len(), time), &device)?;
         let logits = net.forward(&ids, &lengths, false, None, false)?.logits;
-        for (label, p) in crate::trainer::argmax_probs(&logits)? {
+        for (label, p) in argmax_probs(&logits)? {
             out.push((class_names[label].clone(), p));
         }
     }
     Ok(out)
+}
+
+fn argmax_probs(logits: &Tensor) -> Result<Vec<(usize, f32)>> {
+    let probs = model::classifier::probabilities(logits)?.to_dtype(DType::F32)?;
+    let rows = probs.to_vec2::<f32>()?;
+    let idx = probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    Ok(idx.iter().zip(rows).map(|(i, r)| (*i as usize, r[*i as usize])).collect())
 }
 
 /// The classifier config and class names stored in a checkpoint's metadata.
@@ -221,4 +233,87 @@ pub fn read_model_config(path: &std::path::Path) -> Result<(ClassifierConfig, Ve
     let names = serde_json::from_value(meta["class_names"].clone())
         .with_context(|| format!("{}: class names in metadata", path.display()))?;
     Ok((config, names))
+}
+
+/// The classification task: prepared data plus the model.
+pub struct ClassifyTask {
+    prepared: Prepared,
+    net: Classifier,
+    varmap: VarMap,
+    device: Device,
+    l2_embeddings: bool,
+    epoch_batches: Vec<Batch>,
+}
+
+impl ClassifyTask {
+    pub fn new(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Self> {
+        let device = crate::trainer::device_of(cfg)?;
+        let prepared = prepare(cfg, dir, existing_run)?;
+        let varmap = VarMap::new();
+        let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
+        let net = Classifier::new(&prepared.model_config, vb).context("building the model")?;
+        Ok(Self { prepared, net, varmap, device, l2_embeddings: cfg.train.l2_embeddings, epoch_batches: Vec::new() })
+    }
+
+    fn split(&self, split: SplitName) -> &Split {
+        match split {
+            SplitName::Train => &self.prepared.train,
+            SplitName::Validation => &self.prepared.validation,
+            SplitName::Test => &self.prepared.test,
+        }
+    }
+}
+
+impl Task for ClassifyTask {
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn penalised(&self, name: &str) -> bool {
+        !name.contains("bias") && (!name.starts_with("embedding.") || self.l2_embeddings)
+    }
+
+    fn start_epoch(&mut self, epoch: usize) -> Result<usize> {
+        self.epoch_batches = self.prepared.train.batches_for_epoch(epoch);
+        Ok(self.epoch_batches.len())
+    }
+
+    fn train_step(&self, index: usize, rng: &mut SeededRng) -> Result<StepOutput> {
+        let b = &self.epoch_batches[index];
+        let ids = b.ids_tensor(&self.device)?;
+        let out = self.net.forward(&ids, &b.lengths, true, Some(rng), false)?;
+        let loss = cross_entropy(&out.logits, &b.labels, &self.prepared.class_weights)?;
+        let correct = argmax(&out.logits)?.iter().zip(&b.labels).filter(|(p, l)| **p as u32 == **l).count();
+        Ok(StepOutput {
+            loss,
+            examples: b.labels.len(),
+            tokens: b.lengths.iter().sum(),
+            correct: Some(correct),
+        })
+    }
+
+    /// Loss, accuracy, precision/recall/F1 and the confusion matrix.
+    fn evaluate(&self, split: SplitName) -> Result<Map<String, Value>> {
+        let mut confusion = Confusion::new(self.prepared.num_classes);
+        let (mut loss_sum, mut n) = (0.0f64, 0usize);
+        for b in self.split(split).eval_batches() {
+            let ids = b.ids_tensor(&self.device)?;
+            let out = self.net.forward(&ids, &b.lengths, false, None, false)?;
+            let loss = cross_entropy(&out.logits, &b.labels, &[])?;
+            loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * b.labels.len() as f64;
+            n += b.labels.len();
+            for (p, l) in argmax(&out.logits)?.iter().zip(&b.labels) {
+                confusion.add(*l as usize, *p);
+            }
+        }
+        let mut m = Map::new();
+        m.insert("loss".into(), json!(loss_sum / n.max(1) as f64));
+        m.extend(confusion.to_json(&self.prepared.class_names));
+        Ok(m)
+    }
+
+    fn checkpoint_meta(&self) -> Value {
+        json!({"kind": "classifier", "model": &self.prepared.model_config,
+               "class_names": &self.prepared.class_names})
+    }
 }
