@@ -1,8 +1,7 @@
 //! `train`: the command-line front door. Thin: parsing, logging, then the library.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use train::config;
 use train::overrides::Override;
@@ -44,14 +43,13 @@ enum Command {
         #[arg(long, default_value = "test")]
         split: String,
     },
-    /// Classify texts (stdin lines when none are given).
+    /// Predict with a finished run: texts to classify (stdin lines when none are given),
+    /// audio files, or forecasts written with --csv, depending on the run's task.
     Predict {
         #[arg(long)]
         run: PathBuf,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-        texts: Vec<String>,
+        #[command(flatten)]
+        args: train::task::PredictArgs,
     },
     /// Continue an interrupted run.
     Resume {
@@ -111,25 +109,10 @@ fn real_main() -> Result<()> {
             let m = trainer::eval_run(&dir, &split)?;
             println!("{}", serde_json::to_string_pretty(&m)?);
         }
-        Some(Command::Predict { run, json, texts }) => {
+        Some(Command::Predict { run, args }) => {
             init_logging(true);
             let dir = RunDir::open(&run)?;
-            let texts = if texts.is_empty() {
-                if std::io::stdin().is_terminal() {
-                    eprintln!("reading texts from stdin, one per line (Ctrl-D to end)");
-                }
-                std::io::stdin().lock().lines().collect::<std::io::Result<Vec<_>>>().context("reading stdin")?
-            } else {
-                texts
-            };
-            let preds = train::task::classify::predict(&dir, &texts)?;
-            for (text, (label, p)) in texts.iter().zip(preds) {
-                if json {
-                    println!("{}", serde_json::json!({"text": text, "label": label, "probability": p}));
-                } else {
-                    println!("{label}\t{p:.4}\t{text}");
-                }
-            }
+            train::task::predict(&dir, &args)?;
         }
     }
     Ok(())

@@ -173,10 +173,23 @@ pub fn argmax(logits: &Tensor) -> Result<Vec<usize>> {
     Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?.into_iter().map(|x| x as usize).collect())
 }
 
+/// `train predict` for a classifier: one line per text, `label<TAB>probability<TAB>text`,
+/// or a JSON object per line with `--json`.
+pub fn predict_cli(dir: &RunDir, cfg: &Config, args: &super::PredictArgs) -> Result<()> {
+    let texts = super::inputs_or_stdin(&args.inputs)?;
+    let preds = predict(dir, cfg, &texts)?;
+    for (text, (label, p)) in texts.iter().zip(preds) {
+        if args.json {
+            println!("{}", json!({"text": text, "label": label, "probability": p}));
+        } else {
+            println!("{label}\t{p:.4}\t{text}");
+        }
+    }
+    Ok(())
+}
+
 /// Label and probability of each text, from a finished run's best checkpoint.
-pub fn predict(dir: &RunDir, texts: &[String]) -> Result<Vec<(String, f32)>> {
-    let cfg = crate::config::load_recorded(&dir.root)?;
-    crate::threads::init(cfg.run.threads);
+pub fn predict(dir: &RunDir, cfg: &Config, texts: &[String]) -> Result<Vec<(String, f32)>> {
     let device = crate::trainer::device_of(&cfg)?;
     let tok_path = dir.tokenizer();
     let tokenizer = Tok::load(&tok_path).with_context(|| format!("loading {}", tok_path.display()))?;

@@ -70,6 +70,38 @@ pub trait Task {
     fn checkpoint_meta(&self) -> Value;
 }
 
+/// Arguments of `train predict`; each task reads the ones it understands.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PredictArgs {
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Inputs: texts (classify) or files; read from stdin, one per line, when none are given.
+    pub inputs: Vec<String>,
+}
+
+/// `train predict`: dispatches on the task recorded in the run's config.
+pub fn predict(dir: &RunDir, args: &PredictArgs) -> Result<()> {
+    let cfg = crate::config::load_recorded(&dir.root)?;
+    crate::threads::init(cfg.run.threads);
+    match cfg.task {
+        Kind::Classify => classify::predict_cli(dir, &cfg, args),
+    }
+}
+
+/// The inputs given on the command line, or stdin's lines when there are none.
+pub fn inputs_or_stdin(inputs: &[String]) -> Result<Vec<String>> {
+    use std::io::{BufRead, IsTerminal};
+    if !inputs.is_empty() {
+        return Ok(inputs.to_vec());
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!("reading inputs from stdin, one per line (Ctrl-D to end)");
+    }
+    let lines = std::io::stdin().lock().lines().collect::<std::io::Result<Vec<_>>>();
+    Ok(anyhow::Context::context(lines, "reading stdin")?)
+}
+
 /// Builds the task named by the config. `existing_run` reloads run artefacts (tokenizer,
 /// normalisation statistics) instead of fitting them again.
 pub fn build(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Box<dyn Task>> {
