@@ -19,8 +19,9 @@ use serde_json::{json, Value};
 pub fn versions() -> Value {
     json!({
         "sluice": env!("CARGO_PKG_VERSION"),
-        "candle": "0.11.1",
-        "tokenizers": "0.23.2",
+        "candle": env!("SLUICE_CANDLE_VERSION"),
+        "tokenizers": env!("SLUICE_TOKENIZERS_VERSION"),
+        "gemm": env!("SLUICE_GEMM_VERSION"),
         "rustc": option_env!("SLUICE_RUSTC_VERSION").unwrap_or("unknown"),
     })
 }
