@@ -7,6 +7,7 @@ pub mod config;
 pub mod metrics;
 pub mod optim;
 pub mod overrides;
+pub mod plot;
 pub mod rundir;
 pub mod schedule;
 pub mod task;
