@@ -124,6 +124,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         batch: usize,
         time: usize,
@@ -547,18 +548,22 @@ macro_rules! multiversion {
         fn $name<T: Real>() -> $ty {
             #[cfg(target_arch = "x86_64")]
             {
+                #[allow(clippy::too_many_arguments)]
                 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")]
                 unsafe fn v4<T: Real>($($arg: $argty),*) {
                     $generic::<T>($($arg),*)
                 }
+                #[allow(clippy::too_many_arguments)]
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn v3<T: Real>($($arg: $argty),*) {
                     $generic::<T>($($arg),*)
                 }
+                #[allow(clippy::too_many_arguments)]
                 fn v4_safe<T: Real>($($arg: $argty),*) {
                     // SAFETY: selected only when the CPU reports these features.
                     unsafe { v4::<T>($($arg),*) }
                 }
+                #[allow(clippy::too_many_arguments)]
                 fn v3_safe<T: Real>($($arg: $argty),*) {
                     // SAFETY: selected only when the CPU reports these features.
                     unsafe { v3::<T>($($arg),*) }

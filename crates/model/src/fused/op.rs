@@ -40,6 +40,7 @@ fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<
 }
 
 impl FusedLstmOp {
+    #[allow(clippy::too_many_arguments)]
     fn fwd_typed<T: Real>(
         &self,
         s1: &CpuStorage,
