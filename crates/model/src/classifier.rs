@@ -3,7 +3,7 @@
 
 use crate::config::LstmConfig;
 use crate::rng::SeededRng;
-use crate::{GateTrace, Lstm, LstmInput, Result};
+use crate::{GateTrace, Lstm, LstmInput, LstmOutput, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -76,61 +76,93 @@ impl Classifier {
         mut rng: Option<&mut SeededRng>,
         trace: bool,
     ) -> Result<ClassifierOutput> {
-        let (batch, time) = ids.dims2()?;
-        let mut x = self.embedding.forward(ids)?; // (batch, time, emb)
-        let p = self.cfg.embedding_dropout;
-        if train && p > 0.0 {
-            let r = rng.as_deref_mut().ok_or_else(|| need_rng("embedding dropout"))?;
-            let shape = if self.cfg.variational {
-                (batch, 1, self.cfg.embedding_dim)
-            } else {
-                (batch, time, self.cfg.embedding_dim)
-            };
-            let mask = r.dropout_mask(shape, p, x.dtype(), x.device())?;
-            x = x.broadcast_mul(&mask)?;
-        }
-        let mut input = LstmInput::new().lengths(lengths).trace(trace);
-        if train {
-            input = match rng.as_deref_mut() {
-                Some(r) => input.train(r),
-                None => LstmInput { train: true, ..input },
-            };
-        }
-        let out = self.lstm.forward(&x, &input)?;
-        drop(input);
-        let pooled = match self.cfg.pooling {
-            Pooling::Last => {
-                let dirs = self.cfg.lstm.num_directions();
-                let top = (self.cfg.lstm.num_layers - 1) * dirs;
-                let hs: Vec<Tensor> =
-                    out.final_states[top..top + dirs].iter().map(|s| s.h.clone()).collect();
-                Tensor::cat(&hs, 1)?
-            }
-            Pooling::Mean => {
-                // Padded outputs are zero, so the plain sum over time is the sum over real tokens.
-                let len = lengths_tensor(lengths, out.output.dtype(), out.output.device())?;
-                out.output.sum(1)?.broadcast_div(&len)?
-            }
-            Pooling::Max => {
-                let mask = mask_tensor(lengths, time, out.output.dtype(), out.output.device())?;
-                // Push padded positions far below any real activation (|h| ≤ 1 for tanh cells).
-                let shifted = out.output.broadcast_add(&((mask - 1.0)? * 1e4)?)?;
-                shifted.max(1)?
-            }
-        };
-        let mut feats = pooled; // (batch, dirs*hidden)
-        let p = self.cfg.head_dropout;
-        if train && p > 0.0 {
-            let r = rng.as_deref_mut().ok_or_else(|| need_rng("head dropout"))?;
-            let mask = r.dropout_mask(feats.shape(), p, feats.dtype(), feats.device())?;
-            feats = (feats * mask)?;
-        }
-        let logits = self.head.forward(&feats)?;
-        Ok(ClassifierOutput { logits, trace: out.trace })
+        let x = self.embedding.forward(ids)?; // (batch, time, emb)
+        let x = input_dropout(x, self.cfg.embedding_dropout, self.cfg.variational, rng.as_deref_mut(), train, "embedding dropout")?;
+        let c = &self.cfg;
+        encode_and_classify(&self.lstm, &self.head, &c.lstm, c.pooling, c.head_dropout, &x, lengths, train, rng, trace)
     }
 }
 
-fn need_rng(what: &str) -> crate::Error {
+/// Dropout on a (batch, time, features) input in training mode; with `variational`, one mask
+/// per sequence shared over time.
+pub(crate) fn input_dropout(
+    x: Tensor,
+    p: f64,
+    variational: bool,
+    rng: Option<&mut SeededRng>,
+    train: bool,
+    what: &str,
+) -> Result<Tensor> {
+    if !train || p <= 0.0 {
+        return Ok(x);
+    }
+    let (batch, time, features) = x.dims3()?;
+    let r = rng.ok_or_else(|| need_rng(what))?;
+    let shape = if variational { (batch, 1, features) } else { (batch, time, features) };
+    let mask = r.dropout_mask(shape, p, x.dtype(), x.device())?;
+    Ok(x.broadcast_mul(&mask)?)
+}
+
+/// The tail every sequence classifier shares: LSTM over the real steps → [`pool`] → head
+/// dropout → linear head. `x`: (batch, time, features), padded.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn encode_and_classify(
+    lstm: &Lstm,
+    head: &Linear,
+    lstm_cfg: &LstmConfig,
+    pooling: Pooling,
+    head_dropout: f64,
+    x: &Tensor,
+    lengths: &[usize],
+    train: bool,
+    mut rng: Option<&mut SeededRng>,
+    trace: bool,
+) -> Result<ClassifierOutput> {
+    let mut input = LstmInput::new().lengths(lengths).trace(trace);
+    if train {
+        input = match rng.as_deref_mut() {
+            Some(r) => input.train(r),
+            None => LstmInput { train: true, ..input },
+        };
+    }
+    let out = lstm.forward(x, &input)?;
+    drop(input);
+    let mut feats = pool(&out, lstm_cfg, pooling, lengths)?; // (batch, dirs*hidden)
+    if train && head_dropout > 0.0 {
+        let r = rng.as_deref_mut().ok_or_else(|| need_rng("head dropout"))?;
+        let mask = r.dropout_mask(feats.shape(), head_dropout, feats.dtype(), feats.device())?;
+        feats = (feats * mask)?;
+    }
+    let logits = head.forward(&feats)?;
+    Ok(ClassifierOutput { logits, trace: out.trace })
+}
+
+/// Pools the LSTM's outputs over each sequence's real steps into one vector per sequence,
+/// (batch, directions × hidden). Shared by every classifier head (tokens or feature frames).
+pub fn pool(out: &LstmOutput, lstm: &LstmConfig, pooling: Pooling, lengths: &[usize]) -> Result<Tensor> {
+    let time = out.output.dim(1)?;
+    Ok(match pooling {
+        Pooling::Last => {
+            let dirs = lstm.num_directions();
+            let top = (lstm.num_layers - 1) * dirs;
+            let hs: Vec<Tensor> = out.final_states[top..top + dirs].iter().map(|s| s.h.clone()).collect();
+            Tensor::cat(&hs, 1)?
+        }
+        Pooling::Mean => {
+            // Padded outputs are zero, so the plain sum over time is the sum over real tokens.
+            let len = lengths_tensor(lengths, out.output.dtype(), out.output.device())?;
+            out.output.sum(1)?.broadcast_div(&len)?
+        }
+        Pooling::Max => {
+            let mask = mask_tensor(lengths, time, out.output.dtype(), out.output.device())?;
+            // Push padded positions far below any real activation (|h| ≤ 1 for tanh cells).
+            let shifted = out.output.broadcast_add(&((mask - 1.0)? * 1e4)?)?;
+            shifted.max(1)?
+        }
+    })
+}
+
+pub(crate) fn need_rng(what: &str) -> crate::Error {
     crate::Error::Input(format!("{what} is on in training mode but no dropout RNG was given"))
 }
 
