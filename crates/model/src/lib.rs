@@ -27,7 +27,6 @@ mod error;
 pub mod init;
 pub mod lstm;
 pub mod rng;
-pub mod seq2seq;
 
 pub use config::{CellKind, LstmConfig, Variant};
 pub use error::{Error, MisShaped, Result};
