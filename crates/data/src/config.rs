@@ -23,6 +23,9 @@ pub enum CorpusKind {
     Adding,
     /// The copy task (synthetic, no files).
     Copy,
+    /// Free Spoken Digit Dataset: a folder (`dir`) of `{digit}_{speaker}_{index}.wav` files,
+    /// featurised by [`crate::audio::load_fsdd`].
+    Fsdd,
 }
 
 impl CorpusKind {
@@ -32,7 +35,7 @@ impl CorpusKind {
             CorpusKind::Sst2 => Some("SetFit/sst2"),
             CorpusKind::Multi30k => Some("bentrevett/multi30k"),
             CorpusKind::Ett => Some("pkr7098/etth1"),
-            CorpusKind::Adding | CorpusKind::Copy => None,
+            CorpusKind::Adding | CorpusKind::Copy | CorpusKind::Fsdd => None,
         }
     }
 
@@ -53,6 +56,7 @@ impl CorpusKind {
             CorpusKind::Ett => "ett",
             CorpusKind::Adding => "adding",
             CorpusKind::Copy => "copy",
+            CorpusKind::Fsdd => "fsdd",
         }
     }
 }
@@ -96,7 +100,7 @@ pub enum Freq {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Which corpus: "sst2" | "multi30k" | "ett" | "adding" | "copy". Default "sst2".
+    /// Which corpus: "sst2" | "multi30k" | "ett" | "adding" | "copy" | "fsdd". Default "sst2".
     pub corpus: CorpusKind,
     /// Hugging Face hub dataset repo "owner/name". Default: the corpus' own repo
     /// (sst2: "SetFit/sst2", multi30k: "bentrevett/multi30k", ett: "pkr7098/etth1") when
@@ -104,7 +108,8 @@ pub struct DataConfig {
     pub hub: Option<String>,
     /// Hub revision (branch, tag or commit). Default "main".
     pub revision: Option<String>,
-    /// Local folder holding the split files (instead of `hub`). Default: unset.
+    /// Local folder holding the split files (instead of `hub`); for fsdd, the folder of
+    /// recordings (required). Default: unset.
     pub dir: Option<PathBuf>,
     /// Training split file name inside the repo/folder. Default: sst2 "train.jsonl",
     /// multi30k "train.jsonl".
@@ -203,6 +208,19 @@ impl DataConfig {
                         format!("corpus `{}` is generated from the seed and reads no files", self.corpus.name()),
                     ));
                 }
+            }
+        }
+        if self.corpus == CorpusKind::Fsdd {
+            if self.hub.is_some() || self.revision.is_some() {
+                let key = if self.hub.is_some() { "hub" } else { "revision" };
+                return Err(Error::config(k(key), "corpus `fsdd` reads a local folder: set `dir` instead"));
+            }
+            if self.dir.is_none() {
+                return Err(Error::config(
+                    k("dir"),
+                    "corpus `fsdd` needs the folder of `{digit}_{speaker}_{index}.wav` recordings \
+                     (the `recordings/` folder of a clone of Jakobovski/free-spoken-digit-dataset)",
+                ));
             }
         }
         if self.revision.is_some() && self.dir.is_some() {
@@ -449,6 +467,7 @@ mod tests {
         for corpus in [CorpusKind::Multi30k, CorpusKind::Ett, CorpusKind::Adding, CorpusKind::Copy] {
             DataConfig { corpus, ..Default::default() }.validate().unwrap();
         }
+        DataConfig { corpus: CorpusKind::Fsdd, dir: Some("rec".into()), ..Default::default() }.validate().unwrap();
     }
 
     #[test]
@@ -463,6 +482,8 @@ mod tests {
             (DataConfig { corpus: CorpusKind::Ett, horizon: 0, ..Default::default() }, "data.horizon"),
             (DataConfig { corpus: CorpusKind::Adding, length: 1, ..Default::default() }, "data.length"),
             (DataConfig { corpus: CorpusKind::Multi30k, extra_train_file: Some("x".into()), ..Default::default() }, "data.extra_train_file"),
+            (DataConfig { corpus: CorpusKind::Fsdd, ..Default::default() }, "data.dir"),
+            (DataConfig { corpus: CorpusKind::Fsdd, hub: Some("a/b".into()), ..Default::default() }, "data.hub"),
         ];
         for (cfg, key) in cases {
             let e = cfg.validate().unwrap_err();

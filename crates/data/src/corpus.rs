@@ -88,6 +88,13 @@ pub fn load_with(cfg: &DataConfig, seed: u64, hub: &HubOptions) -> Result<Corpus
         }
         CorpusKind::Adding => Corpus::Adding(AddingTask::new(cfg.length, cfg.train_size, cfg.eval_size, seed)),
         CorpusKind::Copy => Corpus::Copy(CopyTask::new(cfg.length, cfg.train_size, cfg.eval_size, seed)),
+        // Its front-end settings (MFCCs, split, normalisation) are not `[data]` keys.
+        CorpusKind::Fsdd => {
+            return Err(Error::config(
+                "data.corpus",
+                "corpus `fsdd` is loaded by `data::audio::load_fsdd` with an `audio::FsddConfig`, not by `data::load`",
+            ))
+        }
     })
 }
 
