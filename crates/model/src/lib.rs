@@ -21,12 +21,14 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 pub mod device;
+pub mod forecaster;
 pub mod frames;
 pub mod fused;
 mod error;
 pub mod init;
 pub mod lstm;
 pub mod rng;
+pub mod tagger;
 
 pub use config::{CellKind, LstmConfig, Variant};
 pub use error::{Error, MisShaped, Result};
