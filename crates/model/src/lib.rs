@@ -28,6 +28,7 @@ mod error;
 pub mod init;
 pub mod lstm;
 pub mod rng;
+pub mod seq2seq;
 pub mod tagger;
 
 pub use config::{CellKind, LstmConfig, Variant};
