@@ -17,6 +17,8 @@ pub enum Task {
     /// Sentence classification (SST-2).
     #[default]
     Classify,
+    /// Spoken-digit recognition over MFCC frames (FSDD; `[audio]` section).
+    Audio,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -34,7 +36,74 @@ pub struct Config {
     pub model: ModelConfig,
     #[serde(default)]
     pub train: TrainConfig,
+    /// Left out of a resolved config when it is all defaults (every task but audio).
+    #[serde(default, skip_serializing_if = "AudioConfig::is_default")]
+    pub audio: AudioConfig,
 }
+
+/// The `[audio]` section (`task = "audio"`): how the recordings in `data.dir` are split and
+/// turned into feature frames. Documented in `configs/fsdd.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    /// `"official"` (index 0–4 test) or `{ speaker = "theo" }` (that speaker is the test set).
+    pub split: data::audio::FsddSplit,
+    /// Share of the training files held out for validation by a seeded draw.
+    pub val_fraction: f64,
+    /// `"train_set"` | `"utterance"` | `"none"`.
+    pub normalization: data::audio::Normalization,
+    /// The MFCC front end (`[audio.mfcc]`).
+    pub mfcc: data::audio::MfccConfig,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self {
+            split: data::audio::FsddSplit::Official,
+            val_fraction: 0.1,
+            normalization: data::audio::Normalization::TrainSet,
+            mfcc: data::audio::MfccConfig::default(),
+        }
+    }
+}
+
+impl AudioConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The data crate's corpus settings for the recordings in `dir`.
+    pub fn fsdd(&self, dir: PathBuf) -> data::audio::FsddConfig {
+        data::audio::FsddConfig {
+            dir,
+            split: self.split.clone(),
+            val_fraction: self.val_fraction,
+            mfcc: self.mfcc.clone(),
+            normalization: self.normalization,
+        }
+    }
+
+    fn validate(&self) -> std::result::Result<(), Invalid> {
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return Err(invalid("audio.val_fraction", format!("expected [0, 1), got {}", self.val_fraction)));
+        }
+        if let data::audio::FsddSplit::Speaker(name) = &self.split {
+            if name.trim().is_empty() {
+                return Err(invalid("audio.split", "the held-out speaker's name is empty"));
+            }
+        }
+        // The rate-independent checks; the rest needs the corpus' sample rate and is checked
+        // when the first file is read. 48 kHz: no common rate is higher.
+        if let Err(e) = data::audio::Mfcc::new(&self.mfcc, 48_000) {
+            return Err(match e {
+                data::audio::AudioError::InvalidConfig { key, reason } => invalid(&format!("audio.mfcc.{key}"), reason),
+                other => Invalid { key: None, message: other.to_string() },
+            });
+        }
+        Ok(())
+    }
+}
+
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -331,6 +400,23 @@ impl Config {
             other => Invalid { key: None, message: other.to_string() },
         };
         self.data.validate().map_err(located)?;
+        let fsdd = self.data.corpus == data::config::CorpusKind::Fsdd;
+        if self.task == Task::Audio {
+            if !fsdd {
+                return Err(invalid("data.corpus", "task \"audio\" reads corpus \"fsdd\""));
+            }
+            if self.data.max_len.is_some() {
+                return Err(invalid("data.max_len", "applies to token sequences, not to audio frames"));
+            }
+            self.audio.validate()?;
+        } else {
+            if fsdd {
+                return Err(invalid("task", "corpus \"fsdd\" is read by task = \"audio\""));
+            }
+            if self.audio != AudioConfig::default() {
+                return Err(invalid("audio", "the [audio] section applies to task = \"audio\" only"));
+            }
+        }
         self.tokenizer.validate().map_err(located)?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! loss and its evaluation. Adding a kind (translation, forecasting, speech, ...) means one
 //! module here implementing [`Task`] and one arm in [`build`].
 
+pub mod audio;
 pub mod classify;
 
 use crate::config::{Config, Task as Kind};
@@ -86,6 +87,7 @@ pub fn predict(dir: &RunDir, args: &PredictArgs) -> Result<()> {
     crate::threads::init(cfg.run.threads);
     match cfg.task {
         Kind::Classify => classify::predict_cli(dir, &cfg, args),
+        Kind::Audio => audio::predict_cli(dir, &cfg, args),
     }
 }
 
@@ -107,5 +109,6 @@ pub fn inputs_or_stdin(inputs: &[String]) -> Result<Vec<String>> {
 pub fn build(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Box<dyn Task>> {
     match cfg.task {
         Kind::Classify => Ok(Box::new(classify::ClassifyTask::new(cfg, dir, existing_run)?)),
+        Kind::Audio => Ok(Box::new(audio::AudioTask::new(cfg, dir, existing_run)?)),
     }
 }
