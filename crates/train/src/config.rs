@@ -19,6 +19,14 @@ pub enum Task {
     Classify,
     /// Spoken-digit recognition over MFCC frames (FSDD; `[audio]` section).
     Audio,
+    /// Time-series forecasting (ETT; `[forecast]` section).
+    Forecast,
+    /// The adding problem: regression of the sum of two marked values (data.corpus = "adding").
+    Adding,
+    /// The copy task: recall 10 symbols after T blanks (data.corpus = "copy").
+    Copy,
+    /// Translation with an attention encoder–decoder (Multi30k; `[translate]` section).
+    Translate,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -36,9 +44,15 @@ pub struct Config {
     pub model: ModelConfig,
     #[serde(default)]
     pub train: TrainConfig,
+    /// Left out of a resolved config when it is all defaults (every task but forecast).
+    #[serde(default, skip_serializing_if = "ForecastConfig::is_default")]
+    pub forecast: ForecastConfig,
     /// Left out of a resolved config when it is all defaults (every task but audio).
     #[serde(default, skip_serializing_if = "AudioConfig::is_default")]
     pub audio: AudioConfig,
+    /// Left out of a resolved config when it is all defaults (every task but translate).
+    #[serde(default, skip_serializing_if = "crate::task::translate::TranslateConfig::is_default")]
+    pub translate: crate::task::translate::TranslateConfig,
 }
 
 /// The `[audio]` section (`task = "audio"`): how the recordings in `data.dir` are split and
@@ -104,7 +118,6 @@ impl AudioConfig {
     }
 }
 
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
@@ -146,6 +159,9 @@ pub struct ModelConfig {
     pub dropout: f64,
     /// Before the classifier's linear layer.
     pub head_dropout: f64,
+    /// Word dropout (Iyyer et al. 2015): each real token of a training sentence becomes
+    /// [UNK] with this probability.
+    pub word_dropout: f64,
     /// One dropout mask per sequence shared over time (Gal & Ghahramani 2016).
     pub variational: bool,
     pub pooling: Pooling,
@@ -166,6 +182,7 @@ impl Default for ModelConfig {
             embedding_dropout: 0.0,
             dropout: 0.0,
             head_dropout: 0.0,
+            word_dropout: 0.0,
             variational: false,
             pooling: Pooling::Last,
             orthogonal_init: false,
@@ -323,6 +340,7 @@ fn invalid(key: &str, message: impl Into<String>) -> Invalid {
 
 impl Config {
     pub fn validate(&self) -> std::result::Result<(), Invalid> {
+        self.validate_task_corpus()?;
         let m = &self.model;
         let t = &self.train;
         let prob = |key: &str, p: f64| {
@@ -345,6 +363,7 @@ impl Config {
         prob("model.embedding_dropout", m.embedding_dropout)?;
         prob("model.dropout", m.dropout)?;
         prob("model.head_dropout", m.head_dropout)?;
+        prob("model.word_dropout", m.word_dropout)?;
         positive("train.batch_size", t.batch_size)?;
         if t.epochs == 0 && t.max_steps == 0 {
             return Err(invalid("train.epochs", "expected epochs > 0 or max_steps > 0"));
@@ -418,6 +437,11 @@ impl Config {
             }
         }
         self.tokenizer.validate().map_err(located)?;
+        if self.task == Task::Translate {
+            crate::task::translate::validate_config(self)?;
+        } else if !self.translate.is_default() {
+            return Err(invalid("translate", "the [translate] section applies to task = \"translate\" only"));
+        }
         Ok(())
     }
 
@@ -498,6 +522,68 @@ pub fn load_recorded(run_dir: &Path) -> Result<Config> {
         bail!("{} is not a run directory: it has no config.toml", run_dir.display());
     }
     Ok(load(&path, &[])?.config)
+}
+
+/// The `[forecast]` section (`task = "forecast"`), documented in `configs/etth1_uni.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastConfig {
+    /// "direct" (a linear head maps the encoder state to every horizon step) | "seq2seq".
+    pub decoder: model::forecaster::Decoder,
+    /// Per-window instance normalisation of the value columns (RevIN, Kim et al. 2022).
+    pub revin: bool,
+    /// RevIN's learnable per-column scale and shift.
+    pub revin_affine: bool,
+    /// Windows per evaluation / prediction batch.
+    pub eval_batch_size: usize,
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        Self { decoder: model::forecaster::Decoder::Direct, revin: false, revin_affine: true, eval_batch_size: 256 }
+    }
+}
+
+impl ForecastConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Config {
+    /// Each of the forecasting and long-time-lag tasks reads one corpus kind.
+    fn validate_task_corpus(&self) -> std::result::Result<(), Invalid> {
+        use data::config::CorpusKind;
+        let need = match self.task {
+            Task::Forecast => Some(CorpusKind::Ett),
+            Task::Adding => Some(CorpusKind::Adding),
+            Task::Copy => Some(CorpusKind::Copy),
+            _ => None,
+        };
+        if let Some(kind) = need {
+            if self.data.corpus != kind {
+                return Err(invalid(
+                    "data.corpus",
+                    format!("task {:?} reads corpus \"{}\", got \"{}\"", format!("{:?}", self.task).to_lowercase(), kind.name(), self.data.corpus.name()),
+                ));
+            }
+        }
+        if !self.forecast.is_default() && self.task != Task::Forecast {
+            return Err(invalid("forecast.decoder", "the [forecast] section applies to task = \"forecast\" only"));
+        }
+        if self.task == Task::Forecast {
+            if self.forecast.eval_batch_size == 0 {
+                return Err(invalid("forecast.eval_batch_size", "expected a positive integer, got 0"));
+            }
+            if self.forecast.decoder == model::forecaster::Decoder::Seq2seq && self.model.bidirectional {
+                return Err(invalid(
+                    "model.bidirectional",
+                    "the seq2seq decoder starts from the encoder's states: set bidirectional = false",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

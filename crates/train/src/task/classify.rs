@@ -255,6 +255,7 @@ pub struct ClassifyTask {
     varmap: VarMap,
     device: Device,
     l2_embeddings: bool,
+    word_dropout: f64,
     epoch_batches: Vec<Batch>,
 }
 
@@ -265,7 +266,10 @@ impl ClassifyTask {
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
         let net = Classifier::new(&prepared.model_config, vb).context("building the model")?;
-        Ok(Self { prepared, net, varmap, device, l2_embeddings: cfg.train.l2_embeddings, epoch_batches: Vec::new() })
+        Ok(Self { prepared, net, varmap, device, l2_embeddings: cfg.train.l2_embeddings,
+            word_dropout: cfg.model.word_dropout,
+            epoch_batches: Vec::new(),
+        })
     }
 
     fn split(&self, split: SplitName) -> &Split {
@@ -293,7 +297,20 @@ impl Task for ClassifyTask {
 
     fn train_step(&self, index: usize, rng: &mut SeededRng) -> Result<StepOutput> {
         let b = &self.epoch_batches[index];
-        let ids = b.ids_tensor(&self.device)?;
+        let ids = if self.word_dropout > 0.0 {
+            let unk = self.prepared.tokenizer.unk_id();
+            let mut ids = b.ids.clone();
+            for (row, &len) in ids.chunks_mut(b.time).zip(&b.lengths) {
+                for id in &mut row[..len] {
+                    if rng.uniform01() < self.word_dropout {
+                        *id = unk;
+                    }
+                }
+            }
+            Tensor::from_vec(ids, (b.batch, b.time), &self.device)?
+        } else {
+            b.ids_tensor(&self.device)?
+        };
         let out = self.net.forward(&ids, &b.lengths, true, Some(rng), false)?;
         let loss = cross_entropy(&out.logits, &b.labels, &self.prepared.class_weights)?;
         let correct = argmax(&out.logits)?.iter().zip(&b.labels).filter(|(p, l)| **p as u32 == **l).count();
