@@ -51,6 +51,9 @@ enum Command {
         #[command(flatten)]
         args: train::task::PredictArgs,
     },
+    /// Translate with a finished translation run (stdin lines when no TEXT is given);
+    /// --attention FILE.svg draws the first sentence's attention matrix.
+    Translate(train::task::translate::TranslateArgs),
     /// Continue an interrupted run.
     Resume {
         #[arg(long)]
@@ -108,6 +111,10 @@ fn real_main() -> Result<()> {
             train::threads::init(cfg.run.threads);
             let m = trainer::eval_run(&dir, &split)?;
             println!("{}", serde_json::to_string_pretty(&m)?);
+        }
+        Some(Command::Translate(args)) => {
+            init_logging(true);
+            train::task::translate::cli(&args)?;
         }
         Some(Command::Predict { run, args }) => {
             init_logging(true);

@@ -6,6 +6,7 @@
 
 pub mod audio;
 pub mod classify;
+pub mod translate;
 
 use crate::config::{Config, Task as Kind};
 use crate::rundir::RunDir;
@@ -88,6 +89,7 @@ pub fn predict(dir: &RunDir, args: &PredictArgs) -> Result<()> {
     match cfg.task {
         Kind::Classify => classify::predict_cli(dir, &cfg, args),
         Kind::Audio => audio::predict_cli(dir, &cfg, args),
+        Kind::Translate => translate::predict_cli(dir, &cfg, args),
     }
 }
 
@@ -110,5 +112,6 @@ pub fn build(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Box<dyn T
     match cfg.task {
         Kind::Classify => Ok(Box::new(classify::ClassifyTask::new(cfg, dir, existing_run)?)),
         Kind::Audio => Ok(Box::new(audio::AudioTask::new(cfg, dir, existing_run)?)),
+        Kind::Translate => Ok(Box::new(translate::TranslateTask::new(cfg, dir, existing_run)?)),
     }
 }
