@@ -230,7 +230,7 @@ impl Forecaster {
             self.encoder.forward(&x, &input)?
         };
         let p = self.cfg.head_dropout;
-        let mut drop = |t: Tensor, rng: &mut Option<&mut SeededRng>| -> Result<Tensor> {
+        let drop = |t: Tensor, rng: &mut Option<&mut SeededRng>| -> Result<Tensor> {
             if train && p > 0.0 {
                 let r = rng.as_deref_mut().ok_or_else(|| Error::Input("head dropout is on in training mode but no dropout RNG was given".into()))?;
                 let mask = r.dropout_mask(t.shape(), p, t.dtype(), t.device())?;

@@ -6,6 +6,8 @@
 
 pub mod audio;
 pub mod classify;
+pub mod forecast;
+pub mod synthetic;
 pub mod translate;
 
 use crate::config::{Config, Task as Kind};
@@ -80,6 +82,15 @@ pub struct PredictArgs {
     pub json: bool,
     /// Inputs: texts (classify) or files; read from stdin, one per line, when none are given.
     pub inputs: Vec<String>,
+    /// Forecasting: write every test window's forecast and truth to this CSV.
+    #[arg(long, value_name = "OUT.csv")]
+    pub csv: Option<std::path::PathBuf>,
+    /// Forecasting: draw forecast against truth for one test window to this SVG.
+    #[arg(long, value_name = "OUT.svg")]
+    pub plot: Option<std::path::PathBuf>,
+    /// Forecasting: the test window to plot (0-based; default: the last one).
+    #[arg(long)]
+    pub window: Option<usize>,
 }
 
 /// `train predict`: dispatches on the task recorded in the run's config.
@@ -88,6 +99,8 @@ pub fn predict(dir: &RunDir, args: &PredictArgs) -> Result<()> {
     crate::threads::init(cfg.run.threads);
     match cfg.task {
         Kind::Classify => classify::predict_cli(dir, &cfg, args),
+        Kind::Forecast => forecast::predict_cli(dir, &cfg, args),
+        Kind::Adding | Kind::Copy => synthetic::predict_cli(dir, &cfg, args),
         Kind::Audio => audio::predict_cli(dir, &cfg, args),
         Kind::Translate => translate::predict_cli(dir, &cfg, args),
     }
@@ -111,6 +124,9 @@ pub fn inputs_or_stdin(inputs: &[String]) -> Result<Vec<String>> {
 pub fn build(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Box<dyn Task>> {
     match cfg.task {
         Kind::Classify => Ok(Box::new(classify::ClassifyTask::new(cfg, dir, existing_run)?)),
+        Kind::Forecast => Ok(Box::new(forecast::ForecastTask::new(cfg)?)),
+        Kind::Adding => Ok(Box::new(synthetic::AddingTask::new(cfg)?)),
+        Kind::Copy => Ok(Box::new(synthetic::CopyTask::new(cfg)?)),
         Kind::Audio => Ok(Box::new(audio::AudioTask::new(cfg, dir, existing_run)?)),
         Kind::Translate => Ok(Box::new(translate::TranslateTask::new(cfg, dir, existing_run)?)),
     }
