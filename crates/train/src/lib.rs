@@ -4,12 +4,16 @@
 pub mod atomic;
 pub mod bleu;
 pub mod config;
+pub mod curves;
+pub mod inspect;
 pub mod metrics;
 pub mod optim;
 pub mod overrides;
 pub mod plot;
+pub mod prune;
 pub mod rundir;
 pub mod schedule;
+pub mod sweep;
 pub mod task;
 pub mod threads;
 pub mod trainer;

@@ -51,9 +51,18 @@ enum Command {
         #[command(flatten)]
         args: train::task::PredictArgs,
     },
+    /// Run a hyperparameter sweep: every trial of sweep.toml as a run under --dir, then
+    /// results.csv and results.md (see configs/*.sweep.toml).
+    Sweep(train::sweep::SweepArgs),
     /// Translate with a finished translation run (stdin lines when no TEXT is given);
     /// --attention FILE.svg draws the first sentence's attention matrix.
     Translate(train::task::translate::TranslateArgs),
+    /// Show a classifier run's gates (o_t by default) per token and unit on given sentences:
+    /// a heatmap (--out FILE.svg), a terminal view, or the numbers (--json).
+    Inspect(train::inspect::InspectArgs),
+    /// Magnitude-prune a run's recurrent matrices at each --sparsity, fine-tune with the masks
+    /// held, and tabulate accuracy against sparsity (<run>/pruned-<s>/, prune_results.md).
+    Prune(train::prune::PruneArgs),
     /// Continue an interrupted run.
     Resume {
         #[arg(long)]
@@ -115,6 +124,18 @@ fn real_main() -> Result<()> {
         Some(Command::Translate(args)) => {
             init_logging(true);
             train::task::translate::cli(&args)?;
+        }
+        Some(Command::Sweep(args)) => {
+            init_logging(true);
+            train::sweep::cli(&args)?;
+        }
+        Some(Command::Inspect(args)) => {
+            init_logging(true);
+            train::inspect::cli(&args)?;
+        }
+        Some(Command::Prune(args)) => {
+            init_logging(args.quiet);
+            train::prune::cli(&args)?;
         }
         Some(Command::Predict { run, args }) => {
             init_logging(true);

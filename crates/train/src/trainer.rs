@@ -202,6 +202,10 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
         line.extend(eval.clone());
         metric_lines.push(serde_json::to_string(&line)?);
         dir.write_metric_lines(&metric_lines)?;
+        // A plot is a convenience: failing to draw it must not stop training.
+        if let Err(e) = crate::curves::write_for_run(dir, &cfg.train.early_stopping_metric) {
+            tracing::warn!("could not write {}: {e:#}", crate::curves::FILE);
+        }
         if !opts.quiet {
             eprintln!("epoch {} step {}: validation {}", pos.epoch, pos.step, headline(&eval));
         }
