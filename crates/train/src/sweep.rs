@@ -402,9 +402,12 @@ pub fn run(opts: &SweepOptions) -> Result<PathBuf> {
     }
     let jobs = opts.jobs.max(1);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let user_threads = opts.sets.iter().any(|s| s.trim_start().starts_with("run.threads"))
-        || spec.grid.iter().any(|(k, _)| k == "run.threads");
+    // Jobs share the cores: each gets cores / jobs threads, unless the thread count is set
+    // (--set, the sweep) or the base config already asks for no more than its share.
     let threads = (cores / jobs).max(1);
+    let user_threads = opts.sets.iter().any(|s| s.trim_start().starts_with("run.threads"))
+        || spec.grid.iter().any(|(k, _)| k == "run.threads")
+        || (base.run.threads > 0 && base.run.threads <= threads);
 
     // Every trial's config must load before anything runs: a typo in the sweep file should
     // fail now with the key named, not after an hour of trials.
@@ -727,7 +730,8 @@ pub struct SweepArgs {
     /// skip finished trials and resume interrupted ones.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Trials run at once, each with run.threads = cores / jobs unless --set run.threads is given.
+    /// Trials run at once, each with run.threads = cores / jobs (unless --set run.threads is
+    /// given or the base config asks for fewer).
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
     /// Override a config key for every trial (repeatable).
