@@ -207,6 +207,18 @@ fn smoothed_cross_entropy_matches_composed_ops() {
         let diff = (g_fused - g_ref).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
         assert!(diff < 1e-12, "eps {eps}: gradient differs by {diff}");
     }
+    // The f32 path (f32 exponentials, f64 sums) against the f64 one.
+    let x32 = x.to_dtype(DType::F32).unwrap();
+    let var = candle_core::Var::from_tensor(&x32).unwrap();
+    let l32 = label_smoothed_cross_entropy(var.as_tensor(), &targets, &weights, 0.1).unwrap();
+    let g32 = l32.backward().unwrap().get(var.as_tensor()).unwrap().to_dtype(DType::F64).unwrap();
+    let var = candle_core::Var::from_tensor(&x32.to_dtype(DType::F64).unwrap()).unwrap();
+    let l64 = label_smoothed_cross_entropy(var.as_tensor(), &targets, &weights, 0.1).unwrap();
+    let g64 = l64.backward().unwrap().get(var.as_tensor()).unwrap().clone();
+    let (a, b) = (l32.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(), l64.to_scalar::<f64>().unwrap());
+    assert!((a - b).abs() < 1e-5 * b.abs(), "f32 {a} vs f64 {b}");
+    let diff = (g32 - g64).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    assert!(diff < 1e-6, "f32 gradient differs by {diff}");
     let e = label_smoothed_cross_entropy(&x, &targets[..3], &weights, 0.1).unwrap_err();
     assert!(e.to_string().contains("3 targets"), "{e}");
 }
@@ -313,5 +325,52 @@ fn tiny_translation_task_learns() {
     for hyps in [m.greedy(&s, &sl, &opts).unwrap(), m.translate(&s, &sl, &opts).unwrap()] {
         let exact = hyps.iter().zip(&test).filter(|(h, p)| **h == p.1).count();
         assert!(exact >= 54, "only {exact}/60 exact");
+    }
+}
+
+/// Where a training step's time goes at Multi30k-like sizes (batch 64, source 14, target
+/// 16 steps, embedding 256, 256 units per encoder direction, vocabulary 8000, tied):
+/// `cargo test --release -p model profile_step -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn profile_step() {
+    use std::time::Instant;
+    let (b, s, t, v) = (64usize, 14usize, 16usize, 8000usize);
+    let mut cfg = config(AttentionKind::General, 1, true, v);
+    cfg.embedding_dim = 256;
+    cfg.encoder = LstmConfig { bidirectional: true, ..LstmConfig::new(256, 256) };
+    cfg.output_dropout = 0.3;
+    cfg.embedding_dropout = 0.2;
+    let (_vm, m) = build(&cfg, DType::F32, 1);
+    let mut rng = SeededRng::new(1, "p");
+    let src: Vec<Vec<u32>> = (0..b).map(|_| (0..s).map(|_| 4 + rng.below(v as u64 - 4) as u32).collect()).collect();
+    let dec: Vec<Vec<u32>> = (0..b).map(|_| (0..t).map(|_| 4 + rng.below(v as u64 - 4) as u32).collect()).collect();
+    let (st, sl) = ids(&src);
+    let (dt, _) = ids(&dec);
+    let targets = dt.flatten_all().unwrap().to_vec1::<u32>().unwrap();
+    let weights = vec![1f32; b * t];
+    for round in 0..3 {
+        let t0 = Instant::now();
+        let enc = m.encode(&st, &sl, true, Some(&mut rng)).unwrap();
+        let t1 = Instant::now();
+        let out = m.decode(&enc, &dt, true, Some(&mut rng), false).unwrap();
+        let t2 = Instant::now();
+        let logits = m.logits(&out.hidden).unwrap().flatten_to(1).unwrap();
+        let loss = (label_smoothed_cross_entropy(&logits, &targets, &weights, 0.1).unwrap() / (b * t) as f64).unwrap();
+        let _ = loss.to_scalar::<f32>().unwrap();
+        let t3 = Instant::now();
+        let _g = loss.backward().unwrap();
+        let t4 = Instant::now();
+        // Backward of the output part alone (h̃ detached).
+        let h = candle_core::Var::from_tensor(&out.hidden.detach()).unwrap();
+        let l2 = label_smoothed_cross_entropy(&m.logits(h.as_tensor()).unwrap().flatten_to(1).unwrap(), &targets, &weights, 0.1).unwrap();
+        let t5 = Instant::now();
+        let _g2 = l2.backward().unwrap();
+        let t6 = Instant::now();
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        println!(
+            "round {round}: encoder fwd {:.0} ms, decoder loop fwd {:.0} ms, vocab projection + CE fwd {:.0} ms, full backward {:.0} ms (of which vocab projection + CE {:.0} ms; its fwd alone {:.0} ms), total {:.0} ms",
+            ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4), ms(t5, t6), ms(t4, t5), ms(t0, t4)
+        );
     }
 }
