@@ -663,3 +663,44 @@ mod tests {
         assert_eq!(again.to_toml().unwrap(), c.to_toml().unwrap());
     }
 }
+
+#[cfg(test)]
+mod audio_tests {
+    use super::*;
+
+    fn parse_audio(extra: &str) -> Result<Config> {
+        let text = format!("task = \"audio\"\n[data]\ncorpus = \"fsdd\"\ndir = \"rec\"\n{extra}");
+        parse(&text, Path::new("a.toml"), &[])
+    }
+
+    #[test]
+    fn speaker_split_round_trips_through_the_resolved_config() {
+        let c = parse_audio("[audio]\nsplit = { speaker = \"theo\" }\n[audio.mfcc]\ndelta_order = 2\n").unwrap();
+        assert_eq!(c.audio.split, data::audio::FsddSplit::Speaker("theo".into()));
+        let again = parse(&c.to_toml().unwrap(), Path::new("r.toml"), &[]).unwrap();
+        assert_eq!(again.audio, c.audio);
+        let sets = [Override::parse("audio.split={speaker=\"lucas\"}").unwrap()];
+        let c = parse("task = \"audio\"\n[data]\ncorpus = \"fsdd\"\ndir = \"rec\"\n", Path::new("a.toml"), &sets).unwrap();
+        assert_eq!(c.audio.split, data::audio::FsddSplit::Speaker("lucas".into()));
+        // Other tasks leave the section out of their resolved config.
+        assert!(!Config::default().to_toml().unwrap().contains("[audio"));
+    }
+
+    #[test]
+    fn audio_errors_name_the_key() {
+        let e = format!("{:#}", parse_audio("[audio]\nval_fraction = 1.0\n").unwrap_err());
+        assert!(e.starts_with("a.toml:6: key `audio.val_fraction`"), "{e}");
+        let e = format!("{:#}", parse_audio("[audio.mfcc]\nnum_filters = 10\nnum_ceps = 13\n").unwrap_err());
+        assert!(e.starts_with("a.toml:7: key `audio.mfcc.num_ceps`"), "{e}");
+        let e = format!("{:#}", parse_audio("[data]\n").unwrap_err());
+        assert!(e.contains("duplicate") || e.contains("data"), "{e}");
+        let e = format!("{:#}", parse("task = \"audio\"\n", Path::new("a.toml"), &[]).unwrap_err());
+        assert!(e.contains("key `data.corpus`"), "{e}");
+        let e = format!("{:#}", parse("[data]\ncorpus = \"fsdd\"\ndir = \"rec\"\n", Path::new("a.toml"), &[]).unwrap_err());
+        assert!(e.starts_with("a.toml:1: key `task`") || e.contains("key `task`"), "{e}");
+        let e = format!("{:#}", parse("[audio]\nval_fraction = 0.2\n", Path::new("a.toml"), &[]).unwrap_err());
+        assert!(e.contains("key `audio`"), "{e}");
+        let e = format!("{:#}", parse_audio("[audio]\nsplit = \"speakers\"\n").unwrap_err());
+        assert!(e.starts_with("a.toml:6:"), "{e}");
+    }
+}
