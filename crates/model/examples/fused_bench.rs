@@ -1,6 +1,11 @@
 //! Micro-benchmark: the fused LSTM direction vs candle-nn's `LSTM`, same shapes, same process.
 //!
-//! `cargo run --release -p model --example fused_bench -- [--iters N] [--nn-iters N] [--only A|B] [--skip-nn]`
+//! `cargo run --release -p model --example fused_bench -- [--iters N] [--nn-iters N] [--only A|B] [--skip-nn] [--split] [--train-only]`
+//!
+//! Also prints the kernel alone on raw slices (what the candle wrapping and graph cost on top),
+//! and with `--split` the training step's forward and backward parts. PyTorch's figures for
+//! the same shapes: `scripts/bench_pytorch.py`. The machine's cores are shared: rerun when
+//! quiet (`uptime`) before trusting a number.
 //!
 //! Times inference (forward, no graph) and training (forward + backward of
 //! `sum(output * r)` to every weight and the input) and prints medians with spread, tokens/s
@@ -73,7 +78,7 @@ fn main() -> candle_core::Result<()> {
     let skip_nn = args.iter().any(|a| a == "--skip-nn");
     let dev = Device::Cpu;
     println!(
-        "fused LSTM micro-benchmark: {} threads (candle's pool), medians over {iters} iterations (candle-nn {nn_iters}) after warm-up",
+        "fused LSTM micro-benchmark: {} threads (rayon's global pool), medians over {iters} iterations (candle-nn {nn_iters}) after warm-up",
         model::fused::kernel::pool_threads()
     );
     let shapes = [
@@ -84,7 +89,6 @@ fn main() -> candle_core::Result<()> {
         let (b, t, i, h) = (s.batch, s.seq, s.input, s.hidden);
         println!("config {}: batch {b}, seq {t}, input {i}, hidden {h}", s.name);
         let fwd_flops = 2.0 * (b * t * 4 * h * (i + h)) as f64;
-        let k = 1.0 / (h as f32).sqrt();
         let x = Var::from_tensor(&Tensor::from_vec(data(b * t * i, 1, 1.0), (b, t, i), &dev)?)?;
         let r = Tensor::from_vec(data(b * t * h, 2, 1.0), (b, t, h), &dev)?;
         let varmap = VarMap::new();
@@ -95,7 +99,6 @@ fn main() -> candle_core::Result<()> {
             varmap.data().lock().unwrap().get(&format!("lstm.{name}")).unwrap().as_tensor().clone()
         };
         let (w_ih, w_hh, b_ih, b_hh) = (get("weight_ih_l0"), get("weight_hh_l0"), get("bias_ih_l0"), get("bias_hh_l0"));
-        let _ = k;
         let lengths = vec![t; b];
 
         let fused_fwd = || {

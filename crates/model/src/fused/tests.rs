@@ -372,3 +372,32 @@ fn inference_without_graph_matches_training_forward() {
         assert!(!b.track_op());
     }
 }
+
+#[test]
+fn degenerate_shapes() {
+    let dev = Device::Cpu;
+    let mut rng = TestRng(40);
+    let (i, h) = (3, 5);
+    let w_ih = Var::from_tensor(&rng.tensor(&[4 * h, i], 0.5, DType::F64)).unwrap();
+    let w_hh = Var::from_tensor(&rng.tensor(&[4 * h, h], 0.5, DType::F64)).unwrap();
+    let h0 = rng.tensor(&[2, h], 1.0, DType::F64);
+    let c0 = rng.tensor(&[2, h], 1.0, DType::F64);
+    // Every sequence empty: outputs zero, final state = initial state, gradients flow to it.
+    let x = Var::from_tensor(&rng.tensor(&[2, 4, i], 1.0, DType::F64)).unwrap();
+    let (o, hn, cn) = lstm_direction(x.as_tensor(), &w_ih, &w_hh, None, None, Some(&h0), Some(&c0), &[0, 0], true).unwrap();
+    assert_eq!(o.abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap(), 0.0);
+    assert_eq!(rel_err(&hn, &h0), 0.0);
+    assert_eq!(rel_err(&cn, &c0), 0.0);
+    let g = (hn.sum_all().unwrap() + o.sum_all().unwrap()).unwrap().backward().unwrap();
+    assert_eq!(g.get(&w_hh).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap(), 0.0);
+    // Zero time steps and an empty batch.
+    let x0 = Tensor::zeros((2, 0, i), DType::F64, &dev).unwrap();
+    let (o, hn, _) = lstm_direction(&x0, &w_ih, &w_hh, None, None, None, None, &[], false).unwrap();
+    assert_eq!((o.dims(), hn.dims()), (&[2, 0, h][..], &[2, h][..]));
+    let xb = Tensor::zeros((0, 3, i), DType::F64, &dev).unwrap();
+    let (o, hn, _) = lstm_direction(&xb, &w_ih, &w_hh, None, None, None, None, &[], false).unwrap();
+    assert_eq!((o.dims(), hn.dims()), (&[0, 3, h][..], &[0, h][..]));
+    // Mixed dtypes are an error, not a panic.
+    let x32 = Tensor::zeros((2, 3, i), DType::F32, &dev).unwrap();
+    assert!(lstm_direction(&x32, &w_ih, &w_hh, None, None, None, None, &[], false).is_err());
+}
