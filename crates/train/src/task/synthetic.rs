@@ -270,13 +270,13 @@ pub fn predict_cli(dir: &crate::rundir::RunDir, cfg: &Config, args: &super::Pred
             load(task.varmap())?;
             let set = &task.data.test;
             let pred = task.predict_set(set)?;
-            for i in 0..SHOW.min(set.len()) {
+            for (i, (p, y)) in pred.iter().zip(&set.y).enumerate().take(SHOW) {
                 let t = set.length;
                 let marked: Vec<usize> = (0..t).filter(|&s| set.x[(i * t + s) * 2 + 1] == 1.0).collect();
                 if args.json {
-                    println!("{}", json!({"index": i, "marked_steps": marked, "target": set.y[i], "prediction": pred[i]}));
+                    println!("{}", json!({"index": i, "marked_steps": marked, "target": y, "prediction": p}));
                 } else {
-                    println!("test[{i}] marked steps {marked:?}: target {:.4} prediction {:.4}", set.y[i], pred[i]);
+                    println!("test[{i}] marked steps {marked:?}: target {y:.4} prediction {p:.4}");
                 }
             }
         }
