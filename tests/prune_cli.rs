@@ -183,6 +183,11 @@ fn prune_keeps_masks_through_finetuning_and_runs_stay_usable() {
     for (_, zero, _) in zeros(run.join("pruned-0.8/checkpoints/best.safetensors")) {
         assert_eq!(zero, 205);
     }
+    // The table gathers every pruned run of the source, earlier invocations included.
+    let rows = json(run.join("prune_results.json"))["rows"].as_array().unwrap().clone();
+    let s: Vec<f64> = rows.iter().map(|r| r["sparsity"].as_f64().unwrap()).collect();
+    assert_eq!(s, vec![0.0, 0.5, 0.8, 0.9]);
+    assert_eq!(rows[2]["finetune_epochs"], 0);
 }
 
 #[test]

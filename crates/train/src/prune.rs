@@ -176,7 +176,6 @@ pub fn cli(a: &PruneArgs) -> Result<()> {
         }
     }
     let metric = cfg.train.early_stopping_metric.clone();
-    let mut rows = vec![baseline_row(&src, &cfg, &metric)?];
     for &s in &sparsities {
         let row = prune_one(&src, &cfg, s, a.finetune_epochs, a.quiet)?;
         if !a.quiet {
@@ -189,8 +188,19 @@ pub fn cli(a: &PruneArgs) -> Result<()> {
                 fmt(row.test)
             );
         }
-        rows.push(row);
     }
+    // The table covers every pruned run of this source, earlier invocations included.
+    let mut rows = vec![baseline_row(&src, &cfg, &metric)?];
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&src.root)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("summary.json").exists())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("pruned-")))
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        rows.push(row_from_summary(&d, &metric)?);
+    }
+    rows.sort_by(|a, b| a.sparsity.total_cmp(&b.sparsity).then(a.finetune_epochs.cmp(&b.finetune_epochs)));
     crate::atomic::write_json(&src.root.join("prune_results.json"), &json!({"metric": metric, "rows": rows}))?;
     let md = markdown(&rows, &metric);
     crate::atomic::write(&src.root.join("prune_results.md"), md.as_bytes())?;
@@ -254,6 +264,29 @@ fn baseline_row(src: &RunDir, cfg: &Config, metric: &str) -> Result<PruneRow> {
         test: get("test"),
         finetune_epochs: 0,
         wall_seconds: summary.get("wall_seconds").and_then(Value::as_f64).unwrap_or(f64::NAN),
+    })
+}
+
+/// A row of the table from a pruned run's summary.json.
+fn row_from_summary(dir: &std::path::Path, metric: &str) -> Result<PruneRow> {
+    let p = dir.join("summary.json");
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
+        .with_context(|| format!("parsing {}", p.display()))?;
+    let num = |k: &str| s.get(k).and_then(Value::as_f64);
+    let count = |k: &str| s.get(k).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| anyhow!("{}: no `{k}`", p.display()));
+    let get = |split: &str| s.get(split).and_then(|x| x.get(metric)).and_then(Value::as_f64);
+    Ok(PruneRow {
+        sparsity: num("sparsity").ok_or_else(|| anyhow!("{}: no `sparsity`", p.display()))?,
+        run: dir.display().to_string(),
+        recurrent_nonzero: count("recurrent_nonzero")?,
+        recurrent_total: count("recurrent_total")?,
+        params_nonzero: count("parameters_nonzero")?,
+        params_total: count("parameters")?,
+        validation_pruned: num(&format!("validation_{metric}_after_pruning")),
+        validation: get("validation"),
+        test: get("test"),
+        finetune_epochs: count("epochs")?,
+        wall_seconds: num("wall_seconds").unwrap_or(f64::NAN),
     })
 }
 
