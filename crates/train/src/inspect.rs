@@ -335,7 +335,7 @@ pub fn render_text(ins: &Inspection, top: usize) -> String {
         for (t, tok) in s.tokens.iter().enumerate() {
             let shown: String = tok.chars().take(14).collect();
             let mean = s.token_mean[t];
-            let bar: String = std::iter::repeat('#').take(level(mean)).collect();
+            let bar = "#".repeat(level(mean));
             let cells: String = order.iter().map(|&u| SHADES[level(s.values[t][u] as f64)]).collect();
             out.push_str(&format!("{shown:>14} {mean:>6.3} {bar:<9} |{cells}|\n"));
         }

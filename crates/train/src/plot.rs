@@ -360,6 +360,7 @@ impl Canvas {
     }
 
     /// A horizontal colour bar for `colormap` over [lo, hi] with end labels.
+    #[allow(clippy::too_many_arguments)]
     pub fn colorbar(&mut self, x: f64, y: f64, w: f64, h: f64, lo: f64, hi: f64, colormap: fn(f64) -> [f64; 3]) {
         let n = 50;
         for k in 0..n {

@@ -119,7 +119,7 @@ fn flatten(prefix: &str, t: &toml::Table, dists: bool, out: &mut Vec<(String, Va
 fn pair(file: &str, key: &str, v: &Value) -> Result<(f64, f64)> {
     let a = v.as_array().filter(|a| a.len() == 2);
     let nums: Option<Vec<f64>> =
-        a.map(|a| a.iter().map(|x| x.as_float().or_else(|| x.as_integer().map(|i| i as f64))).collect()).flatten();
+        a.and_then(|a| a.iter().map(|x| x.as_float().or_else(|| x.as_integer().map(|i| i as f64))).collect());
     match nums.as_deref() {
         Some([lo, hi]) if lo <= hi => Ok((*lo, *hi)),
         _ => bail!("{file}: [random] key `{key}`: expected [low, high] with low ≤ high, got {v}"),
@@ -211,7 +211,7 @@ pub fn parse_spec(text: &str, file: &str, default_name: &str) -> Result<SweepSpe
             },
             "report" => {
                 let r: Option<Vec<String>> =
-                    v.as_array().map(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect()).flatten();
+                    v.as_array().and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect());
                 spec.report = r.ok_or_else(|| anyhow!("{}: `report`: expected a list of \"split.metric\" strings", where_()))?;
             }
             "grid" => {
@@ -518,7 +518,7 @@ fn run_trial(exe: &Path, config: &Path, run_dir: &Path, sets: &[String]) -> Resu
         .status()
         .with_context(|| format!("starting {}", exe.display()))?;
     if !status.success() {
-        bail!("exit status {status}");
+        bail!("{status}");
     }
     Ok(Outcome::Ran)
 }
