@@ -53,6 +53,9 @@ pub struct Config {
     /// Left out of a resolved config when it is all defaults (every task but translate).
     #[serde(default, skip_serializing_if = "crate::task::translate::TranslateConfig::is_default")]
     pub translate: crate::task::translate::TranslateConfig,
+    /// `train bench` only: steps, warm-up, sequence length, vocabulary (see configs/bench_a.toml).
+    #[serde(default, skip_serializing_if = "crate::bench::BenchConfig::is_default")]
+    pub bench: crate::bench::BenchConfig,
 }
 
 /// The `[audio]` section (`task = "audio"`): how the recordings in `data.dir` are split and

@@ -2,6 +2,7 @@
 //! The `train` binary is a thin CLI over [`trainer::run`].
 
 pub mod atomic;
+pub mod bench;
 pub mod bleu;
 pub mod config;
 pub mod curves;

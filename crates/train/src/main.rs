@@ -63,6 +63,10 @@ enum Command {
     /// Magnitude-prune a run's recurrent matrices at each --sparsity, fine-tune with the masks
     /// held, and tabulate accuracy against sparsity (<run>/pruned-<s>/, prune_results.md).
     Prune(train::prune::PruneArgs),
+    /// Time training steps and inference: our fused LSTM, our op-by-op cell and candle-nn's
+    /// LSTM in one process (configs/bench_a.toml, configs/bench_b.toml); --json ends with one
+    /// JSON object.
+    Bench(train::bench::BenchArgs),
     /// Continue an interrupted run.
     Resume {
         #[arg(long)]
@@ -136,6 +140,10 @@ fn real_main() -> Result<()> {
         Some(Command::Prune(args)) => {
             init_logging(args.quiet);
             train::prune::cli(&args)?;
+        }
+        Some(Command::Bench(args)) => {
+            init_logging(true);
+            train::bench::cli(&args)?;
         }
         Some(Command::Predict { run, args }) => {
             init_logging(true);

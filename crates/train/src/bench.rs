@@ -1,0 +1,400 @@
+//! `train bench`: full training steps and inference of a classifier (embedding → LSTM → last
+//! state → linear → cross-entropy → backward → optimizer) timed for three LSTM paths in one
+//! process: our fused op (`fused`), our op-by-op cell (`ops`, `model.fused = false`) and
+//! candle-nn's `LSTM` (`candle_nn`, its `seq` method, with candle-nn's `AdamW`).
+//!
+//! Shapes come from a normal config file (`[model]`, `[train]`, `[run]`) plus a `[bench]`
+//! section; batches are random token ids from our seeded generator, every row full length.
+//! Inference runs on a copy of the model whose weights are detached (a frozen model, the
+//! counterpart of PyTorch's `no_grad`), so no graph is recorded.
+//!
+//! With `--json` the last stdout line is one object:
+//! `{"train_tokens_per_s": {..}, "infer_tokens_per_s": {..}, "peak_rss_mb": ..}`; a path that
+//! did not run (`--paths`) is `null`.
+
+use crate::config::{self, Config};
+use crate::optim::{Optimizer, Param};
+use crate::overrides::Override;
+use crate::task::classify::cross_entropy;
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Module, Optimizer as _, VarBuilder, VarMap, RNN};
+use model::classifier::{Classifier, ClassifierConfig};
+use model::config::LstmConfig;
+use model::rng::SeededRng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The `[bench]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BenchConfig {
+    /// Timed steps per path (training and inference each), after `warmup`.
+    pub steps: usize,
+    /// Untimed steps first (allocator, caches, thread start-up).
+    pub warmup: usize,
+    /// Timed steps for the slow paths (`ops`, `candle_nn`); at most `steps`.
+    pub slow_steps: usize,
+    /// Tokens per sequence (every row full length).
+    pub seq_len: usize,
+    /// Vocabulary size of the embedding table (ids drawn uniformly).
+    pub vocab: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self { steps: 20, warmup: 3, slow_steps: 20, seq_len: 64, vocab: 16000 }
+    }
+}
+
+impl BenchConfig {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// A bench config (configs/bench_a.toml, configs/bench_b.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a config key: --set section.key=value (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    pub json: bool,
+    /// Which paths to run, comma-separated: fused, ops, candle_nn. Default all.
+    #[arg(long, default_value = "fused,ops,candle_nn")]
+    pub paths: String,
+}
+
+const PATHS: [&str; 3] = ["fused", "ops", "candle_nn"];
+
+/// Median, 10th and 90th percentile of step times in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub median: f64,
+    pub p10: f64,
+    pub p90: f64,
+    pub steps: usize,
+}
+
+fn timing(mut v: Vec<f64>) -> Timing {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
+    Timing { median, p10: v[n / 10], p90: v[(n * 9) / 10], steps: n }
+}
+
+fn time_steps(warmup: usize, steps: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<Timing> {
+    for i in 0..warmup {
+        f(i)?;
+    }
+    let mut v = Vec::with_capacity(steps);
+    for i in 0..steps {
+        let t = Instant::now();
+        f(warmup + i)?;
+        v.push(t.elapsed().as_secs_f64());
+    }
+    Ok(timing(v))
+}
+
+/// Peak resident set size of this process (VmHWM) in MB; None off Linux.
+pub fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn load_average() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+struct Batch {
+    ids: Tensor,
+    labels: Vec<u32>,
+}
+
+fn batches(cfg: &Config, n: usize, dev: &Device) -> Result<Vec<Batch>> {
+    let (b, t, vocab) = (cfg.train.batch_size, cfg.bench.seq_len, cfg.bench.vocab as u64);
+    let mut rng = SeededRng::new(cfg.run.seed, "bench/batches");
+    (0..n)
+        .map(|_| {
+            let ids: Vec<u32> = (0..b * t).map(|_| rng.below(vocab) as u32).collect();
+            let labels: Vec<u32> = (0..b).map(|_| rng.below(2) as u32).collect();
+            Ok(Batch { ids: Tensor::from_vec(ids, (b, t), dev)?, labels })
+        })
+        .collect()
+}
+
+fn classifier_config(cfg: &Config, fused: bool) -> ClassifierConfig {
+    let m = &cfg.model;
+    ClassifierConfig {
+        vocab_size: cfg.bench.vocab,
+        embedding_dim: m.embedding_dim,
+        num_classes: 2,
+        lstm: LstmConfig {
+            input_size: m.embedding_dim,
+            hidden_size: m.hidden,
+            num_layers: m.layers,
+            bidirectional: m.bidirectional,
+            variant: m.variant,
+            cell: m.cell,
+            dropout: m.dropout,
+            variational_dropout: m.variational,
+            orthogonal_init: m.orthogonal_init,
+            forget_bias: m.forget_bias,
+            fused,
+        },
+        embedding_dropout: m.embedding_dropout,
+        head_dropout: m.head_dropout,
+        variational: m.variational,
+        pooling: m.pooling,
+    }
+}
+
+fn params_of(varmap: &VarMap) -> Vec<Param> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| Param {
+            name: n.clone(),
+            var: data[n].clone(),
+            penalised: n.ends_with("weight") || n.contains(".weight_"),
+        })
+        .collect()
+}
+
+/// A builder over detached copies of the map's tensors (shared storage, no gradient).
+fn frozen(varmap: &VarMap, dev: &Device) -> VarBuilder<'static> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let ts: HashMap<String, Tensor> = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    VarBuilder::from_tensors(ts, DType::F32, dev)
+}
+
+/// Training and inference timings of one path.
+pub struct PathResult {
+    pub train: Timing,
+    pub infer: Timing,
+}
+
+fn bench_ours(cfg: &Config, fused: bool, data: &[Batch], steps: usize, dev: &Device) -> Result<PathResult> {
+    let bc = &cfg.bench;
+    let ccfg = classifier_config(cfg, fused);
+    let varmap = VarMap::new();
+    let net = Classifier::new(&ccfg, model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, dev))?;
+    let params = params_of(&varmap);
+    let mut opt = Optimizer::new(&cfg.train);
+    let mut rng = SeededRng::new(cfg.run.seed, "bench/dropout");
+    let lengths = vec![bc.seq_len; cfg.train.batch_size];
+    let train = time_steps(bc.warmup, steps, |i| {
+        let b = &data[i % data.len()];
+        let out = net.forward(&b.ids, &lengths, true, Some(&mut rng), false)?;
+        let loss = cross_entropy(&out.logits, &b.labels, &[])?;
+        let grads = loss.backward()?;
+        opt.step(&params, &grads, cfg.train.lr)?;
+        let l = loss.to_scalar::<f32>()?;
+        if !l.is_finite() {
+            bail!("loss is {l}");
+        }
+        Ok(())
+    })?;
+    let inet = Classifier::new(&ccfg, frozen(&varmap, dev))?;
+    let infer = time_steps(bc.warmup, steps, |i| {
+        let b = &data[i % data.len()];
+        let out = inet.forward(&b.ids, &lengths, false, None, false)?;
+        std::hint::black_box(out.logits.to_vec2::<f32>()?);
+        Ok(())
+    })?;
+    Ok(PathResult { train, infer })
+}
+
+/// candle-nn's stack: `embedding`, `rnn::lstm` (stacked by hand for several layers, its `seq`
+/// over the sequence), the last step's h, `linear`, and candle-nn's `AdamW` (no decay = Adam).
+struct NnModel {
+    embedding: candle_nn::Embedding,
+    layers: Vec<candle_nn::rnn::LSTM>,
+    head: candle_nn::Linear,
+}
+
+impl NnModel {
+    fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let m = &cfg.model;
+        let embedding = candle_nn::embedding(cfg.bench.vocab, m.embedding_dim, vb.pp("embedding"))?;
+        let layers = (0..m.layers)
+            .map(|k| {
+                let input = if k == 0 { m.embedding_dim } else { m.hidden };
+                let c = candle_nn::rnn::LSTMConfig { layer_idx: k, ..Default::default() };
+                candle_nn::rnn::lstm(input, m.hidden, c, vb.pp("lstm"))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let head = candle_nn::linear(m.hidden, 2, vb.pp("head"))?;
+        Ok(Self { embedding, layers, head })
+    }
+
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let mut x = self.embedding.forward(ids)?;
+        let mut last = None;
+        for (k, l) in self.layers.iter().enumerate() {
+            let states = l.seq(&x)?;
+            last = states.last().map(|s| s.h().clone());
+            if k + 1 < self.layers.len() {
+                x = l.states_to_tensor(&states)?;
+            }
+        }
+        let h = last.ok_or_else(|| anyhow!("empty sequence"))?;
+        Ok(self.head.forward(&h)?)
+    }
+}
+
+fn bench_candle_nn(cfg: &Config, data: &[Batch], steps: usize, dev: &Device) -> Result<PathResult> {
+    let bc = &cfg.bench;
+    let varmap = VarMap::new();
+    let net = NnModel::new(cfg, model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, dev))?;
+    let t = &cfg.train;
+    let p = candle_nn::ParamsAdamW { lr: t.lr, beta1: t.beta1, beta2: t.beta2, eps: t.eps, weight_decay: 0.0 };
+    let mut opt = candle_nn::AdamW::new(varmap.all_vars(), p)?;
+    let train = time_steps(bc.warmup, steps, |i| {
+        let b = &data[i % data.len()];
+        let logits = net.forward(&b.ids)?;
+        let loss = cross_entropy(&logits, &b.labels, &[])?;
+        opt.backward_step(&loss)?;
+        std::hint::black_box(loss.to_scalar::<f32>()?);
+        Ok(())
+    })?;
+    let inet = NnModel::new(cfg, frozen(&varmap, dev))?;
+    let infer = time_steps(bc.warmup, steps, |i| {
+        let b = &data[i % data.len()];
+        std::hint::black_box(inet.forward(&b.ids)?.to_vec2::<f32>()?);
+        Ok(())
+    })?;
+    Ok(PathResult { train, infer })
+}
+
+/// LSTM FLOPs of one forward pass: 2·B·T·G·H·(I+H) per layer and direction (G = 4 gates).
+pub fn lstm_forward_flops(cfg: &Config) -> f64 {
+    let m = &cfg.model;
+    let (b, t) = (cfg.train.batch_size as f64, cfg.bench.seq_len as f64);
+    let dirs = if m.bidirectional { 2.0 } else { 1.0 };
+    let h = m.hidden as f64;
+    (0..m.layers)
+        .map(|k| {
+            let i = if k == 0 { m.embedding_dim as f64 } else { dirs * h };
+            2.0 * b * t * 4.0 * h * (i + h) * dirs
+        })
+        .sum()
+}
+
+fn validate(cfg: &Config, source: &std::path::Path) -> Result<()> {
+    let b = &cfg.bench;
+    for (key, v, min) in [("bench.steps", b.steps, 1), ("bench.slow_steps", b.slow_steps, 1), ("bench.seq_len", b.seq_len, 1), ("bench.vocab", b.vocab, 2)] {
+        if v < min {
+            bail!("{}: key `{key}`: expected at least {min}, got {v}", source.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn cli(args: &BenchArgs) -> Result<()> {
+    let sets = args.sets.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>>>()?;
+    let cfg = config::load(&args.config, &sets)?.config;
+    validate(&cfg, &args.config)?;
+    let wanted: Vec<&str> = args.paths.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if let Some(bad) = wanted.iter().find(|p| !PATHS.contains(p)) {
+        bail!("--paths: unknown path `{bad}` (expected a comma-separated list of fused, ops, candle_nn)");
+    }
+    let threads = crate::threads::init(cfg.run.threads);
+    let dev = crate::trainer::device_of(&cfg).context("run.device")?;
+    let bc = &cfg.bench;
+    let m = &cfg.model;
+    let tokens = (cfg.train.batch_size * bc.seq_len) as f64;
+    let slow = bc.slow_steps.min(bc.steps);
+    let flops = lstm_forward_flops(&cfg);
+    println!(
+        "bench {}: batch {}, seq {}, embedding {}, hidden {}, layers {}{}, vocab {}, {:?}; {threads} threads; load average {}",
+        args.config.display(),
+        cfg.train.batch_size,
+        bc.seq_len,
+        m.embedding_dim,
+        m.hidden,
+        m.layers,
+        if m.bidirectional { " (bidirectional)" } else { "" },
+        bc.vocab,
+        cfg.train.optimizer,
+        load_average().unwrap_or_else(|| "?".into())
+    );
+    println!(
+        "medians over {} steps ({} for ops and candle_nn) after {} warm-up; training = forward + backward + optimizer step",
+        bc.steps, slow, bc.warmup
+    );
+    let data = batches(&cfg, 4, &dev)?;
+    let mut results: HashMap<&str, PathResult> = HashMap::new();
+    let mut rss_after_fused = None;
+    for path in PATHS.iter().filter(|p| wanted.contains(p)) {
+        if *path == "candle_nn" && (m.bidirectional || m.cell != model::config::CellKind::Lstm || m.variant != model::config::Variant::default()) {
+            println!("  candle_nn: skipped (candle-nn's LSTM is one direction of the vanilla cell)");
+            continue;
+        }
+        let r = match *path {
+            "fused" => bench_ours(&cfg, true, &data, bc.steps, &dev)?,
+            "ops" => bench_ours(&cfg, false, &data, slow, &dev)?,
+            _ => bench_candle_nn(&cfg, &data, slow, &dev)?,
+        };
+        for (what, t, f) in [("training", r.train, 3.0 * flops), ("inference", r.infer, flops)] {
+            println!(
+                "  {path:<10} {what:<10} {:>9.2} ms (p10 {:.2}, p90 {:.2}, {} steps) {:>10.0} tokens/s {:>7.1} LSTM GFLOP/s",
+                t.median * 1e3,
+                t.p10 * 1e3,
+                t.p90 * 1e3,
+                t.steps,
+                tokens / t.median,
+                f / t.median / 1e9
+            );
+        }
+        if *path == "fused" {
+            rss_after_fused = peak_rss_mb();
+        }
+        results.insert(path, r);
+    }
+    let ratio = |a: &str, b: &str, f: fn(&PathResult) -> Timing| match (results.get(a), results.get(b)) {
+        (Some(x), Some(y)) => format!("{:.2}x", f(y).median / f(x).median),
+        _ => "-".into(),
+    };
+    println!(
+        "  fused / candle_nn: training {}, inference {}; fused / ops: training {}, inference {}",
+        ratio("fused", "candle_nn", |r| r.train),
+        ratio("fused", "candle_nn", |r| r.infer),
+        ratio("fused", "ops", |r| r.train),
+        ratio("fused", "ops", |r| r.infer),
+    );
+    let peak = peak_rss_mb();
+    if let Some(p) = rss_after_fused {
+        println!("  peak RSS after the fused path: {p:.0} MB; overall {:.0} MB", peak.unwrap_or(f64::NAN));
+    }
+    if args.json {
+        let per = |f: fn(&PathResult) -> Timing| {
+            let mut o = serde_json::Map::new();
+            for p in PATHS {
+                o.insert(p.into(), results.get(p).map_or(json!(null), |r| json!(tokens / f(r).median)));
+            }
+            serde_json::Value::Object(o)
+        };
+        let out = json!({
+            "train_tokens_per_s": per(|r| r.train),
+            "infer_tokens_per_s": per(|r| r.infer),
+            "peak_rss_mb": peak,
+            "peak_rss_mb_fused": rss_after_fused,
+            "threads": threads,
+        });
+        println!("{out}");
+    }
+    Ok(())
+}
