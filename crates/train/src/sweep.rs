@@ -22,6 +22,10 @@
 //! "model.dropout" = { uniform = [0.0, 0.5] }
 //! "model.layers" = { int_uniform = [1, 3] }      # inclusive
 //! "model.pooling" = { choice = ["last", "max"] }
+//!
+//! [[adjust]]                   # extra overrides where a setting matches (names unchanged)
+//! if = { "model.variant" = "nfg" }
+//! set = { "model.forget_bias" = 0.0 }
 //! ```
 //!
 //! Random floats are rounded to 4 significant digits, so the value in the directory name is
@@ -69,6 +73,16 @@ pub struct SweepSpec {
     pub report: Vec<String>,
     pub grid: Vec<(String, Vec<Value>)>,
     pub random: Option<RandomSpec>,
+    /// `[[adjust]]`: extra overrides for the settings matching every `if` pair.
+    pub adjust: Vec<Adjust>,
+}
+
+/// Conditional overrides: `[[adjust]] if = { "model.variant" = "nfg" }, set = { "model.forget_bias" = 0.0 }`.
+/// They do not change trial names (they follow from the setting).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adjust {
+    pub when: Vec<(String, Value)>,
+    pub set: Vec<(String, Value)>,
 }
 
 /// One run of the sweep.
@@ -78,6 +92,8 @@ pub struct Trial {
     pub name: String,
     /// The setting's overrides (without the seed), in key order.
     pub overrides: Vec<(String, Value)>,
+    /// Overrides from matching `[[adjust]]` entries.
+    pub adjusted: Vec<(String, Value)>,
     pub seed: u64,
 }
 
@@ -179,6 +195,7 @@ pub fn parse_spec(text: &str, file: &str, default_name: &str) -> Result<SweepSpe
         report: Vec::new(),
         grid: Vec::new(),
         random: None,
+        adjust: Vec::new(),
     };
     for (k, v) in &table {
         let where_ = || match config::locate(text, k) {
@@ -225,6 +242,24 @@ pub fn parse_spec(text: &str, file: &str, default_name: &str) -> Result<SweepSpe
                     }
                 }
             }
+            "adjust" => {
+                let list = v.as_array().ok_or_else(|| anyhow!("{}: `adjust` must be an array of tables ([[adjust]])", where_()))?;
+                for (i, a) in list.iter().enumerate() {
+                    let t = a.as_table().ok_or_else(|| anyhow!("{file}: [[adjust]] #{}: expected a table", i + 1))?;
+                    let part = |name: &str| -> Result<Vec<(String, Value)>> {
+                        let sub = t.get(name).and_then(Value::as_table).ok_or_else(|| {
+                            anyhow!("{file}: [[adjust]] #{}: needs `{name} = {{ \"section.key\" = value, ... }}`", i + 1)
+                        })?;
+                        let mut flat = Vec::new();
+                        flatten("", sub, false, &mut flat);
+                        Ok(flat)
+                    };
+                    if let Some(k) = t.keys().find(|k| *k != "if" && *k != "set") {
+                        bail!("{file}: [[adjust]] #{}: unknown key `{k}` (expected `if` and `set`)", i + 1);
+                    }
+                    spec.adjust.push(Adjust { when: part("if")?, set: part("set")? });
+                }
+            }
             "random" => {
                 let t = v.as_table().ok_or_else(|| anyhow!("{}: `random` must be a table", where_()))?;
                 let mut r = RandomSpec { trials: 0, seed: 0, keys: Vec::new() };
@@ -254,7 +289,7 @@ pub fn parse_spec(text: &str, file: &str, default_name: &str) -> Result<SweepSpe
                 spec.random = Some(r);
             }
             other => bail!(
-                "{}: unknown key `{other}` (expected name, metric, mode, seeds, report, [grid], [random])",
+                "{}: unknown key `{other}` (expected name, metric, mode, seeds, report, [grid], [random], [[adjust]])",
                 where_()
             ),
         }
@@ -347,7 +382,13 @@ pub fn trials(spec: &SweepSpec, base_seed: u64) -> Vec<Trial> {
                 name = format!("{base}_dup{k}");
                 k += 1;
             }
-            out.push(Trial { name, overrides: s.clone(), seed });
+            let adjusted = spec
+                .adjust
+                .iter()
+                .filter(|a| a.when.iter().all(|(k, v)| s.iter().any(|(sk, sv)| sk == k && sv == v)))
+                .flat_map(|a| a.set.iter().cloned())
+                .collect();
+            out.push(Trial { name, overrides: s.clone(), adjusted, seed });
         }
     }
     out
@@ -355,7 +396,7 @@ pub fn trials(spec: &SweepSpec, base_seed: u64) -> Vec<Trial> {
 
 /// `--set` arguments of a trial: the setting's overrides and its seed.
 pub fn trial_sets(t: &Trial) -> Vec<String> {
-    let mut v: Vec<String> = t.overrides.iter().map(|(k, val)| format!("{k}={val}")).collect();
+    let mut v: Vec<String> = t.overrides.iter().chain(&t.adjusted).map(|(k, val)| format!("{k}={val}")).collect();
     v.push(format!("run.seed={}", t.seed));
     v
 }
@@ -804,6 +845,23 @@ seed = 3
         assert_ne!(ts[1].setting(), ts[2].setting());
         let names: std::collections::HashSet<_> = ts.iter().map(|t| &t.name).collect();
         assert_eq!(names.len(), ts.len());
+    }
+
+    #[test]
+    fn adjust_adds_overrides_to_matching_settings() {
+        let spec = parse_spec(
+            "[grid]\n\"model.variant\" = [\"vanilla\", \"nfg\"]\n[[adjust]]\nif = { \"model.variant\" = \"nfg\" }\nset = { \"model.forget_bias\" = 0.0 }\n",
+            "s.toml",
+            "s",
+        )
+        .unwrap();
+        let ts = trials(&spec, 1);
+        assert_eq!(ts[0].name, "variant-vanilla_seed-1");
+        assert_eq!(trial_sets(&ts[0]), vec!["model.variant=\"vanilla\"", "run.seed=1"]);
+        assert_eq!(ts[1].name, "variant-nfg_seed-1");
+        assert_eq!(trial_sets(&ts[1]), vec!["model.variant=\"nfg\"", "model.forget_bias=0.0", "run.seed=1"]);
+        let e = format!("{:#}", parse_spec("[[adjust]]\nif = { a = 1 }\n", "s.toml", "s").unwrap_err());
+        assert!(e.contains("needs `set"), "{e}");
     }
 
     #[test]
