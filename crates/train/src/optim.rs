@@ -13,11 +13,13 @@
 //! `l2_embeddings` asks for it. Their value is added to the reported loss.
 //!
 //! State lives in plain f32 vectors keyed by parameter name, so it saves to safetensors and
-//! a resumed run continues bit for bit.
+//! a resumed run continues bit for bit. Weights are updated in place in their own storage
+//! (candle `InplaceOp2`), with no per-step allocation on CPU.
 
 use crate::config::{Optimizer as Kind, TrainConfig};
 use anyhow::{bail, Context, Result};
-use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
+use candle_core::{backprop::GradStore, CpuStorage, DType, Device, InplaceOp2, Layout, Storage, Tensor, Var};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 pub struct Param {
@@ -76,32 +78,42 @@ impl Optimizer {
         }
         let mut total = 0.0;
         for p in params.iter().filter(|p| p.penalised) {
-            let w = to_vec(p.var.as_tensor())?;
-            total += penalty_of(&w, self.l2, self.l1);
+            total += with_f32(p.var.as_tensor(), |w| penalty_of(w, self.l2, self.l1))?;
         }
         Ok(total)
     }
 
     /// Applies one update with learning rate `lr`. Parameters without a gradient (unused in
     /// this batch's graph) are left alone, as PyTorch leaves a parameter whose grad is None.
+    ///
+    /// Two passes over each (weight, gradient) pair, reading them where they lie: the first
+    /// sums the penalties and the squared norm of the penalised gradient, the second updates
+    /// the weights and moments in place. On CPU f32 parameters nothing is allocated per step
+    /// (the penalised, clipped gradient is recomputed element by element in the second pass,
+    /// with the same f32 operations, so the result is the same bits as materialising it);
+    /// other devices and dtypes go through host copies and `Var::set`.
     pub fn step(&mut self, params: &[Param], grads: &GradStore, lr: f64) -> Result<StepReport> {
-        // Gather gradients with the penalties folded in, then clip by the global norm.
-        let mut work: Vec<(usize, Vec<f32>, Vec<f32>)> = Vec::with_capacity(params.len());
+        let mut work: Vec<(usize, Tensor)> = Vec::with_capacity(params.len());
         let mut sq = 0.0f64;
         let mut penalty = 0.0f64;
         for (i, p) in params.iter().enumerate() {
             let Some(g) = grads.get(p.var.as_tensor()) else { continue };
-            let w = to_vec(p.var.as_tensor())?;
-            let mut g = to_vec(g).with_context(|| format!("gradient of {}", p.name))?;
-            if p.penalised && (self.l2 != 0.0 || self.l1 != 0.0) {
-                penalty += penalty_of(&w, self.l2, self.l1);
-                let (l2x2, l1) = (2.0 * self.l2 as f32, self.l1 as f32);
-                for (gi, wi) in g.iter_mut().zip(&w) {
-                    *gi += l2x2 * wi + l1 * sign(*wi);
+            let g = if g.is_contiguous() { g.clone() } else { g.contiguous()? };
+            let fold = self.fold(p);
+            let w = p.var.as_tensor();
+            let (ps, gs) = with_f32_pair(w, &g, |w, g| {
+                let pen = if fold.active { penalty_of(w, self.l2, self.l1) } else { 0.0 };
+                let mut s = 0.0f64;
+                for (gi, wi) in g.iter().zip(w) {
+                    let x = fold.grad(*gi, *wi);
+                    s += (x as f64) * (x as f64);
                 }
-            }
-            sq += g.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>();
-            work.push((i, w, g));
+                (pen, s)
+            })
+            .with_context(|| format!("gradient of {}", p.name))?;
+            penalty += ps;
+            sq += gs;
+            work.push((i, g));
         }
         let grad_norm = sq.sqrt();
         if !grad_norm.is_finite() {
@@ -114,49 +126,54 @@ impl Optimizer {
         };
         self.step += 1;
         let t = self.step as i32;
-        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
         let bc1 = 1.0 - self.beta1.powi(t);
         let bc2 = 1.0 - self.beta2.powi(t);
-        let lr32 = lr as f32;
-        let step_size = (lr / bc1) as f32;
-        let bc2_sqrt = bc2.sqrt() as f32;
-        let eps = self.eps as f32;
-        let decay = (1.0 - lr * self.weight_decay) as f32;
-        let mom = self.momentum as f32;
-        for (i, mut w, g) in work {
+        let rule = Rule {
+            adam: matches!(self.kind, Kind::Adam | Kind::Adamw),
+            b1: self.beta1 as f32,
+            b2: self.beta2 as f32,
+            lr: lr as f32,
+            step_size: (lr / bc1) as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+            eps: self.eps as f32,
+            decay: (self.weight_decay != 0.0).then_some((1.0 - lr * self.weight_decay) as f32),
+            momentum: self.momentum as f32,
+            scale,
+        };
+        for (i, g) in work {
             let p = &params[i];
-            let n = w.len();
-            match self.kind {
-                Kind::Adam | Kind::Adamw => {
-                    let m = self.m.entry(p.name.clone()).or_insert_with(|| vec![0.0; n]);
-                    let v = self.v.entry(p.name.clone()).or_insert_with(|| vec![0.0; n]);
-                    for j in 0..n {
-                        let gj = g[j] * scale;
-                        m[j] = b1 * m[j] + (1.0 - b1) * gj;
-                        v[j] = b2 * v[j] + (1.0 - b2) * gj * gj;
-                        if self.weight_decay != 0.0 {
-                            w[j] *= decay;
-                        }
-                        w[j] -= step_size * m[j] / (v[j].sqrt() / bc2_sqrt + eps);
-                    }
-                }
-                Kind::Sgd => {
-                    let m = self.m.entry(p.name.clone()).or_insert_with(|| vec![0.0; n]);
-                    for j in 0..n {
-                        let gj = g[j] * scale;
-                        m[j] = if mom != 0.0 { mom * m[j] + gj } else { gj };
-                        if self.weight_decay != 0.0 {
-                            w[j] *= decay;
-                        }
-                        w[j] -= lr32 * m[j];
-                    }
-                }
+            let n = p.var.elem_count();
+            let fold = self.fold(p);
+            let m = self.m.entry(p.name.clone()).or_insert_with(|| vec![0.0; n]);
+            let v = if rule.adam {
+                Some(self.v.entry(p.name.clone()).or_insert_with(|| vec![0.0; n]).as_mut_slice())
+            } else {
+                None
+            };
+            let w = p.var.as_tensor();
+            if m.len() != n || v.as_ref().is_some_and(|v| v.len() != n) {
+                bail!("optimizer state of {} has {} values, the parameter {n}", p.name, m.len());
             }
-            let t = p.var.as_tensor();
-            let new = Tensor::from_vec(w, t.shape(), t.device())?.to_dtype(t.dtype())?;
-            p.var.set(&new).with_context(|| format!("updating {}", p.name))?;
+            if w.device().is_cpu() && w.dtype() == DType::F32 && g.dtype() == DType::F32 {
+                let op = InPlace { rule: &rule, fold, m: RefCell::new(m), v: RefCell::new(v) };
+                w.inplace_op2(&g, &op).with_context(|| format!("updating {}", p.name))?;
+            } else {
+                let mut wv = to_vec(w)?;
+                let gv = to_vec(&g)?;
+                rule.apply(fold, &mut wv, &gv, m, v);
+                let new = Tensor::from_vec(wv, w.shape(), w.device())?.to_dtype(w.dtype())?;
+                p.var.set(&new).with_context(|| format!("updating {}", p.name))?;
+            }
         }
         Ok(StepReport { grad_norm, penalty })
+    }
+
+    fn fold(&self, p: &Param) -> Fold {
+        Fold {
+            active: p.penalised && (self.l2 != 0.0 || self.l1 != 0.0),
+            l2x2: 2.0 * self.l2 as f32,
+            l1: self.l1 as f32,
+        }
     }
 
     /// Optimizer state as named tensors (`m.<param>`, `v.<param>`) plus the step count.
@@ -193,6 +210,125 @@ impl Optimizer {
 
 fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+}
+
+/// Runs `f` on the tensor's values as an f32 slice: borrowed from the storage for a
+/// contiguous CPU f32 tensor, a host copy otherwise.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    if t.device().is_cpu() && t.dtype() == DType::F32 {
+        let (storage, layout) = t.storage_and_layout();
+        if let (Some((a, b)), Storage::Cpu(CpuStorage::F32(data))) = (layout.contiguous_offsets(), &*storage) {
+            return Ok(f(&data[a..b]));
+        }
+    }
+    Ok(f(&to_vec(t)?))
+}
+
+fn with_f32_pair<R>(a: &Tensor, b: &Tensor, f: impl FnOnce(&[f32], &[f32]) -> R) -> Result<R> {
+    with_f32(a, |a| with_f32(b, |b| f(a, b)))?
+}
+
+/// How the penalties join a parameter's gradient: g + (2λ₂w + λ₁·sign(w)) in f32, exactly
+/// the expression the reported gradient norm is taken of.
+#[derive(Clone, Copy)]
+struct Fold {
+    active: bool,
+    l2x2: f32,
+    l1: f32,
+}
+
+impl Fold {
+    #[inline(always)]
+    fn grad(self, g: f32, w: f32) -> f32 {
+        if self.active {
+            g + (self.l2x2 * w + self.l1 * sign(w))
+        } else {
+            g
+        }
+    }
+}
+
+/// One step's coefficients, shared by every parameter.
+struct Rule {
+    adam: bool,
+    b1: f32,
+    b2: f32,
+    lr: f32,
+    /// lr / (1 − β₁ᵗ)
+    step_size: f32,
+    /// √(1 − β₂ᵗ)
+    bc2_sqrt: f32,
+    eps: f32,
+    /// 1 − lr·wd when decoupled decay is on.
+    decay: Option<f32>,
+    momentum: f32,
+    /// Global-norm clipping factor (1 when not clipping).
+    scale: f32,
+}
+
+impl Rule {
+    /// The update of one parameter, in place on its weights and moments.
+    fn apply(&self, fold: Fold, w: &mut [f32], g: &[f32], m: &mut [f32], v: Option<&mut [f32]>) {
+        let n = w.len();
+        assert!(g.len() == n && m.len() == n, "optimizer: mismatched buffer lengths");
+        if self.adam {
+            let v = v.expect("Adam keeps second moments");
+            assert_eq!(v.len(), n);
+            let (b1, b2, c1, c2) = (self.b1, self.b2, 1.0 - self.b1, 1.0 - self.b2);
+            for j in 0..n {
+                let gj = fold.grad(g[j], w[j]) * self.scale;
+                let mj = b1 * m[j] + c1 * gj;
+                let vj = b2 * v[j] + c2 * gj * gj;
+                m[j] = mj;
+                v[j] = vj;
+                let mut wj = w[j];
+                if let Some(d) = self.decay {
+                    wj *= d;
+                }
+                w[j] = wj - self.step_size * mj / (vj.sqrt() / self.bc2_sqrt + self.eps);
+            }
+        } else {
+            let mom = self.momentum;
+            for j in 0..n {
+                let gj = fold.grad(g[j], w[j]) * self.scale;
+                let mj = if mom != 0.0 { mom * m[j] + gj } else { gj };
+                m[j] = mj;
+                let mut wj = w[j];
+                if let Some(d) = self.decay {
+                    wj *= d;
+                }
+                w[j] = wj - self.lr * mj;
+            }
+        }
+    }
+}
+
+/// The update as a candle in-place op on the parameter's own storage, the gradient as the
+/// second operand (candle refuses it if the two share storage).
+struct InPlace<'a> {
+    rule: &'a Rule,
+    fold: Fold,
+    m: RefCell<&'a mut Vec<f32>>,
+    v: RefCell<Option<&'a mut [f32]>>,
+}
+
+impl InplaceOp2 for InPlace<'_> {
+    fn name(&self) -> &'static str {
+        "optimizer-step"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("optimizer: parameter and gradient must be contiguous")
+        };
+        let (CpuStorage::F32(w), CpuStorage::F32(g)) = (s1, s2) else {
+            candle_core::bail!("optimizer: in-place update needs f32 parameter and gradient")
+        };
+        let mut m = self.m.borrow_mut();
+        let mut v = self.v.borrow_mut();
+        self.rule.apply(self.fold, &mut w[a1..b1], &g[a2..b2], m.as_mut_slice(), v.as_deref_mut());
+        Ok(())
+    }
 }
 
 fn sign(x: f32) -> f32 {
@@ -302,5 +438,163 @@ mod tests {
         again.load_state(opt.step, &saved).unwrap();
         assert_eq!(again.m, opt.m);
         assert_eq!(again.v, opt.v);
+    }
+
+    /// The optimizer as it was before the in-place rewrite (host copies, materialised
+    /// gradient), kept as the bit-exact reference.
+    #[allow(clippy::too_many_arguments)]
+    fn reference_step(
+        cfg: &TrainConfig,
+        step: u64,
+        ws: &mut [Vec<f32>],
+        gs: &[Vec<f32>],
+        penalised: &[bool],
+        ms: &mut [Vec<f32>],
+        vs: &mut [Vec<f32>],
+        lr: f64,
+    ) -> f64 {
+        let mut sq = 0.0f64;
+        let mut gg = Vec::new();
+        for (k, (w, g)) in ws.iter().zip(gs).enumerate() {
+            let mut g = g.clone();
+            if penalised[k] && (cfg.l2 != 0.0 || cfg.l1 != 0.0) {
+                let (l2x2, l1) = (2.0 * cfg.l2 as f32, cfg.l1 as f32);
+                for (gi, wi) in g.iter_mut().zip(w) {
+                    *gi += l2x2 * wi + l1 * sign(*wi);
+                }
+            }
+            sq += g.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>();
+            gg.push(g);
+        }
+        let grad_norm = sq.sqrt();
+        let scale = if cfg.clip_norm > 0.0 && grad_norm > cfg.clip_norm { (cfg.clip_norm / (grad_norm + 1e-6)) as f32 } else { 1.0 };
+        let t = step as i32;
+        let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
+        let bc1 = 1.0 - cfg.beta1.powi(t);
+        let bc2 = 1.0 - cfg.beta2.powi(t);
+        let step_size = (lr / bc1) as f32;
+        let bc2_sqrt = bc2.sqrt() as f32;
+        let eps = cfg.eps as f32;
+        let decay = (1.0 - lr * cfg.weight_decay) as f32;
+        let mom = cfg.momentum as f32;
+        for (k, g) in gg.iter().enumerate() {
+            let (w, m, v) = (&mut ws[k], &mut ms[k], &mut vs[k]);
+            for j in 0..w.len() {
+                let gj = g[j] * scale;
+                match cfg.optimizer {
+                    Kind::Adam | Kind::Adamw => {
+                        m[j] = b1 * m[j] + (1.0 - b1) * gj;
+                        v[j] = b2 * v[j] + (1.0 - b2) * gj * gj;
+                        if cfg.weight_decay != 0.0 {
+                            w[j] *= decay;
+                        }
+                        w[j] -= step_size * m[j] / (v[j].sqrt() / bc2_sqrt + eps);
+                    }
+                    Kind::Sgd => {
+                        m[j] = if mom != 0.0 { mom * m[j] + gj } else { gj };
+                        if cfg.weight_decay != 0.0 {
+                            w[j] *= decay;
+                        }
+                        w[j] -= lr as f32 * m[j];
+                    }
+                }
+            }
+        }
+        grad_norm
+    }
+
+    #[test]
+    fn in_place_update_is_bit_identical_to_the_reference() {
+        let mut rng = model::rng::SeededRng::new(7, "optim-test");
+        let shapes = [(5usize, 3usize), (7, 1), (1, 11)];
+        let variants: Vec<(&str, Box<dyn Fn(&mut TrainConfig)>)> = vec![
+            ("adam", Box::new(|c: &mut TrainConfig| c.optimizer = Kind::Adam)),
+            ("adam+l2+l1+clip", Box::new(|c: &mut TrainConfig| {
+                c.optimizer = Kind::Adam;
+                c.l2 = 0.01;
+                c.l1 = 0.001;
+                c.clip_norm = 0.5;
+            })),
+            ("adamw", Box::new(|c: &mut TrainConfig| {
+                c.optimizer = Kind::Adamw;
+                c.weight_decay = 0.1;
+            })),
+            ("sgd momentum decay clip", Box::new(|c: &mut TrainConfig| {
+                c.optimizer = Kind::Sgd;
+                c.momentum = 0.9;
+                c.weight_decay = 0.05;
+                c.clip_norm = 0.3;
+            })),
+            ("sgd plain l2", Box::new(|c: &mut TrainConfig| {
+                c.optimizer = Kind::Sgd;
+                c.momentum = 0.0;
+                c.l2 = 0.02;
+            })),
+        ];
+        for (name, set) in variants {
+            let mut cfg = TrainConfig { lr: 0.05, ..Default::default() };
+            set(&mut cfg);
+            let mut opt = Optimizer::new(&cfg);
+            let penalised = [true, false, true];
+            let params: Vec<Param> = shapes
+                .iter()
+                .enumerate()
+                .map(|(k, &(r, c))| {
+                    let v: Vec<f32> = rng.normal_vec(r * c, 0.0, 1.0).into_iter().map(|x| x as f32).collect();
+                    Param { name: format!("p{k}"), var: Var::from_vec(v, (r, c), &Device::Cpu).unwrap(), penalised: penalised[k] }
+                })
+                .collect();
+            let mut ws: Vec<Vec<f32>> = params.iter().map(|p| to_vec(p.var.as_tensor()).unwrap()).collect();
+            let mut ms: Vec<Vec<f32>> = ws.iter().map(|w| vec![0.0; w.len()]).collect();
+            let mut vs = ms.clone();
+            for step in 1..=4u64 {
+                // loss = Σ_k Σ r_k ⊙ w_k³: gradients 3 r w², different per element.
+                let rs: Vec<Tensor> = shapes
+                    .iter()
+                    .map(|&(r, c)| rng.normal_tensor((r, c), 0.0, 1.0, DType::F32, &Device::Cpu).unwrap())
+                    .collect();
+                let mut loss = Tensor::zeros((), DType::F32, &Device::Cpu).unwrap();
+                for (p, r) in params.iter().zip(&rs) {
+                    loss = (loss + (p.var.as_tensor().powf(3.0).unwrap() * r).unwrap().sum_all().unwrap()).unwrap();
+                }
+                let grads = loss.backward().unwrap();
+                let gs: Vec<Vec<f32>> = params.iter().map(|p| to_vec(grads.get(p.var.as_tensor()).unwrap()).unwrap()).collect();
+                let report = opt.step(&params, &grads, 0.05).unwrap();
+                let norm = reference_step(&cfg, step, &mut ws, &gs, &penalised, &mut ms, &mut vs, 0.05);
+                assert_eq!(report.grad_norm.to_bits(), norm.to_bits(), "{name} step {step}");
+                for (k, p) in params.iter().enumerate() {
+                    let got = to_vec(p.var.as_tensor()).unwrap();
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&ws[k]), "{name} step {step} weights p{k}");
+                    assert_eq!(bits(&opt.m[&p.name]), bits(&ms[k]), "{name} step {step} m p{k}");
+                    if matches!(cfg.optimizer, Kind::Adam | Kind::Adamw) {
+                        assert_eq!(bits(&opt.v[&p.name]), bits(&vs[k]), "{name} step {step} v p{k}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn updates_in_place_without_replacing_the_storage() {
+        // A detached view shares the parameter's storage: an in-place update shows through it.
+        let (mut opt, p) = setup(Kind::Adam, |_| {});
+        let view = p[0].var.as_tensor().detach();
+        let g = grads(&p);
+        opt.step(&p, &g, 0.1).unwrap();
+        assert_eq!(view.to_vec1::<f32>().unwrap(), values(&p));
+    }
+
+    #[test]
+    fn non_f32_parameters_take_the_generic_path() {
+        let cfg = TrainConfig { optimizer: Kind::Sgd, momentum: 0.0, lr: 0.1, ..Default::default() };
+        let var = Var::from_slice(&[1.0f64, -2.0, 3.0], 3, &Device::Cpu).unwrap();
+        let p = vec![Param { name: "w".into(), var, penalised: true }];
+        let mut opt = Optimizer::new(&cfg);
+        let g = p[0].var.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        opt.step(&p, &g, 0.1).unwrap();
+        // The generic path computes in f32, as before the rewrite.
+        let want: Vec<f64> = [0.8f32, -1.6, 2.4].iter().map(|&x| x as f64).collect();
+        assert_eq!(p[0].var.as_tensor().to_vec1::<f64>().unwrap(), want);
     }
 }
