@@ -129,7 +129,7 @@ pub(crate) fn encode_and_classify(
     drop(input);
     let mut feats = pool(&out, lstm_cfg, pooling, lengths)?; // (batch, dirs*hidden)
     if train && head_dropout > 0.0 {
-        let r = rng.as_deref_mut().ok_or_else(|| need_rng("head dropout"))?;
+        let r = rng.ok_or_else(|| need_rng("head dropout"))?;
         let mask = r.dropout_mask(feats.shape(), head_dropout, feats.dtype(), feats.device())?;
         feats = (feats * mask)?;
     }
