@@ -184,6 +184,8 @@ fn frozen(varmap: &VarMap, dev: &Device) -> VarBuilder<'static> {
 pub struct PathResult {
     pub train: Timing,
     pub infer: Timing,
+    /// Medians of the training step's parts (our paths).
+    pub split: Option<String>,
 }
 
 fn bench_ours(cfg: &Config, fused: bool, data: &[Batch], steps: usize, dev: &Device) -> Result<PathResult> {
@@ -195,18 +197,30 @@ fn bench_ours(cfg: &Config, fused: bool, data: &[Batch], steps: usize, dev: &Dev
     let mut opt = Optimizer::new(&cfg.train);
     let mut rng = SeededRng::new(cfg.run.seed, "bench/dropout");
     let lengths = vec![bc.seq_len; cfg.train.batch_size];
+    let mut split: [Vec<f64>; 3] = Default::default();
     let train = time_steps(bc.warmup, steps, |i| {
         let b = &data[i % data.len()];
+        let t0 = Instant::now();
         let out = net.forward(&b.ids, &lengths, true, Some(&mut rng), false)?;
         let loss = cross_entropy(&out.logits, &b.labels, &[])?;
+        let t1 = Instant::now();
         let grads = loss.backward()?;
+        let t2 = Instant::now();
         opt.step(&params, &grads, cfg.train.lr)?;
+        let t3 = Instant::now();
         let l = loss.to_scalar::<f32>()?;
         if !l.is_finite() {
             bail!("loss is {l}");
         }
+        if i >= bc.warmup {
+            for (k, d) in [t1 - t0, t2 - t1, t3 - t2].into_iter().enumerate() {
+                split[k].push(d.as_secs_f64());
+            }
+        }
         Ok(())
     })?;
+    let [f, b, o] = split.map(|v| timing(v).median * 1e3);
+    let split = format!("forward {f:.2} ms, backward {b:.2} ms, optimizer {o:.2} ms");
     let inet = Classifier::new(&ccfg, frozen(&varmap, dev))?;
     let infer = time_steps(bc.warmup, steps, |i| {
         let b = &data[i % data.len()];
@@ -214,7 +228,7 @@ fn bench_ours(cfg: &Config, fused: bool, data: &[Batch], steps: usize, dev: &Dev
         std::hint::black_box(out.logits.to_vec2::<f32>()?);
         Ok(())
     })?;
-    Ok(PathResult { train, infer })
+    Ok(PathResult { train, infer, split: Some(split) })
 }
 
 /// candle-nn's stack: `embedding`, `rnn::lstm` (stacked by hand for several layers, its `seq`
@@ -276,7 +290,7 @@ fn bench_candle_nn(cfg: &Config, data: &[Batch], steps: usize, dev: &Device) -> 
         std::hint::black_box(inet.forward(&b.ids)?.to_vec2::<f32>()?);
         Ok(())
     })?;
-    Ok(PathResult { train, infer })
+    Ok(PathResult { train, infer, split: None })
 }
 
 /// LSTM FLOPs of one forward pass: 2·B·T·G·H·(I+H) per layer and direction (G = 4 gates).
@@ -358,6 +372,9 @@ pub fn cli(args: &BenchArgs) -> Result<()> {
                 tokens / t.median,
                 f / t.median / 1e9
             );
+        }
+        if let Some(split) = &r.split {
+            println!("  {path:<10} training step medians: {split}");
         }
         if *path == "fused" {
             rss_after_fused = peak_rss_mb();

@@ -39,6 +39,15 @@ fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<
     }
 }
 
+/// Runs `f` on a contiguous CPU tensor's values where they lie (no host copy).
+fn with_slice<T: Real, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(s) => Ok(f(contiguous::<T>(s, layout, "gradient")?)),
+        _ => candle_core::bail!("fused lstm: gradient must be on the CPU"),
+    }
+}
+
 impl FusedLstmOp {
     #[allow(clippy::too_many_arguments)]
     fn fwd_typed<T: Real>(
@@ -103,8 +112,7 @@ impl CustomOp3 for FusedLstmOp {
         let dev = x.device();
         let (gx, gw, gs) = match saved {
             AnySaved::F32(s) => {
-                let g = grad.flatten_all()?.to_vec1::<f32>()?;
-                let r = kernel::backward(s, &g, need_dx, self.threads);
+                let r = with_slice::<f32, _>(&grad, |g| kernel::backward(s, g, need_dx, self.threads))?;
                 (
                     r.x.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?,
                     Tensor::from_vec(r.w, w.shape(), dev)?,
@@ -112,8 +120,7 @@ impl CustomOp3 for FusedLstmOp {
                 )
             }
             AnySaved::F64(s) => {
-                let g = grad.flatten_all()?.to_vec1::<f64>()?;
-                let r = kernel::backward(s, &g, need_dx, self.threads);
+                let r = with_slice::<f64, _>(&grad, |g| kernel::backward(s, g, need_dx, self.threads))?;
                 (
                     r.x.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?,
                     Tensor::from_vec(r.w, w.shape(), dev)?,
