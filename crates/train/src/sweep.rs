@@ -672,6 +672,23 @@ pub fn write_results(dir: &Path, spec: &SweepSpec, trials: &[Trial]) -> Result<(
     crate::atomic::write(&dir.join("results.md"), markdown(spec, &keys, &rows, trials.len()).as_bytes())
 }
 
+/// "mean ± std" with 4 decimals (whole numbers for counts and large values); the mean alone
+/// for a single run or a value that does not vary.
+fn mean_cell(m: f64, s: f64, n: usize) -> String {
+    if m.is_nan() || n == 0 {
+        return "–".into();
+    }
+    let big = m.abs() >= 100.0;
+    let v = if big { format!("{m:.0}") } else { format!("{m:.4}") };
+    if n < 2 || (big && s < 0.5) {
+        v
+    } else if big {
+        format!("{v} ± {s:.0}")
+    } else {
+        format!("{v} ± {s:.4}")
+    }
+}
+
 /// The ranked per-setting table.
 pub fn markdown(spec: &SweepSpec, keys: &[String], rows: &[Row], total_trials: usize) -> String {
     let mut columns = vec![spec.metric.clone()];
@@ -749,8 +766,9 @@ pub fn markdown(spec: &SweepSpec, keys: &[String], rows: &[Row], total_trials: u
             f.push(t.overrides.iter().find(|(o, _)| o == k).map(|(_, v)| show(v)).unwrap_or_default());
         }
         f.push(l.rows.len().to_string());
-        for (m, s) in l.stats.iter() {
-            f.push(if m.is_nan() { "–".into() } else { format!("{m:.4} ± {s:.4}") });
+        for (c, (m, s)) in columns.iter().zip(&l.stats) {
+            let n = l.rows.iter().filter(|r| r.metrics.contains_key(c)).count();
+            f.push(mean_cell(*m, *s, n));
         }
         f.push(format!("{:.0}", l.wall));
         md.push_str(&format!("| {} |\n", f.join(" | ")));
@@ -906,5 +924,8 @@ seed = 3
         let lines: Vec<&str> = md.lines().filter(|l| l.starts_with("| 1") || l.starts_with("| 2")).collect();
         assert!(lines[0].starts_with("| 1 | b | 2 | 0.8500 ± 0.0707 | 0.7500 ± 0.0707 |"), "{md}");
         assert!(lines[1].starts_with("| 2 | a | 2 | 0.6500 ± 0.0707"), "{md}");
+        assert_eq!(mean_cell(0.75, 0.0, 1), "0.7500");
+        assert_eq!(mean_cell(1940098.0, 0.0, 2), "1940098");
+        assert_eq!(mean_cell(f64::NAN, 0.0, 0), "–");
     }
 }
