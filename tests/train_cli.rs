@@ -217,6 +217,15 @@ fn config_errors_name_file_line_and_key() {
         assert!(err.starts_with("error: "), "case {i}: one clear message, got:\n{err}");
         assert!(!err.contains("panicked"), "case {i}: {err}");
     }
+    // A run that fails before its first step (here: a data folder that is not there)
+    // leaves no half-made run directory.
+    let body = text.replace("/corpus\"", "/missing\"");
+    let path = tmp.path().join("tiny.toml");
+    fs::write(&path, body).unwrap();
+    let dir = tmp.path().join("nodata");
+    let out = train(&["--config", path.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"], &[]);
+    assert!(!out.status.success() && stderr(&out).contains("missing"), "{}", stderr(&out));
+    assert!(!dir.exists(), "a failed start left {}", dir.display());
     let out = train(&["--config", "/nonexistent/x.toml"], &[]);
     assert!(stderr(&out).contains("/nonexistent/x.toml"));
     let out = train(&["predict", "--run", tmp.path().to_str().unwrap(), "x"], &[]);

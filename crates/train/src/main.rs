@@ -123,7 +123,17 @@ fn real_main() -> Result<()> {
             let dir = RunDir::create(root)?;
             train::atomic::write(&dir.config(), cfg.to_toml()?.as_bytes())?;
             eprintln!("run directory: {}", dir.root.display());
-            let summary = trainer::run(&cfg, &dir, false, &Options { quiet: a.quiet })?;
+            let summary = match trainer::run(&cfg, &dir, false, &Options { quiet: a.quiet }) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Nothing trained yet (bad data, bad model config): leave no half-made run
+                    // behind. Once a resume state exists the directory is kept for `resume`.
+                    if !dir.resume_state().exists() {
+                        let _ = std::fs::remove_dir_all(&dir.root);
+                    }
+                    return Err(e);
+                }
+            };
             print_summary(&summary);
         }
         Some(Command::Resume { run, quiet }) => {
