@@ -7,6 +7,11 @@ hidden 512. Inference = forward under no_grad; training = forward + backward of
 sum(output * r) to every weight and the input (no optimizer), median over --iters after warm-up.
 
     .venv/bin/python scripts/bench_pytorch.py [--iters 20] [--threads N] [--only A|B] [--json]
+
+--step times the same full training step as `train bench` (configs/bench_a.toml, bench_b.toml):
+embedding (vocab 16k) -> nn.LSTM -> last state -> Linear(2) -> cross-entropy -> backward -> Adam,
+and inference (no_grad forward to the logits), on random token batches; with --json the last
+line is {"A": {"train_tokens_per_s": .., "infer_tokens_per_s": ..}, ..}.
 """
 import argparse
 import json
@@ -36,7 +41,11 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--only", choices=list(SHAPES))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--step", action="store_true", help="full classifier training step with Adam")
+    ap.add_argument("--vocab", type=int, default=16000)
     args = ap.parse_args()
+    if args.step:
+        return step_main(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -66,6 +75,56 @@ def main():
             res[what] = {"ms": med * 1e3, "tokens_per_s": tok, "gflops": flops / med / 1e9}
             print(f"  torch {what:<16} {med * 1e3:8.2f} ms (p10 {p10 * 1e3:.2f}, p90 {p90 * 1e3:.2f})"
                   f"  {tok:9.0f} tokens/s  {flops / med / 1e9:6.1f} GFLOP/s")
+        results[name] = res
+    if args.json:
+        print(json.dumps(results))
+
+
+def step_main(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"PyTorch {torch.__version__} classifier step (embedding -> nn.LSTM -> last h -> Linear(2) -> CE -> Adam), "
+          f"{torch.get_num_threads()} threads, medians over {args.iters} steps")
+    results = {}
+    for name, (b, t, i, h) in SHAPES.items():
+        if args.only and name != args.only:
+            continue
+        emb = torch.nn.Embedding(args.vocab, i)
+        lstm = torch.nn.LSTM(i, h, batch_first=True)
+        head = torch.nn.Linear(h, 2)
+        params = list(emb.parameters()) + list(lstm.parameters()) + list(head.parameters())
+        opt = torch.optim.Adam(params, lr=1e-3)
+        batches = [(torch.randint(0, args.vocab, (b, t)), torch.randint(0, 2, (b,))) for _ in range(4)]
+        k = [0]
+
+        def logits(ids):
+            _, (h_n, _) = lstm(emb(ids))
+            return head(h_n[-1])
+
+        def train():
+            ids, y = batches[k[0] % 4]
+            k[0] += 1
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(logits(ids), y)
+            loss.backward()
+            opt.step()
+
+        def infer():
+            ids, _ = batches[k[0] % 4]
+            k[0] += 1
+            with torch.no_grad():
+                logits(ids)
+
+        fwd_flops = 2.0 * b * t * 4 * h * (i + h)
+        res = {}
+        print(f"config {name}: batch {b}, seq {t}, embedding {i}, hidden {h}, vocab {args.vocab}")
+        for what, fn, flops in (("train", train, 3 * fwd_flops), ("infer", infer, fwd_flops)):
+            med, p10, p90 = timed(fn, 3, args.iters)
+            tok = b * t / med
+            res[f"{what}_tokens_per_s"] = tok
+            print(f"  torch {what:<8} {med * 1e3:8.2f} ms (p10 {p10 * 1e3:.2f}, p90 {p90 * 1e3:.2f})"
+                  f"  {tok:9.0f} tokens/s  {flops / med / 1e9:6.1f} LSTM GFLOP/s")
         results[name] = res
     if args.json:
         print(json.dumps(results))
