@@ -8,6 +8,7 @@
 //! - `weight_decay` is decoupled: after the adaptive step, w ← w − lr·wd·w, the same shrink
 //!   for every weight whatever its gradient history (AdamW; for SGD the two coincide up to
 //!   a factor of 2 and the order of momentum).
+//!
 //! `l1` is a penalty λ·Σ|w| whose subgradient λ·sign(w) joins the data gradient.
 //! Penalties apply to weight matrices only: not biases, and not the embedding table unless
 //! `l2_embeddings` asks for it. Their value is added to the reported loss.
