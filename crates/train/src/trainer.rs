@@ -82,6 +82,13 @@ pub fn device_of(cfg: &Config) -> Result<Device> {
 
 /// Trains from scratch (`resume = false`) or continues the run in `dir`.
 pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<Map<String, Value>> {
+    if resume && !dir.resume_state().exists() && dir.summary().exists() {
+        bail!(
+            "{} is finished and has no resume state (e.g. a pruned run): nothing to resume; `train eval --run {}` re-evaluates it",
+            dir.root.display(),
+            dir.root.display()
+        );
+    }
     let mut task = task::build(cfg, dir, resume)?;
     let params = collect_params(task.as_ref());
     let mut optimizer = Optimizer::new(&cfg.train);
