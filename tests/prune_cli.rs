@@ -164,6 +164,12 @@ fn prune_keeps_masks_through_finetuning_and_runs_stay_usable() {
         ok(&e);
         let m: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
         assert_eq!(m["accuracy"], summary["test"]["accuracy"]);
+        // It has no resume state: resume refuses rather than retraining over it.
+        let best = std::fs::read(d.join("checkpoints/best.safetensors")).unwrap();
+        let r = train(&["resume", "--run", d.to_str().unwrap(), "--quiet"], &[]);
+        assert!(!r.status.success());
+        assert!(String::from_utf8_lossy(&r.stderr).contains("nothing to resume"));
+        assert_eq!(std::fs::read(d.join("checkpoints/best.safetensors")).unwrap(), best);
     }
     let table = json(run.join("prune_results.json"));
     let rows = table["rows"].as_array().unwrap();
