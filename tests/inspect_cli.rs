@@ -190,7 +190,7 @@ fn inspect_refuses_bad_requests_clearly() {
         (vec!["good"], "has no output gate o_t"),
         (vec!["--gate", "z", "good"], "--gate \"z\""),
         (vec!["--layer", "3", "good"], "--layer 3"),
-        (vec!["--out", "/tmp/x.png", "good"], "PNG"),
+        (vec!["--out", "/tmp/x.gif", "good"], "expected a .svg or .png file"),
     ];
     for (extra, want) in cases {
         let mut args = vec!["inspect", "--run", r];

@@ -376,18 +376,20 @@ pub fn cli(a: &InspectArgs) -> Result<()> {
     let gate = Gate::parse(&a.gate)?;
     if let Some(out) = &a.out {
         match out.extension().and_then(|e| e.to_str()) {
-            Some("svg") => {}
-            Some("png") => bail!(
-                "--out {}: PNG is not built in (no image dependency); write .svg and convert it, e.g. `rsvg-convert -o x.png x.svg`",
-                out.display()
-            ),
-            _ => bail!("--out {}: expected a .svg file", out.display()),
+            Some("svg") | Some("png") => {}
+            _ => bail!("--out {}: expected a .svg or .png file", out.display()),
         }
     }
     let texts = crate::task::inputs_or_stdin(&a.texts)?;
     let ins = inspect(&dir, &texts, gate, a.layer)?;
     if let Some(out) = &a.out {
-        crate::atomic::write(out, render_svg(&ins, a.top).as_bytes())?;
+        let svg = render_svg(&ins, a.top);
+        let bytes = if out.extension().and_then(|e| e.to_str()) == Some("png") {
+            crate::plot::svg_to_png(&svg).with_context(|| format!("--out {}", out.display()))?
+        } else {
+            svg.into_bytes()
+        };
+        crate::atomic::write(out, &bytes)?;
         eprintln!("wrote {}", out.display());
     }
     if a.json {

@@ -474,3 +474,33 @@ mod canvas_tests {
         assert!(two.contains("translate(101.00,0)") && two.matches("<svg").count() == 3);
     }
 }
+
+/// Rasterises an SVG document to PNG bytes (2× scale, for sharp figures). Text uses the
+/// system's fonts; where none are installed the figure is drawn without its labels.
+pub fn svg_to_png(svg: &str) -> anyhow::Result<Vec<u8>> {
+    use resvg::{tiny_skia, usvg};
+    let mut opt = usvg::Options::default();
+    opt.fontdb_mut().load_system_fonts();
+    let tree = usvg::Tree::from_str(svg, &opt).map_err(|e| anyhow::anyhow!("parsing the SVG: {e}"))?;
+    let scale = 2.0;
+    let size = tree.size().to_int_size().scale_by(scale).ok_or_else(|| anyhow::anyhow!("empty figure"))?;
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| anyhow::anyhow!("figure too large: {}x{}", size.width(), size.height()))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(|e| anyhow::anyhow!("encoding PNG: {e}"))
+}
+
+#[cfg(test)]
+mod png_tests {
+    #[test]
+    fn rasterises_a_small_svg() {
+        let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="10"><rect x="0" y="0" width="10" height="10" fill="#ff0000"/></svg>"##;
+        let png = super::svg_to_png(svg).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // IHDR: width and height at 2x scale.
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 40);
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 20);
+        assert!(super::svg_to_png("not svg").is_err());
+    }
+}
