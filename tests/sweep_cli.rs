@@ -1,121 +1,12 @@
-//! End-to-end tests of `train sweep` on a tiny SST-2-shaped corpus the tests write (the corpus
+//! End-to-end tests of `train sweep` on a tiny SST-2-shaped corpus the tests write corpus
 //! writer is copied from tests/train_cli.rs). Registered in crates/train/Cargo.toml.
-#![allow(dead_code)]
 
+mod common;
+
+use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_train");
-
-const POS: [&str; 8] = ["good", "great", "fine", "superb", "lovely", "moving", "smart", "fun"];
-const NEG: [&str; 8] = ["bad", "dull", "awful", "boring", "weak", "silly", "flat", "tired"];
-const FILL: [&str; 6] = ["the", "film", "is", "a", "very", "story"];
-
-/// Sentences whose label is carried by which word list dominates: learnable in a few epochs.
-fn write_corpus(dir: &Path) {
-    let mut state = 12345u64;
-    let mut next = move |n: usize| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((state >> 33) as usize) % n
-    };
-    for (file, n) in [("train.jsonl", 96), ("dev.jsonl", 24), ("test.jsonl", 24)] {
-        let mut lines = String::new();
-        for i in 0..n {
-            let label = i % 2;
-            let len = 3 + next(6);
-            let words: Vec<&str> = (0..len)
-                .map(|j| {
-                    if j % 2 == 0 {
-                        if label == 1 { POS[next(8)] } else { NEG[next(8)] }
-                    } else {
-                        FILL[next(6)]
-                    }
-                })
-                .collect();
-            lines.push_str(&format!("{{\"text\": \"{}\", \"label\": {label}}}\n", words.join(" ")));
-        }
-        fs::write(dir.join(file), lines).unwrap();
-    }
-}
-
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let data = dir.join("corpus");
-    fs::create_dir_all(&data).unwrap();
-    write_corpus(&data);
-    let cfg = format!(
-        r#"
-[run]
-name = "tiny"
-seed = 7
-threads = 1
-
-[data]
-corpus = "sst2"
-dir = "{}"
-
-[tokenizer]
-model = "word_level"
-vocab_size = 100
-
-[model]
-embedding_dim = 8
-hidden = 8
-bidirectional = true
-embedding_dropout = 0.1
-head_dropout = 0.1
-
-[train]
-epochs = 3
-batch_size = 8
-lr = 0.02
-checkpoint_every = 5
-{extra}
-"#,
-        data.display()
-    );
-    let path = dir.join("tiny.toml");
-    fs::write(&path, cfg).unwrap();
-    path
-}
-
-fn train(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("SLUICE_TEST_NAN_AT_STEP").env_remove("SLUICE_TEST_KILL_AT_STEP");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("running the train binary")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "train failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-fn run_dir(tmp: &Path, name: &str, cfg: &Path, extra: &[&str]) -> PathBuf {
-    let dir = tmp.join(name);
-    let mut args = vec!["--config", cfg.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"];
-    args.extend_from_slice(extra);
-    ok(&train(&args, &[]));
-    dir
-}
-
-fn read(p: PathBuf) -> Vec<u8> {
-    fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn json(p: PathBuf) -> serde_json::Value {
-    serde_json::from_slice(&read(p)).unwrap()
-}
+use std::process::Output;
 
 fn write_sweep(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("s.sweep.toml");
