@@ -20,7 +20,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Module, Optimizer as _, VarBuilder, VarMap, RNN};
 use model::classifier::{Classifier, ClassifierConfig};
-use model::config::LstmConfig;
 use model::rng::SeededRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -139,19 +138,7 @@ fn classifier_config(cfg: &Config, fused: bool) -> ClassifierConfig {
         vocab_size: cfg.bench.vocab,
         embedding_dim: m.embedding_dim,
         num_classes: 2,
-        lstm: LstmConfig {
-            input_size: m.embedding_dim,
-            hidden_size: m.hidden,
-            num_layers: m.layers,
-            bidirectional: m.bidirectional,
-            variant: m.variant,
-            cell: m.cell,
-            dropout: m.dropout,
-            variational_dropout: m.variational,
-            orthogonal_init: m.orthogonal_init,
-            forget_bias: m.forget_bias,
-            fused,
-        },
+        lstm: model::config::LstmConfig { fused, ..m.lstm(m.embedding_dim) },
         embedding_dropout: m.embedding_dropout,
         head_dropout: m.head_dropout,
         variational: m.variational,

@@ -195,6 +195,27 @@ impl Default for ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// The recurrent layer this section describes, reading `input_size` features per step.
+    /// `forget_bias` applies to LSTM cells only, so a config written for the LSTM still runs
+    /// with `--set model.cell=gru|rnn` (those get PyTorch's initialisation).
+    pub fn lstm(&self, input_size: usize) -> model::config::LstmConfig {
+        model::config::LstmConfig {
+            input_size,
+            hidden_size: self.hidden,
+            num_layers: self.layers,
+            bidirectional: self.bidirectional,
+            variant: self.variant,
+            cell: self.cell,
+            dropout: self.dropout,
+            variational_dropout: self.variational,
+            orthogonal_init: self.orthogonal_init,
+            forget_bias: if self.cell == model::config::CellKind::Lstm { self.forget_bias } else { 0.0 },
+            fused: self.fused,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Optimizer {

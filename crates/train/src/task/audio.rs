@@ -17,7 +17,6 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarMap;
 use data::audio::{AudioExample, FsddCorpus, Normalization, Normalizer};
 use data::batch::{BatchOptions, BatchOrder};
-use model::config::LstmConfig;
 use model::frames::{FrameClassifier, FrameClassifierConfig};
 use model::rng::SeededRng;
 use serde_json::{json, Map, Value};
@@ -127,19 +126,7 @@ pub fn model_config(cfg: &Config, dim: usize) -> FrameClassifierConfig {
     let m = &cfg.model;
     FrameClassifierConfig {
         num_classes: NUM_CLASSES,
-        lstm: LstmConfig {
-            input_size: dim,
-            hidden_size: m.hidden,
-            num_layers: m.layers,
-            bidirectional: m.bidirectional,
-            variant: m.variant,
-            cell: m.cell,
-            dropout: m.dropout,
-            variational_dropout: m.variational,
-            orthogonal_init: m.orthogonal_init,
-            forget_bias: m.forget_bias,
-            fused: m.fused,
-        },
+        lstm: m.lstm(dim),
         input_dropout: m.embedding_dropout,
         head_dropout: m.head_dropout,
         variational: m.variational,

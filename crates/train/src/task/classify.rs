@@ -12,7 +12,6 @@ use data::batch::{BatchOptions, Batcher, TokenBatch};
 use data::tokenizer::Tok;
 use candle_nn::VarMap;
 use model::classifier::{Classifier, ClassifierConfig};
-use model::config::LstmConfig;
 use model::rng::SeededRng;
 use serde_json::{json, Map, Value};
 
@@ -116,19 +115,7 @@ pub fn prepare(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Prepare
         );
     }
     let m = &cfg.model;
-    let lstm = LstmConfig {
-        input_size: m.embedding_dim,
-        hidden_size: m.hidden,
-        num_layers: m.layers,
-        bidirectional: m.bidirectional,
-        variant: m.variant,
-        cell: m.cell,
-        dropout: m.dropout,
-        variational_dropout: m.variational,
-        orthogonal_init: m.orthogonal_init,
-        forget_bias: m.forget_bias,
-        fused: m.fused,
-    };
+    let lstm = m.lstm(m.embedding_dim);
     let model_config = ClassifierConfig {
         vocab_size: tokenizer.vocab_size(),
         embedding_dim: m.embedding_dim,

@@ -12,29 +12,15 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use data::batch::{BatchOptions, BatchOrder, FloatBatch, FloatSource};
 use data::{Forecast, ForecastSplit};
-use model::config::{CellKind, LstmConfig};
+use model::config::LstmConfig;
 use model::forecaster::{error_sums, mse_loss, Forecaster, ForecasterConfig};
 use model::rng::SeededRng;
 use serde_json::{json, Map, Value};
 use std::io::Write;
 
 /// The recurrent layer the `[model]` section describes, reading `input_size` features.
-/// `forget_bias` applies to LSTM cells only, so a config written for the LSTM still runs
-/// with `--set model.cell=gru|rnn` (the GRU/RNN get PyTorch's initialisation).
 pub fn lstm_config(m: &ModelConfig, input_size: usize) -> LstmConfig {
-    LstmConfig {
-        input_size,
-        hidden_size: m.hidden,
-        num_layers: m.layers,
-        bidirectional: m.bidirectional,
-        variant: m.variant,
-        cell: m.cell,
-        dropout: m.dropout,
-        variational_dropout: m.variational,
-        orthogonal_init: m.orthogonal_init,
-        forget_bias: if m.cell == CellKind::Lstm { m.forget_bias } else { 0.0 },
-        fused: m.fused,
-    }
+    m.lstm(input_size)
 }
 
 /// Loads the ETT corpus the config names.
