@@ -15,7 +15,6 @@ use candle_nn::VarMap;
 use data::batch::{BatchOptions, PairBatch, PairBatcher};
 use data::tokenizer::Tok;
 use data::PairExample;
-use model::config::LstmConfig;
 use model::rng::SeededRng;
 use model::seq2seq::{label_smoothed_cross_entropy, AttentionKind, DecodeOptions, Seq2Seq, Seq2SeqConfig};
 use serde::{Deserialize, Serialize};
@@ -219,19 +218,7 @@ pub fn model_config(cfg: &Config, toks: &Tokenizers) -> Seq2SeqConfig {
         src_vocab_size: toks.src.vocab_size(),
         tgt_vocab_size: toks.tgt.vocab_size(),
         embedding_dim: m.embedding_dim,
-        encoder: LstmConfig {
-            input_size: m.embedding_dim,
-            hidden_size: m.hidden,
-            num_layers: m.layers,
-            bidirectional: m.bidirectional,
-            variant: m.variant,
-            cell: m.cell,
-            dropout: m.dropout,
-            variational_dropout: m.variational,
-            orthogonal_init: m.orthogonal_init,
-            forget_bias: m.forget_bias,
-            fused: m.fused,
-        },
+        encoder: m.lstm(m.embedding_dim),
         attention: cfg.translate.attention,
         input_feeding: cfg.translate.input_feeding,
         tie_embeddings: cfg.translate.tie_embeddings,
