@@ -15,10 +15,10 @@
 //! against sparsity and non-zero parameter counts.
 
 use crate::config::Config;
-use crate::optim::{Optimizer, Param};
+use crate::optim::Optimizer;
 use crate::overrides::Override;
 use crate::rundir::RunDir;
-use crate::task::{self, SplitName, Task};
+use crate::task::{self, SplitName};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Tensor, Var};
 use serde_json::{json, Map, Value};
@@ -290,21 +290,6 @@ fn row_from_summary(dir: &std::path::Path, metric: &str) -> Result<PruneRow> {
     })
 }
 
-fn collect_params(task: &dyn Task) -> Vec<Param> {
-    let data = task.varmap().data().lock().expect("varmap lock");
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    names
-        .into_iter()
-        .map(|name| Param { name: name.clone(), var: data[name].clone(), penalised: task.penalised(name) })
-        .collect()
-}
-
-fn save_weights(path: &std::path::Path, task: &dyn Task) -> Result<()> {
-    model::checkpoint::save(path, task.varmap(), Some(&task.checkpoint_meta()))
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 /// Prunes the source run's best weights at `sparsity` into `<run>/pruned-<s>/`, fine-tunes for
 /// `epochs` with the masks held, and evaluates the best of the fine-tuned (or just pruned)
 /// weights on validation and test.
@@ -334,8 +319,8 @@ pub fn prune_one(src: &RunDir, cfg: &Config, sparsity: f64, epochs: usize, quiet
     line.extend(eval0);
     lines.push(serde_json::to_string(&line)?);
     dir.write_metric_lines(&lines)?;
-    save_weights(&dir.best(), task.as_ref())?;
-    save_weights(&dir.last(), task.as_ref())?;
+    crate::trainer::save_weights(&dir.best(), task.as_ref())?;
+    crate::trainer::save_weights(&dir.last(), task.as_ref())?;
     let mut best = pruned_value;
     let mut best_epoch: Option<usize> = None;
     let better = |v: f64, b: Option<f64>| match (b, cfg.train.early_stopping_mode) {
@@ -344,7 +329,7 @@ pub fn prune_one(src: &RunDir, cfg: &Config, sparsity: f64, epochs: usize, quiet
         (Some(b), crate::config::MetricMode::Min) => v < b,
     };
 
-    let params = collect_params(task.as_ref());
+    let params = crate::trainer::collect_params(task.as_ref());
     let mut optimizer = Optimizer::new(&cfg.train);
     let mut rng = model::rng::SeededRng::new(cfg.run.seed, "prune-dropout");
     let steps_per_epoch = task.start_epoch(0)?;
@@ -397,10 +382,10 @@ pub fn prune_one(src: &RunDir, cfg: &Config, sparsity: f64, epochs: usize, quiet
             if better(v, best) {
                 best = Some(v);
                 best_epoch = Some(epoch);
-                save_weights(&dir.best(), task.as_ref())?;
+                crate::trainer::save_weights(&dir.best(), task.as_ref())?;
             }
         }
-        save_weights(&dir.last(), task.as_ref())?;
+        crate::trainer::save_weights(&dir.last(), task.as_ref())?;
     }
     model::checkpoint::load_into_varmap(dir.best(), task.varmap())?;
     let ((rnz, rtot), (anz, atot)) = nonzero_counts(task.varmap())?;

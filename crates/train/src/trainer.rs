@@ -319,7 +319,8 @@ fn finish(
     Ok(summary)
 }
 
-fn collect_params(task: &dyn Task) -> Vec<Param> {
+/// The task's parameters in name order, each marked for the L2/L1 penalties or not.
+pub(crate) fn collect_params(task: &dyn Task) -> Vec<Param> {
     let data = task.varmap().data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
@@ -335,7 +336,7 @@ fn count_params(varmap: &VarMap) -> usize {
 
 /// Model weights, with the task model's config and class names in the metadata, for
 /// best/last (`model::checkpoint` format: PyTorch names, same weights ⇒ same bytes).
-fn save_weights(path: &Path, task: &dyn Task) -> Result<()> {
+pub(crate) fn save_weights(path: &Path, task: &dyn Task) -> Result<()> {
     model::checkpoint::save(path, task.varmap(), Some(&task.checkpoint_meta()))
         .with_context(|| format!("writing {}", path.display()))
 }
