@@ -15,6 +15,7 @@
 //! its columns of W_hh) and then the gate gradients of the same block, which need exactly that
 //! `dh` slice, so each step is again one fork/join.
 
+use super::micro::Packed;
 use super::simd;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -307,6 +308,21 @@ unsafe fn matmul<T: Real>(
     );
 }
 
+/// One packed recurrent-weight panel set per block (`micro`), when T is f32 and the CPU has a
+/// micro-kernel; None means "use `gemm`". `pack(j0, j1)` packs block `j0..j1`.
+fn pack_blocks<T: Real, P: Send>(plan: &Plan, pack: impl Fn(usize, usize) -> Option<P> + Sync) -> Option<Vec<P>> {
+    if T::DTYPE != candle_core::DType::F32 || !Packed::available() || micro_disabled() {
+        return None;
+    }
+    plan.blocks.par_iter().map(|&(j0, j1)| pack(j0, j1)).collect()
+}
+
+/// `SLUICE_NO_MICRO=1` sends the recurrent products to `gemm` (for comparing the two).
+fn micro_disabled() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var_os("SLUICE_NO_MICRO").is_some_and(|v| v != "0"))
+}
+
 /// Runs `f(k)` for every block, returning when all are done: the per-step barrier. Called on
 /// a rayon worker (see `forward`), a join is a push on the local deque that an idle worker
 /// steals, or that this thread runs itself when every other core is busy (work stealing never
@@ -322,29 +338,27 @@ fn for_blocks(nb: usize, f: impl Fn(usize) + Sync + Send) {
 }
 
 /// Forward. `x` (batch, time, input), `w` (R, wcols), `state` (2, batch, hidden), all
-/// contiguous. Returns the flat packed output (`Plan::packed_len`).
-pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usize) -> (Vec<T>, Saved<T>) {
+/// contiguous. Returns the flat packed output (`Plan::packed_len`) and, with `save`, what the
+/// backward needs (without it, inference, only two steps of state are kept).
+pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usize, save: bool) -> (Vec<T>, Option<Saved<T>>) {
     // The whole time loop runs on a pool worker so that each step's join is cheap.
-    rayon::scope(|_| forward_impl(plan, x, w, state, threads))
+    rayon::scope(|_| forward_impl(plan, x, w, state, threads, save))
 }
 
-fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usize) -> (Vec<T>, Saved<T>) {
+fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usize, save: bool) -> (Vec<T>, Option<Saved<T>>) {
     let (bsz, tlen, ni, nh) = (plan.batch, plan.time, plan.input, plan.hidden);
     let (ng, r_all, rows, tmax) = (plan.ng(), plan.r(), plan.rows(), plan.tmax());
     let wc = plan.wcols();
+    let n0 = plan.n.first().copied().unwrap_or(0);
 
     // Weights in internal column order.
     let mut w_ih = vec![T::zero(); r_all * ni];
     let mut w_hh = vec![T::zero(); r_all * nh];
-    let mut w_hh_t = vec![T::zero(); nh * r_all];
     let mut bias = vec![T::zero(); r_all];
     for (c, &src) in plan.col_src.iter().enumerate() {
         let row = &w[src * wc..(src + 1) * wc];
         w_ih[c * ni..(c + 1) * ni].copy_from_slice(&row[..ni]);
         w_hh[c * nh..(c + 1) * nh].copy_from_slice(&row[ni..ni + nh]);
-        for k in 0..nh {
-            w_hh_t[k * r_all + c] = row[ni + k];
-        }
         bias[c] = row[ni + nh];
     }
     let mut peep = Vec::new();
@@ -359,25 +373,55 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usi
         }
     }
 
-    // Gathered inputs and their projection (one GEMM for all steps), bias pre-filled.
-    let mut xg = vec![T::zero(); rows * ni];
-    for s in 0..tmax {
-        for r in 0..plan.n[s] {
-            let src = (plan.perm[r] * tlen + plan.pos(r, s)) * ni;
-            xg[(plan.off[s] + r) * ni..(plan.off[s] + r + 1) * ni].copy_from_slice(&x[src..src + ni]);
+    // f32 on x86-64: each block's columns of W_ih^T and W_hh^T packed once for the whole
+    // sequence, and each step projects its own inputs (read in place) and its h in the same
+    // pass over the gate rows. Otherwise one `gemm` projects every step's gathered inputs up
+    // front and a `gemm` per step adds h W_hh^T.
+    let packed = pack_blocks::<T, _>(&plan, |j0, j1| unsafe {
+        let cols = ng * (j1 - j0);
+        let ih = Packed::pack(ni, cols, w_ih.as_ptr().add(ng * j0 * ni) as *const f32, 1, ni)?;
+        let hh = Packed::pack(nh, cols, w_hh.as_ptr().add(ng * j0 * nh) as *const f32, 1, nh)?;
+        Some((ih, hh))
+    });
+    let micro = packed.is_some();
+    let mut w_hh_t = Vec::new();
+    if !micro {
+        w_hh_t = vec![T::zero(); nh * r_all];
+        for (c, row) in w_hh.chunks_exact(nh).enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                w_hh_t[k * r_all + c] = v;
+            }
         }
     }
-    let mut gates = Vec::with_capacity(rows * r_all);
-    for _ in 0..rows {
-        gates.extend_from_slice(&bias);
+
+    // Gate rows for every step (training, or the up-front projection), else one step's.
+    let all_gates = save || !micro;
+    let mut xg = Vec::new();
+    if all_gates {
+        xg = vec![T::zero(); rows * ni];
+        for s in 0..tmax {
+            for r in 0..plan.n[s] {
+                let src = (plan.perm[r] * tlen + plan.pos(r, s)) * ni;
+                xg[(plan.off[s] + r) * ni..(plan.off[s] + r + 1) * ni].copy_from_slice(&x[src..src + ni]);
+            }
+        }
     }
-    unsafe {
-        matmul(rows, r_all, ni, gates.as_mut_ptr(), r_all, true, xg.as_ptr(), ni, 1, w_ih.as_ptr(), 1, ni, threads);
+    // The bias is added row by row in the step loop, where the row is in L1 anyway.
+    let mut gates = vec![T::zero(); if all_gates { rows * r_all } else { n0 * r_all }];
+    if !micro {
+        unsafe {
+            matmul(rows, r_all, ni, gates.as_mut_ptr(), r_all, false, xg.as_ptr(), ni, 1, w_ih.as_ptr(), 1, ni, threads);
+        }
     }
+    // Row offsets of step s: in the gate buffer, and in the c / act(c) / h_prev buffers
+    // (every step when saving, else two alternating steps).
+    let goff = |s: usize| if all_gates { plan.off[s] } else { 0 };
+    let soff = |s: usize| if save { plan.off[s] } else { (s % 2) * n0 };
+    let state_rows = if save { rows } else { 2 * n0 };
 
     let mut out = vec![T::zero(); plan.packed_len()];
     let mut c0 = vec![T::zero(); bsz * nh];
-    let mut h_prev = vec![T::zero(); rows * nh];
+    let mut h_prev = vec![T::zero(); state_rows * nh];
     for r in 0..bsz {
         let b = plan.perm[r];
         let h0 = &state[b * nh..(b + 1) * nh];
@@ -386,52 +430,48 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usi
         // Final state defaults to the initial one (length-0 sequences).
         out[plan.hn_at(b)..][..nh].copy_from_slice(h0);
         out[plan.cn_at(b)..][..nh].copy_from_slice(c0b);
-        if tmax > 0 && r < plan.n[0] {
+        if r < n0 {
             h_prev[r * nh..(r + 1) * nh].copy_from_slice(h0);
         }
     }
-    let mut c = vec![T::zero(); rows * nh];
-    let mut tc = vec![T::zero(); rows * nh];
+    let mut c = vec![T::zero(); state_rows * nh];
+    let mut tc = vec![T::zero(); state_rows * nh];
 
     let (pg, pc, ptc, ph, pout) =
         (Ptr(gates.as_mut_ptr()), Ptr(c.as_mut_ptr()), Ptr(tc.as_mut_ptr()), Ptr(h_prev.as_mut_ptr()), Ptr(out.as_mut_ptr()));
     let whht = Ptr(w_hh_t.as_ptr() as *mut T);
     let plan_ref = &plan;
-    let (c0_ref, peep_ref) = (&c0, &peep);
+    let (c0_ref, peep_ref, bias_ref) = (&c0, &peep, &bias);
     let gate_fn = fwd_gates_fn::<T>();
     for s in 0..tmax {
         for_blocks(plan.blocks.len(), |k| {
             let (j0, j1) = plan_ref.blocks[k];
             let w = j1 - j0;
             let n = plan_ref.n[s];
-            let off = plan_ref.off[s];
+            let (g0, s0) = (goff(s), soff(s));
             unsafe {
-                matmul(
-                    n,
-                    ng * w,
-                    nh,
-                    pg.at(off * r_all + ng * j0),
-                    r_all,
-                    true,
-                    ph.at(off * nh),
-                    nh,
-                    1,
-                    whht.at(ng * j0),
-                    r_all,
-                    1,
-                    1,
-                );
+                let dst = pg.at(g0 * r_all + ng * j0);
+                if let Some(p) = &packed {
+                    let (ih, hh) = &p[k];
+                    let xrow = |r: usize| x.as_ptr().add((plan_ref.perm[r] * tlen + plan_ref.pos(r, s)) * ni) as *const f32;
+                    ih.gemm_rows(n, xrow, dst as *mut f32, r_all, false);
+                    hh.gemm(n, ph.at(s0 * nh) as *const f32, nh, dst as *mut f32, r_all, true);
+                } else {
+                    matmul(n, ng * w, nh, dst, r_all, true, ph.at(s0 * nh), nh, 1, whht.at(ng * j0), r_all, 1, 1);
+                }
                 let mut scratch = vec![T::zero(); 4 * w];
                 for r in 0..n {
-                    let row = off + r;
-                    let pre = pg.slice(row * r_all + ng * j0, ng * w);
+                    let pre = pg.slice((g0 + r) * r_all + ng * j0, ng * w);
+                    for (z, &bv) in pre.iter_mut().zip(&bias_ref[ng * j0..ng * j1]) {
+                        *z += bv;
+                    }
                     let cp: &[T] = if s == 0 {
                         &c0_ref[r * nh + j0..r * nh + j1]
                     } else {
-                        pc.slice((plan_ref.off[s - 1] + r) * nh + j0, w)
+                        pc.slice((soff(s - 1) + r) * nh + j0, w)
                     };
-                    let cc = pc.slice(row * nh + j0, w);
-                    let tcc = ptc.slice(row * nh + j0, w);
+                    let cc = pc.slice((s0 + r) * nh + j0, w);
+                    let tcc = ptc.slice((s0 + r) * nh + j0, w);
                     let b = plan_ref.perm[r];
                     let hout = pout.slice(plan_ref.out_at(b, plan_ref.pos(r, s)) + j0, w);
                     let pp: [&[T]; 3] = if plan_ref.spec.peephole {
@@ -445,7 +485,7 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usi
                     };
                     gate_fn(&plan_ref.spec, w, pre, cp, cc, tcc, hout, pp, &mut scratch);
                     if s + 1 < tmax && r < plan_ref.n[s + 1] {
-                        ph.slice((plan_ref.off[s + 1] + r) * nh + j0, w).copy_from_slice(hout);
+                        ph.slice((soff(s + 1) + r) * nh + j0, w).copy_from_slice(hout);
                     }
                     if plan_ref.len[r] == s + 1 {
                         pout.slice(plan_ref.hn_at(b) + j0, w).copy_from_slice(hout);
@@ -455,7 +495,7 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usi
             }
         });
     }
-    let saved = Saved { plan, x: xg, w_ih, w_hh, peep, gates, c, tc, h_prev, c0 };
+    let saved = save.then_some(Saved { plan, x: xg, w_ih, w_hh, peep, gates, c, tc, h_prev, c0 });
     (out, saved)
 }
 
@@ -725,6 +765,9 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
     let mut dpeep = vec![T::zero(); if plan.spec.peephole { 3 * nh } else { 0 }];
     let (pdh, pdc, pdz, pdp) = (Ptr(dh.as_mut_ptr()), Ptr(dc.as_mut_ptr()), Ptr(dz.as_mut_ptr()), Ptr(dpeep.as_mut_ptr()));
     let whh = Ptr(saved.w_hh.as_ptr() as *mut T);
+    let packed = pack_blocks::<T, _>(plan, |j0, j1| unsafe {
+        Packed::pack(r_all, j1 - j0, saved.w_hh.as_ptr().add(j0) as *const f32, nh, 1)
+    });
     let gate_fn = bwd_gates_fn::<T>();
     let ng = plan.ng();
     for s in (0..tmax).rev() {
@@ -738,7 +781,11 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
                     // dh_s[:, block] = dz_{s+1} W_hh[:, block] for the rows still running.
                     let n1 = plan.n[s + 1];
                     let off1 = plan.off[s + 1];
-                    matmul(n1, w, r_all, pdh.at(j0), nh, false, pdz.at(off1 * r_all), r_all, 1, whh.at(j0), nh, 1, 1);
+                    if let Some(p) = &packed {
+                        p[k].gemm(n1, pdz.at(off1 * r_all) as *const f32, r_all, pdh.at(j0) as *mut f32, nh, false);
+                    } else {
+                        matmul(n1, w, r_all, pdh.at(j0), nh, false, pdz.at(off1 * r_all), r_all, 1, whh.at(j0), nh, 1, 1);
+                    }
                 }
                 let mut dh_row = vec![T::zero(); w];
                 let mut scratch = vec![T::zero(); 7 * w];

@@ -22,6 +22,7 @@
 
 pub mod hook;
 pub mod kernel;
+pub mod micro;
 pub mod op;
 pub mod simd;
 

@@ -66,8 +66,8 @@ impl FusedLstmOp {
         let x = contiguous::<T>(s1, l1, "x")?;
         let w = contiguous::<T>(s2, l2, "weights")?;
         let st = contiguous::<T>(s3, l3, "state")?;
-        let (out, saved) = kernel::forward(plan, x, w, st, self.threads);
-        if self.save {
+        let (out, saved) = kernel::forward(plan, x, w, st, self.threads, self.save);
+        if let Some(saved) = saved {
             *self.saved.lock().unwrap() = Some(wrap(saved));
         }
         Ok((T::to_cpu_storage_owned(out), Shape::from(b * t * h + 2 * b * h)))

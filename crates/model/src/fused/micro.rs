@@ -1,0 +1,290 @@
+//! A small f32 GEMM for the recurrent step: `C (m x n) (+)= A (m x k) · B (k x n)` with B packed
+//! once per sequence.
+//!
+//! Why not the `gemm` crate here: each recurrent step is a short, fat product (m = the batch
+//! rows still running, 32–64; k and n in the hundreds) repeated once per time step against the
+//! same weights. `gemm` re-packs B on every call, so a sequence of T steps packs the recurrent
+//! weights T times; here they are packed once into 32-column panels (`Packed`) that the
+//! per-step calls stream from cache. The big one-off products (input projection, weight
+//! gradients) still go to `gemm`.
+//!
+//! Kernels: AVX-512 (tiles of 8 rows x 32 columns, 16 accumulators) and AVX2+FMA (3 x 32, 12
+//! accumulators), chosen at run time; elsewhere `Packed::available` is false and the caller
+//! uses `gemm`. Partial tiles (rows or columns short of a full tile) run through a zero-padded
+//! stack copy of C, so the kernels themselves never mask.
+//!
+//! Sums are in k order within each k-block of `KC` and the blocks are added in order, so the
+//! result depends only on the shapes, not on threads or timing (bit-reproducible).
+
+/// Columns per packed panel.
+const NR: usize = 32;
+/// k-block: a 32-column panel slice of `KC` rows is 32 KiB, which stays in a 48 KiB L1.
+const KC: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    Avx512,
+    Avx2,
+}
+
+fn detect() -> Option<Isa> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return Some(Isa::Avx512);
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Some(Isa::Avx2);
+        }
+    }
+    None
+}
+
+/// B (k x n) in panels of `NR` columns: element (kk, j) of panel p at `(p * k + kk) * NR + j`;
+/// columns past `n` in the last panel are zero. The buffer starts on a 64-byte boundary.
+pub struct Packed {
+    buf: Vec<f32>,
+    start: usize,
+    k: usize,
+    n: usize,
+    isa: Isa,
+}
+
+impl Packed {
+    /// Whether this CPU has a micro-kernel (x86-64 with AVX-512F, or AVX2 and FMA).
+    pub fn available() -> bool {
+        detect().is_some()
+    }
+
+    /// Packs B where element (kk, j) is `src[kk * rs + j * cs]`. None when `available()` is
+    /// false.
+    ///
+    /// # Safety
+    /// `src` must be valid for reads at every `kk * rs + j * cs`, kk < k, j < n.
+    pub unsafe fn pack(k: usize, n: usize, src: *const f32, rs: usize, cs: usize) -> Option<Packed> {
+        let isa = detect()?;
+        let panels = n.div_ceil(NR);
+        let len = panels * k * NR;
+        let mut buf = vec![0f32; len + 16];
+        let start = buf.as_ptr().align_offset(64).min(16);
+        let dst = &mut buf[start..start + len];
+        for p in 0..panels {
+            let cols = NR.min(n - p * NR);
+            for kk in 0..k {
+                let row = &mut dst[(p * k + kk) * NR..][..cols];
+                for (jj, v) in row.iter_mut().enumerate() {
+                    *v = *src.add(kk * rs + (p * NR + jj) * cs);
+                }
+            }
+        }
+        Some(Packed { buf, start, k, n, isa })
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `C[i, j] (+)= Σ_kk A[i, kk] B[kk, j]` over i < m, j < n (all of B's columns). A row-major
+    /// with row stride `lda`, C with row stride `ldc`; `accumulate = false` overwrites C.
+    ///
+    /// # Safety
+    /// A must be readable over m rows of k values at stride lda; C writable over m rows of n
+    /// values at stride ldc; A and C must not overlap.
+    pub unsafe fn gemm(&self, m: usize, a: *const f32, lda: usize, c: *mut f32, ldc: usize, accumulate: bool) {
+        self.gemm_rows(m, |i| a.add(i * lda), c, ldc, accumulate)
+    }
+
+    /// `gemm` with row i of A at `a_row(i)` (k values each): the rows of a step gathered in
+    /// place, without copying them into a matrix first.
+    ///
+    /// # Safety
+    /// Every `a_row(i)`, i < m, readable for k values; C as in `gemm`; no overlap.
+    pub unsafe fn gemm_rows(&self, m: usize, a_row: impl Fn(usize) -> *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+        let (k, n) = (self.k, self.n);
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !accumulate {
+                for i in 0..m {
+                    std::slice::from_raw_parts_mut(c.add(i * ldc), n).fill(0.0);
+                }
+            }
+            return;
+        }
+        let b = self.buf.as_ptr().add(self.start);
+        let mr = match self.isa {
+            Isa::Avx512 => 8,
+            Isa::Avx2 => 3,
+        };
+        let panels = n.div_ceil(NR);
+        let mut kb = 0;
+        while kb < k {
+            let kc = KC.min(k - kb);
+            let load = accumulate || kb > 0;
+            for p in 0..panels {
+                let cols = NR.min(n - p * NR);
+                let bp = b.add((p * k + kb) * NR);
+                let mut i = 0;
+                while i < m {
+                    let rows = mr.min(m - i);
+                    let cp = c.add(i * ldc + p * NR);
+                    // Rows past `rows` (edge tiles) read row i again (valid memory); their
+                    // results are dropped.
+                    let mut arows = [a_row(i).add(kb); 8];
+                    for (r, slot) in arows.iter_mut().enumerate().take(rows).skip(1) {
+                        *slot = a_row(i + r).add(kb);
+                    }
+                    if rows == mr && cols == NR {
+                        self.tile_rows(kc, &arows[..mr], bp, cp, ldc, load);
+                    } else {
+                        // Edge tile through a padded copy of C.
+                        let mut tmp = [0f32; 8 * NR];
+                        if load {
+                            for r in 0..rows {
+                                std::ptr::copy_nonoverlapping(cp.add(r * ldc), tmp.as_mut_ptr().add(r * NR), cols);
+                            }
+                        }
+                        self.tile_rows(kc, &arows[..mr], bp, tmp.as_mut_ptr(), NR, load);
+                        for r in 0..rows {
+                            std::ptr::copy_nonoverlapping(tmp.as_ptr().add(r * NR), cp.add(r * ldc), cols);
+                        }
+                    }
+                    i += rows;
+                }
+            }
+            kb += kc;
+        }
+    }
+
+    #[inline]
+    unsafe fn tile_rows(&self, kc: usize, a: &[*const f32], b: *const f32, c: *mut f32, ldc: usize, load: bool) {
+        #[cfg(target_arch = "x86_64")]
+        match self.isa {
+            Isa::Avx512 => x86::tile_avx512(kc, a.try_into().unwrap(), b, c, ldc, load),
+            Isa::Avx2 => x86::tile_avx2(kc, a.try_into().unwrap(), b, c, ldc, load),
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (kc, a, b, c, ldc, load);
+            unreachable!("no micro-kernel is detected off x86-64")
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::NR;
+    use std::arch::x86_64::*;
+
+    /// 8 rows x 32 columns: C[r, 0..32] (+)= Σ_kk a[r][kk] · B[kk, 0..32].
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile_avx512(kc: usize, a: &[*const f32; 8], b: *const f32, c: *mut f32, ldc: usize, load: bool) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; 8];
+        if load {
+            for (r, row) in acc.iter_mut().enumerate() {
+                row[0] = _mm512_loadu_ps(c.add(r * ldc));
+                row[1] = _mm512_loadu_ps(c.add(r * ldc + 16));
+            }
+        }
+        for kk in 0..kc {
+            let b0 = _mm512_load_ps(b.add(kk * NR));
+            let b1 = _mm512_load_ps(b.add(kk * NR + 16));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a[r].add(kk));
+                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            _mm512_storeu_ps(c.add(r * ldc), row[0]);
+            _mm512_storeu_ps(c.add(r * ldc + 16), row[1]);
+        }
+    }
+
+    /// 3 rows x 32 columns with 256-bit registers.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile_avx2(kc: usize, a: &[*const f32; 3], b: *const f32, c: *mut f32, ldc: usize, load: bool) {
+        let mut acc = [[_mm256_setzero_ps(); 4]; 3];
+        if load {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (q, v) in row.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(c.add(r * ldc + 8 * q));
+                }
+            }
+        }
+        for kk in 0..kc {
+            let bs = [
+                _mm256_load_ps(b.add(kk * NR)),
+                _mm256_load_ps(b.add(kk * NR + 8)),
+                _mm256_load_ps(b.add(kk * NR + 16)),
+                _mm256_load_ps(b.add(kk * NR + 24)),
+            ];
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_ps(*a[r].add(kk));
+                for (v, bv) in row.iter_mut().zip(bs) {
+                    *v = _mm256_fmadd_ps(av, bv, *v);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (q, v) in row.iter().enumerate() {
+                _mm256_storeu_ps(c.add(r * ldc + 8 * q), *v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(state: &mut u64) -> f32 {
+        *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// Every shape class: full and partial tiles in m and n, k below, at and across `KC`,
+    /// B read transposed, accumulate and overwrite; against an f64 triple loop.
+    #[test]
+    fn matches_naive_product() {
+        if !Packed::available() {
+            eprintln!("no micro-kernel on this CPU; skipped");
+            return;
+        }
+        let mut st = 7u64;
+        for &(m, n, k) in &[(1, 1, 1), (8, 32, 16), (3, 32, 5), (64, 512, 256), (7, 45, 300), (17, 100, 513), (9, 16, 1), (5, 33, 0)] {
+            for transposed in [false, true] {
+                for accumulate in [false, true] {
+                    let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut st)).collect();
+                    let bsrc: Vec<f32> = (0..k * n).map(|_| lcg(&mut st)).collect();
+                    let ldc = n + 3;
+                    let c0: Vec<f32> = (0..m * ldc).map(|_| lcg(&mut st)).collect();
+                    let (rs, cs) = if transposed { (1, k) } else { (n, 1) };
+                    let packed = unsafe { Packed::pack(k, n, bsrc.as_ptr(), rs, cs) }.unwrap();
+                    let mut c = c0.clone();
+                    unsafe { packed.gemm(m, a.as_ptr(), k, c.as_mut_ptr(), ldc, accumulate) };
+                    for i in 0..m {
+                        for j in 0..ldc {
+                            let got = c[i * ldc + j] as f64;
+                            if j >= n {
+                                assert_eq!(got, c0[i * ldc + j] as f64, "column past n written");
+                                continue;
+                            }
+                            let mut want = if accumulate { c0[i * ldc + j] as f64 } else { 0.0 };
+                            for kk in 0..k {
+                                want += a[i * k + kk] as f64 * bsrc[kk * rs + j * cs] as f64;
+                            }
+                            let tol = 1e-5 * (k as f64).sqrt().max(1.0);
+                            assert!((got - want).abs() <= tol, "m{m} n{n} k{k} t{transposed} acc{accumulate} ({i},{j}): {got} vs {want}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
