@@ -71,6 +71,8 @@ pub trait Real:
 {
     fn sigmoid_slice(xs: &mut [Self]);
     fn tanh_slice(xs: &mut [Self]);
+    fn sigmoid(x: Self) -> Self;
+    fn tanh(x: Self) -> Self;
 }
 
 impl Real for f32 {
@@ -81,6 +83,14 @@ impl Real for f32 {
     #[inline(always)]
     fn tanh_slice(xs: &mut [f32]) {
         simd::tanh_slice(xs)
+    }
+    #[inline(always)]
+    fn sigmoid(x: f32) -> f32 {
+        simd::sigmoid_f32(x)
+    }
+    #[inline(always)]
+    fn tanh(x: f32) -> f32 {
+        simd::tanh_f32(x)
     }
 }
 
@@ -96,6 +106,14 @@ impl Real for f64 {
         for x in xs.iter_mut() {
             *x = x.tanh();
         }
+    }
+    #[inline(always)]
+    fn sigmoid(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+    #[inline(always)]
+    fn tanh(x: f64) -> f64 {
+        x.tanh()
     }
 }
 
@@ -443,6 +461,8 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usi
     let plan_ref = &plan;
     let (c0_ref, peep_ref, bias_ref) = (&c0, &peep, &bias);
     let gate_fn = fwd_gates_fn::<T>();
+    let vanilla_fn = fwd_vanilla_fn::<T>();
+    let vanilla = plan.spec == CellSpec::VANILLA;
     for s in 0..tmax {
         for_blocks(plan.blocks.len(), |k| {
             let (j0, j1) = plan_ref.blocks[k];
@@ -462,9 +482,7 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usi
                 let mut scratch = vec![T::zero(); 4 * w];
                 for r in 0..n {
                     let pre = pg.slice((g0 + r) * r_all + ng * j0, ng * w);
-                    for (z, &bv) in pre.iter_mut().zip(&bias_ref[ng * j0..ng * j1]) {
-                        *z += bv;
-                    }
+                    let bias_k = &bias_ref[ng * j0..ng * j1];
                     let cp: &[T] = if s == 0 {
                         &c0_ref[r * nh + j0..r * nh + j1]
                     } else {
@@ -474,16 +492,23 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usi
                     let tcc = ptc.slice((s0 + r) * nh + j0, w);
                     let b = plan_ref.perm[r];
                     let hout = pout.slice(plan_ref.out_at(b, plan_ref.pos(r, s)) + j0, w);
-                    let pp: [&[T]; 3] = if plan_ref.spec.peephole {
-                        [
-                            &peep_ref[j0..j1],
-                            &peep_ref[nh + j0..nh + j1],
-                            &peep_ref[2 * nh + j0..2 * nh + j1],
-                        ]
+                    if vanilla {
+                        vanilla_fn(w, pre, bias_k, cp, cc, tcc, hout);
                     } else {
-                        [&[], &[], &[]]
-                    };
-                    gate_fn(&plan_ref.spec, w, pre, cp, cc, tcc, hout, pp, &mut scratch);
+                        for (z, &bv) in pre.iter_mut().zip(bias_k) {
+                            *z += bv;
+                        }
+                        let pp: [&[T]; 3] = if plan_ref.spec.peephole {
+                            [
+                                &peep_ref[j0..j1],
+                                &peep_ref[nh + j0..nh + j1],
+                                &peep_ref[2 * nh + j0..2 * nh + j1],
+                            ]
+                        } else {
+                            [&[], &[], &[]]
+                        };
+                        gate_fn(&plan_ref.spec, w, pre, cp, cc, tcc, hout, pp, &mut scratch);
+                    }
                     if s + 1 < tmax && r < plan_ref.n[s + 1] {
                         ph.slice((soff(s + 1) + r) * nh + j0, w).copy_from_slice(hout);
                     }
@@ -626,6 +651,39 @@ macro_rules! multiversion {
 
 multiversion!(fwd_gates_fn, fwd_gates, FwdGates<T>,
     (spec: &CellSpec, w: usize, pre: &mut [T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T], peep: [&[T]; 3], scratch: &mut [T]));
+
+type FwdVanilla<T> = fn(usize, &mut [T], &[T], &[T], &mut [T], &mut [T], &mut [T]);
+
+/// The vanilla cell's gate math for one row of one block in a single pass (the common case;
+/// `fwd_gates` covers every variant in several): adds the bias to the pre-activations
+/// `[i | f | g | o]`, overwrites them with the activations, writes c, tanh(c) and h.
+#[inline(always)]
+fn fwd_vanilla<T: Real>(w: usize, pre: &mut [T], bias: &[T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T]) {
+    let (zi, rest) = pre.split_at_mut(w);
+    let (zf, rest) = rest.split_at_mut(w);
+    let (zg, zo) = rest.split_at_mut(w);
+    let (zo, bias) = (&mut zo[..w], &bias[..4 * w]);
+    let (bi, bf, bg, bo) = (&bias[..w], &bias[w..2 * w], &bias[2 * w..3 * w], &bias[3 * w..]);
+    let (cp, c, tc, h) = (&cp[..w], &mut c[..w], &mut tc[..w], &mut h[..w]);
+    for j in 0..w {
+        let i = T::sigmoid(zi[j] + bi[j]);
+        let f = T::sigmoid(zf[j] + bf[j]);
+        let g = T::tanh(zg[j] + bg[j]);
+        let o = T::sigmoid(zo[j] + bo[j]);
+        zi[j] = i;
+        zf[j] = f;
+        zg[j] = g;
+        zo[j] = o;
+        let cv = f * cp[j] + i * g;
+        let t = T::tanh(cv);
+        c[j] = cv;
+        tc[j] = t;
+        h[j] = o * t;
+    }
+}
+
+multiversion!(fwd_vanilla_fn, fwd_vanilla, FwdVanilla<T>,
+    (w: usize, pre: &mut [T], bias: &[T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T]));
 
 type BwdGates<T> = fn(&CellSpec, usize, BwdRow<'_, T>);
 
