@@ -76,11 +76,35 @@ impl Classifier {
         mut rng: Option<&mut SeededRng>,
         trace: bool,
     ) -> Result<ClassifierOutput> {
-        let x = self.embedding.forward(ids)?; // (batch, time, emb)
-        let x = input_dropout(x, self.cfg.embedding_dropout, self.cfg.variational, rng.as_deref_mut(), train, "embedding dropout")?;
+        // (batch, time, emb), the dropout mask applied in the same pass.
+        let table = self.embedding.embeddings();
+        let c = &self.cfg;
+        let mask = input_dropout_mask(ids, table, c.embedding_dropout, c.variational, rng.as_deref_mut(), train, "embedding dropout")?;
+        let x = crate::ops::embed(table, ids, mask.as_ref())?;
         let c = &self.cfg;
         encode_and_classify(&self.lstm, &self.head, &c.lstm, c.pooling, c.head_dropout, &x, lengths, train, rng, trace)
     }
+}
+
+/// The embedding-dropout mask for `ids` (batch, time) in training mode: (batch, time, dim),
+/// or (batch, 1, dim) with `variational`; None when off.
+pub(crate) fn input_dropout_mask(
+    ids: &Tensor,
+    table: &Tensor,
+    p: f64,
+    variational: bool,
+    rng: Option<&mut SeededRng>,
+    train: bool,
+    what: &str,
+) -> Result<Option<Tensor>> {
+    if !train || p <= 0.0 {
+        return Ok(None);
+    }
+    let (batch, time) = ids.dims2()?;
+    let dim = table.dim(1)?;
+    let r = rng.ok_or_else(|| need_rng(what))?;
+    let shape = if variational { (batch, 1, dim) } else { (batch, time, dim) };
+    Ok(Some(r.dropout_mask(shape, p, table.dtype(), table.device())?))
 }
 
 /// Dropout on a (batch, time, features) input in training mode; with `variational`, one mask
@@ -140,7 +164,6 @@ pub(crate) fn encode_and_classify(
 /// Pools the LSTM's outputs over each sequence's real steps into one vector per sequence,
 /// (batch, directions × hidden). Shared by every classifier head (tokens or feature frames).
 pub fn pool(out: &LstmOutput, lstm: &LstmConfig, pooling: Pooling, lengths: &[usize]) -> Result<Tensor> {
-    let time = out.output.dim(1)?;
     Ok(match pooling {
         Pooling::Last => {
             let dirs = lstm.num_directions();
@@ -153,12 +176,7 @@ pub fn pool(out: &LstmOutput, lstm: &LstmConfig, pooling: Pooling, lengths: &[us
             let len = lengths_tensor(lengths, out.output.dtype(), out.output.device())?;
             out.output.sum(1)?.broadcast_div(&len)?
         }
-        Pooling::Max => {
-            let mask = mask_tensor(lengths, time, out.output.dtype(), out.output.device())?;
-            // Push padded positions far below any real activation (|h| ≤ 1 for tanh cells).
-            let shifted = out.output.broadcast_add(&((mask - 1.0)? * 1e4)?)?;
-            shifted.max(1)?
-        }
+        Pooling::Max => crate::ops::masked_max_pool(&out.output, lengths)?,
     })
 }
 
@@ -170,15 +188,6 @@ pub(crate) fn need_rng(what: &str) -> crate::Error {
 fn lengths_tensor(lengths: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
     let v: Vec<f32> = lengths.iter().map(|&l| l.max(1) as f32).collect();
     Ok(Tensor::from_vec(v, (lengths.len(), 1), device)?.to_dtype(dtype)?)
-}
-
-/// (batch, time, 1): 1 at real tokens, 0 at padding.
-fn mask_tensor(lengths: &[usize], time: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let v: Vec<f32> = lengths
-        .iter()
-        .flat_map(|&l| (0..time).map(move |t| if t < l { 1.0 } else { 0.0 }))
-        .collect();
-    Ok(Tensor::from_vec(v, (lengths.len(), time, 1), device)?.to_dtype(dtype)?)
 }
 
 /// Softmax probabilities from logits, for prediction.

@@ -27,6 +27,7 @@ pub mod fused;
 mod error;
 pub mod init;
 pub mod lstm;
+pub mod ops;
 pub mod rng;
 pub mod seq2seq;
 pub mod tagger;

@@ -1,0 +1,380 @@
+//! CPU ops with their own backward for the layers around the LSTM, where candle's generic
+//! graph costs more than the LSTM itself on short sentences.
+//!
+//! - [`embed`]: embedding lookup times an optional dropout mask. candle's `index_select`
+//!   backward builds a zero tensor the size of the vocabulary, copies it once more in
+//!   `index_add`, and the dropout `mul` adds a node with its own pass each way; here the
+//!   forward is one gather-and-scale and the backward one zeroed table with the used rows
+//!   scatter-added.
+//! - [`masked_max_pool`]: max over each sequence's real steps. candle's `max` backward
+//!   compares the whole (batch, time, features) input against the result and multiplies a
+//!   broadcast gradient by it; here the backward sends each gradient to its arg-max step.
+//!
+//! Both are checked against the candle-op formulation they replace (`tests`) and fall back to
+//! it off the CPU.
+
+use crate::Result;
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Module, Shape, Tensor, WithDType};
+use std::sync::Mutex;
+
+fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
+    let data = T::cpu_storage_as_slice(s)?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{what} must be contiguous"),
+    }
+}
+
+fn cpu_slice<T: WithDType, R>(t: &Tensor, what: &str, f: impl FnOnce(&[T]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(s) => Ok(f(contiguous::<T>(s, layout, what)?)),
+        _ => candle_core::bail!("{what} must be on the CPU"),
+    }
+}
+
+/// `table[ids] * mask`: `table` (vocab, dim), `ids` (batch, time) u32, `mask` (batch, time,
+/// dim) or (batch, 1, dim) (one mask per sequence, shared over time). Returns (batch, time,
+/// dim). An id outside the table is an error naming it.
+pub fn embed(table: &Tensor, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let (vocab, dim) = table.dims2()?;
+    let (batch, time) = ids.dims2()?;
+    if let Some(m) = mask {
+        let ok = m.dims() == [batch, time, dim] || m.dims() == [batch, 1, dim];
+        if !ok {
+            return Err(crate::Error::Input(format!(
+                "embedding mask: expected ({batch}, {time}, {dim}) or ({batch}, 1, {dim}), got {:?}",
+                m.dims()
+            )));
+        }
+    }
+    let cpu = table.device().is_cpu() && matches!(table.dtype(), DType::F32 | DType::F64) && ids.dtype() == DType::U32;
+    if !cpu {
+        let x = candle_nn::Embedding::new(table.clone(), dim).forward(ids)?;
+        return Ok(match mask {
+            Some(m) => x.broadcast_mul(m)?,
+            None => x,
+        });
+    }
+    let ids = ids.contiguous()?;
+    let id_vec: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+    if let Some((i, &bad)) = id_vec.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
+        return Err(crate::Error::Input(format!(
+            "token id {bad} at (row {}, position {}) is outside the embedding table ({vocab} rows)",
+            i / time.max(1),
+            i % time.max(1)
+        )));
+    }
+    let shared = mask.is_some_and(|m| m.dim(1).ok() == Some(1) && time != 1);
+    let op = Embed { ids: id_vec, batch, time, dim, shared, has_mask: mask.is_some() };
+    let mask = match mask {
+        Some(m) => m.contiguous()?,
+        // A 1-element placeholder: the op reads no mask.
+        None => Tensor::zeros(1, table.dtype(), table.device())?,
+    };
+    Ok(table.contiguous()?.apply_op3(&ids, &mask, op)?)
+}
+
+struct Embed {
+    ids: Vec<u32>,
+    batch: usize,
+    time: usize,
+    dim: usize,
+    /// The mask is (batch, 1, dim).
+    shared: bool,
+    has_mask: bool,
+}
+
+impl Embed {
+    fn mask_row(&self, i: usize) -> usize {
+        if self.shared {
+            (i / self.time) * self.dim
+        } else {
+            i * self.dim
+        }
+    }
+
+    fn fwd<T: WithDType>(&self, table: &[T], mask: &[T]) -> Vec<T> {
+        let d = self.dim;
+        let mut out = Vec::with_capacity(self.ids.len() * d);
+        for (i, &id) in self.ids.iter().enumerate() {
+            let row = &table[id as usize * d..][..d];
+            if self.has_mask {
+                let m = &mask[self.mask_row(i)..][..d];
+                out.extend(row.iter().zip(m).map(|(&a, &b)| a * b));
+            } else {
+                out.extend_from_slice(row);
+            }
+        }
+        out
+    }
+
+    fn bwd<T: WithDType>(&self, vocab: usize, grad: &[T], mask: &[T]) -> Vec<T> {
+        let d = self.dim;
+        let mut g = vec![T::zero(); vocab * d];
+        for (i, &id) in self.ids.iter().enumerate() {
+            let dst = &mut g[id as usize * d..][..d];
+            let src = &grad[i * d..][..d];
+            if self.has_mask {
+                let m = &mask[self.mask_row(i)..][..d];
+                for ((a, &b), &c) in dst.iter_mut().zip(src).zip(m) {
+                    *a += b * c;
+                }
+            } else {
+                for (a, &b) in dst.iter_mut().zip(src) {
+                    *a += b;
+                }
+            }
+        }
+        g
+    }
+}
+
+impl CustomOp3 for Embed {
+    fn name(&self) -> &'static str {
+        "sluice-embed"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        _s2: &CpuStorage,
+        _l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let shape = Shape::from((self.batch, self.time, self.dim));
+        match s1.dtype() {
+            DType::F32 => {
+                let out = self.fwd(contiguous::<f32>(s1, l1, "embedding table")?, contiguous::<f32>(s3, l3, "mask")?);
+                Ok((CpuStorage::F32(out), shape))
+            }
+            DType::F64 => {
+                let out = self.fwd(contiguous::<f64>(s1, l1, "embedding table")?, contiguous::<f64>(s3, l3, "mask")?);
+                Ok((CpuStorage::F64(out), shape))
+            }
+            dt => candle_core::bail!("embedding: dtype {dt:?} not supported"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        table: &Tensor,
+        _ids: &Tensor,
+        mask: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let vocab = table.dim(0)?;
+        let grad = grad.contiguous()?;
+        let g = match table.dtype() {
+            DType::F32 => {
+                let g = cpu_slice::<f32, _>(&grad, "gradient", |g| cpu_slice::<f32, _>(mask, "mask", |m| self.bwd(vocab, g, m)))??;
+                Tensor::from_vec(g, table.shape(), table.device())?
+            }
+            DType::F64 => {
+                let g = cpu_slice::<f64, _>(&grad, "gradient", |g| cpu_slice::<f64, _>(mask, "mask", |m| self.bwd(vocab, g, m)))??;
+                Tensor::from_vec(g, table.shape(), table.device())?
+            }
+            dt => candle_core::bail!("embedding: dtype {dt:?} not supported"),
+        };
+        Ok((Some(g), None, None))
+    }
+}
+
+/// Max over time of `x` (batch, time, features) taking each row's first `lengths[b]` steps
+/// only; returns (batch, features). A row of length 0 pools to zeros (and passes no gradient).
+/// The gradient goes to the first step holding the maximum.
+pub fn masked_max_pool(x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+    let (batch, time, _) = x.dims3()?;
+    if lengths.len() != batch || lengths.iter().any(|&l| l > time) {
+        return Err(crate::Error::Input(format!(
+            "max pooling: {} lengths for a batch of {batch} (each at most {time})",
+            lengths.len()
+        )));
+    }
+    if !(x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)) {
+        return masked_max_pool_ops(x, lengths);
+    }
+    let op = MaxPool { lengths: lengths.to_vec(), argmax: Mutex::new(Vec::new()) };
+    Ok(x.contiguous()?.apply_op1(op)?)
+}
+
+/// The candle-op formulation: padded steps pushed 1e4 below any tanh-bounded activation.
+pub fn masked_max_pool_ops(x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+    let (batch, time, _) = x.dims3()?;
+    let v: Vec<f32> =
+        lengths.iter().flat_map(|&l| (0..time).map(move |t| if t < l { 0.0 } else { -1e4 })).collect();
+    let shift = Tensor::from_vec(v, (batch, time, 1), x.device())?.to_dtype(x.dtype())?;
+    Ok(x.broadcast_add(&shift)?.max(1)?)
+}
+
+struct MaxPool {
+    lengths: Vec<usize>,
+    /// Per (batch, feature): the arg-max step, or usize::MAX for an empty row.
+    argmax: Mutex<Vec<usize>>,
+}
+
+impl MaxPool {
+    fn fwd<T: WithDType>(&self, x: &[T], time: usize, feats: usize) -> Vec<T> {
+        let batch = self.lengths.len();
+        let mut out = vec![T::zero(); batch * feats];
+        let mut arg = vec![usize::MAX; batch * feats];
+        for (b, &len) in self.lengths.iter().enumerate() {
+            if len == 0 {
+                continue;
+            }
+            let o = &mut out[b * feats..][..feats];
+            let a = &mut arg[b * feats..][..feats];
+            o.copy_from_slice(&x[b * time * feats..][..feats]);
+            a.fill(0);
+            for t in 1..len {
+                let row = &x[(b * time + t) * feats..][..feats];
+                for ((ov, av), &v) in o.iter_mut().zip(a.iter_mut()).zip(row) {
+                    if v > *ov {
+                        *ov = v;
+                        *av = t;
+                    }
+                }
+            }
+        }
+        *self.argmax.lock().unwrap() = arg;
+        out
+    }
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "sluice-masked-max-pool"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (batch, time, feats) = l.shape().dims3()?;
+        let shape = Shape::from((batch, feats));
+        match s.dtype() {
+            DType::F32 => Ok((CpuStorage::F32(self.fwd(contiguous::<f32>(s, l, "x")?, time, feats)), shape)),
+            DType::F64 => Ok((CpuStorage::F64(self.fwd(contiguous::<f64>(s, l, "x")?, time, feats)), shape)),
+            dt => candle_core::bail!("max pooling: dtype {dt:?} not supported"),
+        }
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (batch, time, feats) = x.dims3()?;
+        let arg = self.argmax.lock().unwrap();
+        let grad = grad.contiguous()?;
+        fn scatter<T: WithDType>(g: &[T], arg: &[usize], batch: usize, time: usize, feats: usize) -> Vec<T> {
+            let mut dx = vec![T::zero(); batch * time * feats];
+            for b in 0..batch {
+                for f in 0..feats {
+                    let t = arg[b * feats + f];
+                    if t != usize::MAX {
+                        dx[(b * time + t) * feats + f] = g[b * feats + f];
+                    }
+                }
+            }
+            dx
+        }
+        let dx = match x.dtype() {
+            DType::F32 => Tensor::from_vec(
+                cpu_slice::<f32, _>(&grad, "gradient", |g| scatter(g, &arg, batch, time, feats))?,
+                x.shape(),
+                x.device(),
+            )?,
+            DType::F64 => Tensor::from_vec(
+                cpu_slice::<f64, _>(&grad, "gradient", |g| scatter(g, &arg, batch, time, feats))?,
+                x.shape(),
+                x.device(),
+            )?,
+            dt => candle_core::bail!("max pooling: dtype {dt:?} not supported"),
+        };
+        Ok(Some(dx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SeededRng;
+    use candle_core::{Device, Var};
+
+    fn rand(rng: &mut SeededRng, shape: &[usize], dtype: DType) -> Tensor {
+        rng.normal_tensor(shape, 0.0, 1.0, dtype, &Device::Cpu).unwrap()
+    }
+
+    /// Forward and gradients against index_select · broadcast_mul, for full and shared masks,
+    /// repeated ids and no mask, in f32 and f64.
+    #[test]
+    fn embed_matches_candle_ops() {
+        let mut rng = SeededRng::new(3, "test");
+        for dtype in [DType::F32, DType::F64] {
+            for mask_kind in 0..3 {
+                let table = Var::from_tensor(&rand(&mut rng, &[11, 5], dtype)).unwrap();
+                let ids = Tensor::new(&[[1u32, 4, 4, 0], [10, 1, 3, 3]], &Device::Cpu).unwrap();
+                let mask = match mask_kind {
+                    0 => None,
+                    1 => Some(rng.dropout_mask((2, 4, 5), 0.4, dtype, &Device::Cpu).unwrap()),
+                    _ => Some(rng.dropout_mask((2, 1, 5), 0.4, dtype, &Device::Cpu).unwrap()),
+                };
+                let r = rand(&mut rng, &[2, 4, 5], dtype);
+                let ours = embed(table.as_tensor(), &ids, mask.as_ref()).unwrap();
+                let base = table.as_tensor().index_select(&ids.flatten_all().unwrap(), 0).unwrap().reshape((2, 4, 5)).unwrap();
+                let base = match &mask {
+                    Some(m) => base.broadcast_mul(m).unwrap(),
+                    None => base,
+                };
+                let d = (&ours - &base).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+                assert_eq!(d, 0.0, "forward, mask kind {mask_kind}");
+                let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let g2 = (base * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let a = g1.get(table.as_tensor()).unwrap();
+                let b = g2.get(table.as_tensor()).unwrap();
+                let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+                assert!(d < 1e-6, "gradient differs by {d}, mask kind {mask_kind}");
+            }
+        }
+    }
+
+    #[test]
+    fn embed_rejects_out_of_range_ids_and_bad_masks() {
+        let table = Tensor::zeros((4, 3), DType::F32, &Device::Cpu).unwrap();
+        let ids = Tensor::new(&[[0u32, 4]], &Device::Cpu).unwrap();
+        let e = embed(&table, &ids, None).unwrap_err().to_string();
+        assert!(e.contains("token id 4") && e.contains("position 1") && e.contains("4 rows"), "{e}");
+        let ids = Tensor::new(&[[0u32, 1]], &Device::Cpu).unwrap();
+        let mask = Tensor::ones((1, 2, 2), DType::F32, &Device::Cpu).unwrap();
+        let e = embed(&table, &ids, Some(&mask)).unwrap_err().to_string();
+        assert!(e.contains("expected (1, 2, 3)"), "{e}");
+    }
+
+    /// Forward equals the shifted-max formulation; gradients equal where maxima are unique
+    /// (random inputs), in f32 and f64, with lengths of 1, full and in between.
+    #[test]
+    fn max_pool_matches_candle_ops() {
+        let mut rng = SeededRng::new(5, "test");
+        for dtype in [DType::F32, DType::F64] {
+            let x = Var::from_tensor(&rand(&mut rng, &[3, 6, 7], dtype).tanh().unwrap()).unwrap();
+            let lengths = [6, 1, 4];
+            let r = rand(&mut rng, &[3, 7], dtype);
+            let ours = masked_max_pool(x.as_tensor(), &lengths).unwrap();
+            let base = masked_max_pool_ops(x.as_tensor(), &lengths).unwrap();
+            let d = (&ours - &base).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+            assert_eq!(d, 0.0);
+            let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (base * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let a = g1.get(x.as_tensor()).unwrap();
+            let b = g2.get(x.as_tensor()).unwrap();
+            let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+            assert_eq!(d, 0.0);
+        }
+    }
+
+    #[test]
+    fn max_pool_empty_row_is_zero() {
+        let x = Tensor::new(&[[[-3f32, -1.0], [-2.0, -5.0]], [[-1.0, -2.0], [-4.0, -0.5]]], &Device::Cpu).unwrap();
+        let y = masked_max_pool(&x, &[0, 2]).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(y, vec![vec![0.0, 0.0], vec![-1.0, -0.5]]);
+        assert!(masked_max_pool(&x, &[3, 1]).is_err());
+    }
+}
