@@ -332,6 +332,10 @@ fn pack_blocks<T: Real, P: Send>(plan: &Plan, pack: impl Fn(usize, usize) -> Opt
     if T::DTYPE != candle_core::DType::F32 || !Packed::available() || micro_disabled() {
         return None;
     }
+    if plan.blocks.len() == 1 {
+        // No parallel iterator: from outside the pool it would park this thread.
+        return plan.blocks.iter().map(|&(j0, j1)| pack(j0, j1)).collect();
+    }
     plan.blocks.par_iter().map(|&(j0, j1)| pack(j0, j1)).collect()
 }
 
@@ -359,7 +363,11 @@ fn for_blocks(nb: usize, f: impl Fn(usize) + Sync + Send) {
 /// contiguous. Returns the flat packed output (`Plan::packed_len`) and, with `save`, what the
 /// backward needs (without it, inference, only two steps of state are kept).
 pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usize, save: bool) -> (Vec<T>, Option<Saved<T>>) {
-    // The whole time loop runs on a pool worker so that each step's join is cheap.
+    // The whole time loop runs on a pool worker so that each step's join is cheap; with one
+    // thread there is no join, and the caller's thread does it all.
+    if threads <= 1 && plan.blocks.len() == 1 {
+        return forward_impl(plan, x, w, state, threads, save);
+    }
     rayon::scope(|_| forward_impl(plan, x, w, state, threads, save))
 }
 
@@ -803,6 +811,9 @@ pub struct Grads<T> {
 
 /// Backward through time. `grad` is the gradient of the flat packed output.
 pub fn backward<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: usize) -> Grads<T> {
+    if threads <= 1 && saved.plan.blocks.len() == 1 {
+        return backward_impl(saved, grad, need_dx, threads);
+    }
     rayon::scope(|_| backward_impl(saved, grad, need_dx, threads))
 }
 

@@ -147,18 +147,11 @@ pub fn lstm_direction(
     lstm_direction_variant(FusedVariant::Vanilla, &params, x, h0, c0, lengths, reverse)
 }
 
-/// Any variant. See `lstm_direction` for shapes.
-pub fn lstm_direction_variant(
-    variant: FusedVariant,
-    p: &DirectionParams<'_>,
-    x: &Tensor,
-    h0: Option<&Tensor>,
-    c0: Option<&Tensor>,
-    lengths: &[usize],
-    reverse: bool,
-) -> Result<(Tensor, Tensor, Tensor)> {
+/// Checks shapes and packs one direction's weights as the op takes them:
+/// `[W_ih | W_hh | b_ih + b_hh (| peephole)]`, (G*H, wcols), with differentiable ops.
+fn pack_weights(variant: FusedVariant, p: &DirectionParams<'_>, x: &Tensor) -> Result<Tensor> {
     let spec = variant.spec();
-    let (b, t, i) = x.dims3()?;
+    let (_, _, i) = x.dims3()?;
     let (rows, wi) = p.w_ih.dims2()?;
     let hidden = p.w_hh.dim(1)?;
     let ng = spec.gates().len();
@@ -174,10 +167,6 @@ pub fn lstm_direction_variant(
             p.w_ih.dims(),
             p.w_hh.dims()
         );
-    }
-    let lengths: Vec<usize> = if lengths.is_empty() { vec![t; b] } else { lengths.to_vec() };
-    if lengths.len() != b || lengths.iter().any(|&l| l > t) {
-        candle_core::bail!("fused lstm: lengths {lengths:?} must have one entry per batch row ({b}), each <= time ({t})");
     }
     let dtype = x.dtype();
     let dev = x.device();
@@ -205,24 +194,54 @@ pub fn lstm_direction_variant(
         (false, Some(_)) => candle_core::bail!("fused lstm ({}): unexpected peephole weights", variant.name()),
         (false, None) => {}
     }
-    let w = Tensor::cat(&cols, 1)?.contiguous()?;
-    let has_state = h0.is_some() || c0.is_some();
-    let zeros_state = || Tensor::zeros((b, hidden), dtype, dev);
-    let state = if has_state {
-        let h0 = match h0 {
-            Some(h) => h.clone(),
-            None => zeros_state()?,
-        };
-        let c0 = match c0 {
-            Some(c) => c.clone(),
-            None => zeros_state()?,
-        };
-        Tensor::stack(&[h0, c0], 0)?.contiguous()?
-    } else {
-        Tensor::zeros((2, b, hidden), dtype, dev)?
+    Tensor::cat(&cols, 1)?.contiguous()
+}
+
+/// `(h0, c0)` stacked (2, batch, hidden), zeros where absent; the flag says whether the
+/// caller gave any state (its gradient is returned only then).
+fn pack_state(h0: Option<&Tensor>, c0: Option<&Tensor>, x: &Tensor, hidden: usize) -> Result<(Tensor, bool)> {
+    let b = x.dim(0)?;
+    let (dtype, dev) = (x.dtype(), x.device());
+    if h0.is_none() && c0.is_none() {
+        return Ok((Tensor::zeros((2, b, hidden), dtype, dev)?, false));
+    }
+    let zeros = || Tensor::zeros((b, hidden), dtype, dev);
+    let h0 = match h0 {
+        Some(h) => h.clone(),
+        None => zeros()?,
     };
+    let c0 = match c0 {
+        Some(c) => c.clone(),
+        None => zeros()?,
+    };
+    Ok((Tensor::stack(&[h0, c0], 0)?.contiguous()?, true))
+}
+
+fn check_lengths(lengths: &[usize], b: usize, t: usize) -> Result<Vec<usize>> {
+    let lengths: Vec<usize> = if lengths.is_empty() { vec![t; b] } else { lengths.to_vec() };
+    if lengths.len() != b || lengths.iter().any(|&l| l > t) {
+        candle_core::bail!("fused lstm: lengths {lengths:?} must have one entry per batch row ({b}), each <= time ({t})");
+    }
+    Ok(lengths)
+}
+
+/// Any variant. See `lstm_direction` for shapes.
+pub fn lstm_direction_variant(
+    variant: FusedVariant,
+    p: &DirectionParams<'_>,
+    x: &Tensor,
+    h0: Option<&Tensor>,
+    c0: Option<&Tensor>,
+    lengths: &[usize],
+    reverse: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, t, _) = x.dims3()?;
+    let w = pack_weights(variant, p, x)?;
+    let hidden = p.w_hh.dim(1)?;
+    let lengths = check_lengths(lengths, b, t)?;
+    let (state, has_state) = pack_state(h0, c0, x, hidden)?;
     let threads = op_threads();
-    let mut op = op::FusedLstmOp::new(spec, lengths, reverse, has_state, threads);
+    let mut op = op::FusedLstmOp::new(variant.spec(), lengths, reverse, has_state, threads);
     let x = x.contiguous()?;
     let needs_grad = x.track_op() || w.track_op() || state.track_op();
     // Flat: (batch, time, hidden) outputs, then h_n and c_n (batch, hidden); each part is a
@@ -239,4 +258,41 @@ pub fn lstm_direction_variant(
     let h_n = packed.narrow(0, bth, bh)?.reshape((b, hidden))?;
     let c_n = packed.narrow(0, bth + bh, bh)?.reshape((b, hidden))?;
     Ok((out, h_n, c_n))
+}
+
+/// Both directions of a bidirectional layer in one op (`op::FusedBiLstmOp`): the forward
+/// direction over `p[0]`, the reverse one over `p[1]`, at the same time on half the threads
+/// each. Returns the concatenated output (batch, time, 2·hidden) and each direction's
+/// (h_n, c_n). `init[d]` is direction d's optional (h0, c0).
+pub fn lstm_bidirectional_variant(
+    variant: FusedVariant,
+    p: [&DirectionParams<'_>; 2],
+    x: &Tensor,
+    init: [(Option<&Tensor>, Option<&Tensor>); 2],
+    lengths: &[usize],
+) -> Result<(Tensor, [(Tensor, Tensor); 2])> {
+    let (b, t, _) = x.dims3()?;
+    let hidden = p[0].w_hh.dim(1)?;
+    if p[1].w_hh.dim(1)? != hidden {
+        candle_core::bail!("fused lstm: the two directions have different hidden sizes");
+    }
+    let w = Tensor::stack(&[pack_weights(variant, p[0], x)?, pack_weights(variant, p[1], x)?], 0)?;
+    let lengths = check_lengths(lengths, b, t)?;
+    let (s0, h0) = pack_state(init[0].0, init[0].1, x, hidden)?;
+    let (s1, h1) = pack_state(init[1].0, init[1].1, x, hidden)?;
+    let state = Tensor::stack(&[s0, s1], 0)?;
+    let threads = (op_threads() / 2).max(1);
+    let mut op = op::FusedBiLstmOp::new(variant.spec(), lengths, h0 || h1, threads);
+    let x = x.contiguous()?;
+    let needs_grad = x.track_op() || w.track_op() || state.track_op();
+    let packed = if needs_grad {
+        x.apply_op3(&w, &state, op)?
+    } else {
+        op.save = false;
+        x.apply_op3_no_bwd(&w, &state, &op)?
+    };
+    let (bt2h, bh) = (b * t * 2 * hidden, b * hidden);
+    let out = packed.narrow(0, 0, bt2h)?.reshape((b, t, 2 * hidden))?;
+    let part = |k: usize| -> Result<Tensor> { packed.narrow(0, bt2h + k * bh, bh)?.reshape((b, hidden)) };
+    Ok((out, [(part(0)?, part(1)?), (part(2)?, part(3)?)]))
 }

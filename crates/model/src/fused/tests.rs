@@ -401,3 +401,65 @@ fn degenerate_shapes() {
     let x32 = Tensor::zeros((2, 3, i), DType::F32, &dev).unwrap();
     assert!(lstm_direction(&x32, &w_ih, &w_hh, None, None, None, None, &[], false).is_err());
 }
+
+/// The two-direction op against two single-direction ops on the same inputs: outputs, final
+/// states and the gradients of x, both directions' weights and initial states, for random
+/// shapes, lengths (including 0) and variants, with one and with two threads per direction.
+#[test]
+fn bidirectional_op_matches_two_directions() {
+    let mut rng = TestRng(77);
+    for threads in [2, 4] {
+        THREADS_OVERRIDE.with(|t| t.set(Some(threads)));
+        for variant in Variant::ALL {
+            for dtype in [DType::F64, DType::F32] {
+                let mut c = Case::random(&mut rng, variant);
+                c.with_state = true;
+                let fw = Inputs::new(&c, &mut rng, dtype);
+                let bw = Inputs { x: fw.x.clone(), ..Inputs::new(&c, &mut rng, dtype) };
+                let fv = FusedVariant::from_name(variant.name()).unwrap();
+                fn params(inp: &Inputs) -> DirectionParams<'_> {
+                    DirectionParams {
+                    w_ih: inp.w_ih.as_tensor(),
+                    w_hh: inp.w_hh.as_tensor(),
+                    b_ih: Some(inp.b_ih.as_tensor()),
+                    b_hh: Some(inp.b_hh.as_tensor()),
+                    peephole: inp.peep.as_ref().map(|p| p.as_tensor()),
+                    }
+                }
+                let (pf, pb) = (params(&fw), params(&bw));
+                fn st(inp: &Inputs) -> (Option<&Tensor>, Option<&Tensor>) {
+                    (inp.h0.as_ref().map(|v| v.as_tensor()), inp.c0.as_ref().map(|v| v.as_tensor()))
+                }
+                let x = fw.x.as_tensor();
+                let r_out = rng.tensor(&[c.b, c.t, 2 * c.h], 1.0, dtype);
+                let weigh = |out: &Tensor, fin: [&Tensor; 4]| {
+                    let mut l = (out * &r_out).unwrap().sum_all().unwrap();
+                    for (k, f) in fin.into_iter().enumerate() {
+                        l = (l + (f * &fw.r[1 + k % 2]).unwrap().sum_all().unwrap()).unwrap();
+                    }
+                    l
+                };
+                let (out, [(h0, c0), (h1, c1)]) = lstm_bidirectional_variant(fv, [&pf, &pb], x, [st(&fw), st(&bw)], &c.lengths).unwrap();
+                let g_bi = weigh(&out, [&h0, &c0, &h1, &c1]).backward().unwrap();
+                let (o0, rh0, rc0) = lstm_direction_variant(fv, &pf, x, st(&fw).0, st(&fw).1, &c.lengths, false).unwrap();
+                let (o1, rh1, rc1) = lstm_direction_variant(fv, &pb, x, st(&bw).0, st(&bw).1, &c.lengths, true).unwrap();
+                let rout = Tensor::cat(&[o0, o1], 2).unwrap();
+                let g_ref = weigh(&rout, [&rh0, &rc0, &rh1, &rc1]).backward().unwrap();
+                let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+                let mut worst = 0f64;
+                for (a, b) in [(&out, &rout), (&h0, &rh0), (&c0, &rc0), (&h1, &rh1), (&c1, &rc1)] {
+                    worst = worst.max(rel_err(a, b));
+                }
+                for inp in [&fw, &bw] {
+                    for (name, v) in inp.vars() {
+                        let (a, b) = (g_bi.get(v.as_tensor()), g_ref.get(v.as_tensor()));
+                        let (Some(a), Some(b)) = (a, b) else { panic!("{variant:?}: no gradient for {name}") };
+                        worst = worst.max(rel_err(a, b));
+                    }
+                }
+                assert!(worst < tol, "{variant:?} {dtype:?} threads {threads} {c:?}: {worst:.2e}");
+            }
+        }
+    }
+    THREADS_OVERRIDE.with(|t| t.set(None));
+}
