@@ -329,6 +329,18 @@ impl Lstm {
                 };
                 layer_input = layer_input.broadcast_mul(&mask)?;
             }
+            if dirs == 2 {
+                let init = input.initial.as_ref().map(|v| [Some(&v[layer * 2]), Some(&v[layer * 2 + 1])]).unwrap_or([None, None]);
+                let w = [self.direction_weights(layer, 0), self.direction_weights(layer, 1)];
+                if let Some((out, [s0, s1])) =
+                    crate::fused::hook::try_run_bidirectional(cfg, w, &layer_input, lengths, init, input.trace)?
+                {
+                    final_states.push(s0);
+                    final_states.push(s1);
+                    layer_input = out;
+                    continue;
+                }
+            }
             let mut outs = Vec::new();
             for dir in 0..dirs {
                 let init = input.initial.as_ref().map(|v| &v[layer * dirs + dir]);
