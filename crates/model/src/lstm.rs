@@ -313,7 +313,19 @@ impl Lstm {
             return Err(Error::Input("training with dropout > 0 needs `dropout_rng`".into()));
         }
         let lengths = input.lengths.as_deref().filter(|l| l.iter().any(|&n| n != t));
-        let masks = lengths.map(|l| StepMasks::new(l, t, x.dtype(), x.device())).transpose()?;
+        // Built on first use: the fused kernel takes the lengths directly.
+        let masks_cell = std::cell::OnceCell::new();
+        let masks = || -> Result<Option<&StepMasks>> {
+            match lengths {
+                None => Ok(None),
+                Some(l) => {
+                    if masks_cell.get().is_none() {
+                        let _ = masks_cell.set(StepMasks::new(l, t, x.dtype(), x.device())?);
+                    }
+                    Ok(masks_cell.get())
+                }
+            }
+        };
         let spec = self.cell_spec();
         let mut layer_input = x.clone();
         let mut final_states = Vec::new();
@@ -349,7 +361,7 @@ impl Lstm {
                 let fused = crate::fused::hook::try_run_direction(cfg, w, &layer_input, lengths, dir == 1, init, input.trace)?;
                 let r = match fused {
                     Some(r) => r,
-                    None => run_direction(&spec, w, &layer_input, masks.as_ref(), dir == 1, init, input.trace)?,
+                    None => run_direction(&spec, w, &layer_input, masks()?, dir == 1, init, input.trace)?,
                 };
                 outs.push(r.output);
                 final_states.push(r.final_state);
