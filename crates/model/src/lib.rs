@@ -17,6 +17,8 @@
 //! # Ok::<(), model::Error>(())
 //! ```
 
+#[macro_use]
+mod multiversion;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;

@@ -213,15 +213,16 @@ pub fn masked_max_pool_ops(x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
 
 struct MaxPool {
     lengths: Vec<usize>,
-    /// Per (batch, feature): the arg-max step, or usize::MAX for an empty row.
-    argmax: Mutex<Vec<usize>>,
+    /// Per (batch, feature): the arg-max step, or u32::MAX for an empty row.
+    argmax: Mutex<Vec<u32>>,
 }
 
 impl MaxPool {
     fn fwd<T: WithDType>(&self, x: &[T], time: usize, feats: usize) -> Vec<T> {
+        let max_step = max_step_fn::<T>();
         let batch = self.lengths.len();
         let mut out = vec![T::zero(); batch * feats];
-        let mut arg = vec![usize::MAX; batch * feats];
+        let mut arg = vec![u32::MAX; batch * feats];
         for (b, &len) in self.lengths.iter().enumerate() {
             if len == 0 {
                 continue;
@@ -231,19 +232,27 @@ impl MaxPool {
             o.copy_from_slice(&x[b * time * feats..][..feats]);
             a.fill(0);
             for t in 1..len {
-                let row = &x[(b * time + t) * feats..][..feats];
-                for ((ov, av), &v) in o.iter_mut().zip(a.iter_mut()).zip(row) {
-                    if v > *ov {
-                        *ov = v;
-                        *av = t;
-                    }
-                }
+                max_step(o, a, &x[(b * time + t) * feats..][..feats], t as u32);
             }
         }
         *self.argmax.lock().unwrap() = arg;
         out
     }
 }
+
+/// One step of the running max: where `row` beats `o`, take its value and step `t`.
+/// Branch-free selects, so the loop vectorises.
+#[inline(always)]
+fn max_step<T: WithDType>(o: &mut [T], a: &mut [u32], row: &[T], t: u32) {
+    for ((ov, av), &v) in o.iter_mut().zip(a.iter_mut()).zip(row) {
+        let gt = v > *ov;
+        *ov = if gt { v } else { *ov };
+        *av = if gt { t } else { *av };
+    }
+}
+
+type MaxStep<T> = fn(&mut [T], &mut [u32], &[T], u32);
+multiversion!(max_step_fn, max_step, WithDType, MaxStep<T>, (o: &mut [T], a: &mut [u32], row: &[T], t: u32));
 
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
@@ -264,13 +273,13 @@ impl CustomOp1 for MaxPool {
         let (batch, time, feats) = x.dims3()?;
         let arg = self.argmax.lock().unwrap();
         let grad = grad.contiguous()?;
-        fn scatter<T: WithDType>(g: &[T], arg: &[usize], batch: usize, time: usize, feats: usize) -> Vec<T> {
+        fn scatter<T: WithDType>(g: &[T], arg: &[u32], batch: usize, time: usize, feats: usize) -> Vec<T> {
             let mut dx = vec![T::zero(); batch * time * feats];
             for b in 0..batch {
                 for f in 0..feats {
                     let t = arg[b * feats + f];
-                    if t != usize::MAX {
-                        dx[(b * time + t) * feats + f] = g[b * feats + f];
+                    if t != u32::MAX {
+                        dx[(b * time + t as usize) * feats + f] = g[b * feats + f];
                     }
                 }
             }

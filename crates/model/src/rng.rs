@@ -186,18 +186,31 @@ fn splitmix64(mut z: u64) -> u64 {
 
 /// `n` inverted-dropout values: 0 where the element's draw is below `threshold`, else
 /// `scale`. Element 2k and 2k+1 take the low and high halves of SplitMix64 at counter k.
-fn mask_values<T: Copy + Default>(key: u64, n: usize, threshold: u64, scale: T) -> Vec<T> {
-    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut v = vec![T::default(); n];
-    for (k, pair) in v.chunks_mut(2).enumerate() {
-        let r = splitmix64(key.wrapping_add((k as u64 + 1).wrapping_mul(GOLDEN)));
-        let halves = [r & 0xFFFF_FFFF, r >> 32];
-        for (x, h) in pair.iter_mut().zip(halves) {
-            *x = if h < threshold { T::default() } else { scale };
-        }
-    }
+fn mask_values<T: candle_core::WithDType>(key: u64, n: usize, threshold: u64, scale: T) -> Vec<T> {
+    let mut v = vec![T::zero(); n];
+    mask_fill_fn::<T>()(key, threshold, scale, &mut v);
     v
 }
+
+#[inline(always)]
+fn mask_fill<T: candle_core::WithDType>(key: u64, threshold: u64, scale: T, out: &mut [T]) {
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut k = 0u64;
+    for pair in &mut pairs {
+        let r = splitmix64(key.wrapping_add((k + 1).wrapping_mul(GOLDEN)));
+        pair[0] = if (r & 0xFFFF_FFFF) < threshold { T::zero() } else { scale };
+        pair[1] = if (r >> 32) < threshold { T::zero() } else { scale };
+        k += 1;
+    }
+    if let [last] = pairs.into_remainder() {
+        let r = splitmix64(key.wrapping_add((k + 1).wrapping_mul(GOLDEN)));
+        *last = if (r & 0xFFFF_FFFF) < threshold { T::zero() } else { scale };
+    }
+}
+
+type MaskFill<T> = fn(u64, u64, T, &mut [T]);
+multiversion!(mask_fill_fn, mask_fill, candle_core::WithDType, MaskFill<T>, (key: u64, threshold: u64, scale: T, out: &mut [T]));
 
 #[cfg(test)]
 mod tests {

@@ -616,48 +616,8 @@ fn fwd_gates<T: Real>(
     }
 }
 
-macro_rules! multiversion {
-    ($name:ident, $generic:ident, $ty:ty, ($($arg:ident : $argty:ty),*)) => {
-        fn $name<T: Real>() -> $ty {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[allow(clippy::too_many_arguments)]
-                #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")]
-                unsafe fn v4<T: Real>($($arg: $argty),*) {
-                    $generic::<T>($($arg),*)
-                }
-                #[allow(clippy::too_many_arguments)]
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3<T: Real>($($arg: $argty),*) {
-                    $generic::<T>($($arg),*)
-                }
-                #[allow(clippy::too_many_arguments)]
-                fn v4_safe<T: Real>($($arg: $argty),*) {
-                    // SAFETY: selected only when the CPU reports these features.
-                    unsafe { v4::<T>($($arg),*) }
-                }
-                #[allow(clippy::too_many_arguments)]
-                fn v3_safe<T: Real>($($arg: $argty),*) {
-                    // SAFETY: selected only when the CPU reports these features.
-                    unsafe { v3::<T>($($arg),*) }
-                }
-                if std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("avx512dq")
-                    && std::is_x86_feature_detected!("avx512vl")
-                    && std::is_x86_feature_detected!("avx512bw")
-                {
-                    return v4_safe::<T>;
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    return v3_safe::<T>;
-                }
-            }
-            $generic::<T>
-        }
-    };
-}
 
-multiversion!(fwd_gates_fn, fwd_gates, FwdGates<T>,
+multiversion!(fwd_gates_fn, fwd_gates, Real, FwdGates<T>,
     (spec: &CellSpec, w: usize, pre: &mut [T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T], peep: [&[T]; 3], scratch: &mut [T]));
 
 type FwdVanilla<T> = fn(usize, &mut [T], &[T], &[T], &mut [T], &mut [T], &mut [T]);
@@ -690,7 +650,7 @@ fn fwd_vanilla<T: Real>(w: usize, pre: &mut [T], bias: &[T], cp: &[T], c: &mut [
     }
 }
 
-multiversion!(fwd_vanilla_fn, fwd_vanilla, FwdVanilla<T>,
+multiversion!(fwd_vanilla_fn, fwd_vanilla, Real, FwdVanilla<T>,
     (w: usize, pre: &mut [T], bias: &[T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T]));
 
 type BwdGates<T> = fn(&CellSpec, usize, BwdRow<'_, T>);
@@ -797,7 +757,7 @@ fn bwd_core<T: Real, const OA: bool, const IA: bool, const PEEP: bool, const CPL
     }
 }
 
-multiversion!(bwd_gates_fn, bwd_gates, BwdGates<T>, (spec: &CellSpec, w: usize, row: BwdRow<'_, T>));
+multiversion!(bwd_gates_fn, bwd_gates, Real, BwdGates<T>, (spec: &CellSpec, w: usize, row: BwdRow<'_, T>));
 
 /// Gradients of the op's three inputs.
 pub struct Grads<T> {
