@@ -40,6 +40,7 @@ pub struct Classifier {
     lstm: Lstm,
     head: Linear,
     cfg: ClassifierConfig,
+    sparse_grad: Option<crate::ops::SparseGradSlot>,
 }
 
 pub struct ClassifierOutput {
@@ -54,7 +55,14 @@ impl Classifier {
         let embedding = candle_nn::embedding(cfg.vocab_size, cfg.embedding_dim, vb.pp("embedding"))?;
         let lstm = Lstm::new(&cfg.lstm, vb.pp("lstm"))?;
         let head = candle_nn::linear(cfg.lstm.output_size(), cfg.num_classes, vb.pp("head"))?;
-        Ok(Self { embedding, lstm, head, cfg: cfg.clone() })
+        Ok(Self { embedding, lstm, head, cfg: cfg.clone(), sparse_grad: None })
+    }
+
+    /// From now on the embedding table's gradient is left in the returned slot as the rows a
+    /// batch used ([`crate::ops::embed`]) instead of in the gradient store; each training
+    /// forward clears it. For an optimizer that reads the slot (`train`'s).
+    pub fn sparse_embedding_grad(&mut self) -> crate::ops::SparseGradSlot {
+        self.sparse_grad.get_or_insert_with(Default::default).clone()
     }
 
     pub fn config(&self) -> &ClassifierConfig {
@@ -80,7 +88,12 @@ impl Classifier {
         let table = self.embedding.embeddings();
         let c = &self.cfg;
         let mask = input_dropout_mask(ids, table, c.embedding_dropout, c.variational, rng.as_deref_mut(), train, "embedding dropout")?;
-        let x = crate::ops::embed(table, ids, mask.as_ref())?;
+        if train {
+            if let Some(s) = &self.sparse_grad {
+                s.clear();
+            }
+        }
+        let x = crate::ops::embed(table, ids, mask.as_ref(), self.sparse_grad.as_ref())?;
         let c = &self.cfg;
         encode_and_classify(&self.lstm, &self.head, &c.lstm, c.pooling, c.head_dropout, &x, lengths, train, rng, trace)
     }

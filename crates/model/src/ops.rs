@@ -37,7 +37,11 @@ fn cpu_slice<T: WithDType, R>(t: &Tensor, what: &str, f: impl FnOnce(&[T]) -> R)
 /// `table[ids] * mask`: `table` (vocab, dim), `ids` (batch, time) u32, `mask` (batch, time,
 /// dim) or (batch, 1, dim) (one mask per sequence, shared over time). Returns (batch, time,
 /// dim). An id outside the table is an error naming it.
-pub fn embed(table: &Tensor, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+///
+/// With `sparse`, an f32 table's gradient is not returned to candle's gradient store: the
+/// backward leaves the used rows in the slot ([`SparseRows`]) for an optimizer that reads them
+/// (`train`'s does), saving a vocabulary-sized zero fill, scatter and read every step.
+pub fn embed(table: &Tensor, ids: &Tensor, mask: Option<&Tensor>, sparse: Option<&SparseGradSlot>) -> Result<Tensor> {
     let (vocab, dim) = table.dims2()?;
     let (batch, time) = ids.dims2()?;
     if let Some(m) = mask {
@@ -67,13 +71,83 @@ pub fn embed(table: &Tensor, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tens
         )));
     }
     let shared = mask.is_some_and(|m| m.dim(1).ok() == Some(1) && time != 1);
-    let op = Embed { ids: id_vec, batch, time, dim, shared, has_mask: mask.is_some() };
+    let sparse = sparse.filter(|_| table.dtype() == DType::F32).cloned();
+    let op = Embed { ids: id_vec, batch, time, dim, shared, has_mask: mask.is_some(), sparse };
     let mask = match mask {
         Some(m) => m.contiguous()?,
         // A 1-element placeholder: the op reads no mask.
         None => Tensor::zeros(1, table.dtype(), table.device())?,
     };
     Ok(table.contiguous()?.apply_op3(&ids, &mask, op)?)
+}
+
+/// A row-sparse gradient of a (vocab, dim) table: the rows one backward pass used, ascending
+/// and each once, and their gradient rows (`values`, rows.len() × dim).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseRows {
+    pub dim: usize,
+    pub rows: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+impl SparseRows {
+    /// The dense (vocab × dim) gradient.
+    pub fn to_dense(&self, vocab: usize) -> Vec<f32> {
+        let mut g = vec![0.0; vocab * self.dim];
+        for (k, &r) in self.rows.iter().enumerate() {
+            g[r as usize * self.dim..][..self.dim].copy_from_slice(&self.values[k * self.dim..][..self.dim]);
+        }
+        g
+    }
+
+    /// Sum of two gradients of the same table (a table used twice in one graph).
+    fn merge(self, other: SparseRows) -> SparseRows {
+        let d = self.dim;
+        let (mut rows, mut values) = (Vec::new(), Vec::new());
+        let (mut i, mut j) = (0, 0);
+        while i < self.rows.len() || j < other.rows.len() {
+            let a = self.rows.get(i).copied().unwrap_or(u32::MAX);
+            let b = other.rows.get(j).copied().unwrap_or(u32::MAX);
+            let r = a.min(b);
+            let mut v = vec![0.0f32; d];
+            if a == r {
+                v.copy_from_slice(&self.values[i * d..][..d]);
+                i += 1;
+            }
+            if b == r {
+                for (x, &y) in v.iter_mut().zip(&other.values[j * d..][..d]) {
+                    *x += y;
+                }
+                j += 1;
+            }
+            rows.push(r);
+            values.extend(v);
+        }
+        SparseRows { dim: d, rows, values }
+    }
+}
+
+/// Where [`embed`] leaves its table's gradient (see there). Clones share the slot.
+#[derive(Clone, Default, Debug)]
+pub struct SparseGradSlot(std::sync::Arc<Mutex<Option<SparseRows>>>);
+
+impl SparseGradSlot {
+    /// The gradient left since the last `take` or `clear`, if any.
+    pub fn take(&self) -> Option<SparseRows> {
+        self.0.lock().unwrap().take()
+    }
+
+    pub fn clear(&self) {
+        *self.0.lock().unwrap() = None;
+    }
+
+    fn add(&self, rows: SparseRows) {
+        let mut slot = self.0.lock().unwrap();
+        *slot = Some(match slot.take() {
+            Some(prev) => prev.merge(rows),
+            None => rows,
+        });
+    }
 }
 
 struct Embed {
@@ -84,6 +158,7 @@ struct Embed {
     /// The mask is (batch, 1, dim).
     shared: bool,
     has_mask: bool,
+    sparse: Option<SparseGradSlot>,
 }
 
 impl Embed {
@@ -108,6 +183,38 @@ impl Embed {
             }
         }
         out
+    }
+
+    /// The used rows, ascending, each row's gradient summed over its uses in position order
+    /// (the order of the dense scatter in `bwd`, so the values are the same bits).
+    fn bwd_sparse(&self, grad: &[f32], mask: &[f32]) -> SparseRows {
+        let d = self.dim;
+        let mut order: Vec<u32> = (0..self.ids.len() as u32).collect();
+        order.sort_by_key(|&i| self.ids[i as usize]);
+        let mut rows: Vec<u32> = Vec::new();
+        let mut values: Vec<f32> = Vec::new();
+        for &i in &order {
+            let i = i as usize;
+            let id = self.ids[i];
+            if rows.last() != Some(&id) {
+                rows.push(id);
+                values.resize(values.len() + d, 0.0);
+            }
+            let dst = values.len() - d;
+            let dst = &mut values[dst..];
+            let src = &grad[i * d..][..d];
+            if self.has_mask {
+                let m = &mask[self.mask_row(i)..][..d];
+                for ((a, &b), &c) in dst.iter_mut().zip(src).zip(m) {
+                    *a += b * c;
+                }
+            } else {
+                for (a, &b) in dst.iter_mut().zip(src) {
+                    *a += b;
+                }
+            }
+        }
+        SparseRows { dim: d, rows, values }
     }
 
     fn bwd<T: WithDType>(&self, vocab: usize, grad: &[T], mask: &[T]) -> Vec<T> {
@@ -169,6 +276,11 @@ impl CustomOp3 for Embed {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let vocab = table.dim(0)?;
         let grad = grad.contiguous()?;
+        if let (Some(slot), DType::F32) = (&self.sparse, table.dtype()) {
+            let rows = cpu_slice::<f32, _>(&grad, "gradient", |g| cpu_slice::<f32, _>(mask, "mask", |m| self.bwd_sparse(g, m)))??;
+            slot.add(rows);
+            return Ok((None, None, None));
+        }
         let g = match table.dtype() {
             DType::F32 => {
                 let g = cpu_slice::<f32, _>(&grad, "gradient", |g| cpu_slice::<f32, _>(mask, "mask", |m| self.bwd(vocab, g, m)))??;
@@ -327,7 +439,7 @@ mod tests {
                     _ => Some(rng.dropout_mask((2, 1, 5), 0.4, dtype, &Device::Cpu).unwrap()),
                 };
                 let r = rand(&mut rng, &[2, 4, 5], dtype);
-                let ours = embed(table.as_tensor(), &ids, mask.as_ref()).unwrap();
+                let ours = embed(table.as_tensor(), &ids, mask.as_ref(), None).unwrap();
                 let base = table.as_tensor().index_select(&ids.flatten_all().unwrap(), 0).unwrap().reshape((2, 4, 5)).unwrap();
                 let base = match &mask {
                     Some(m) => base.broadcast_mul(m).unwrap(),
@@ -345,15 +457,41 @@ mod tests {
         }
     }
 
+    /// The sparse gradient equals the dense one bit for bit (rows in order, repeated ids
+    /// summed in position order), a table used twice sums both uses, and the table gets no
+    /// dense gradient.
+    #[test]
+    fn sparse_gradient_equals_dense() {
+        let mut rng = SeededRng::new(9, "test");
+        let table = Var::from_tensor(&rand(&mut rng, &[13, 4], DType::F32)).unwrap();
+        let ids = Tensor::new(&[[7u32, 2, 7, 0], [2, 2, 12, 7]], &Device::Cpu).unwrap();
+        let ids2 = Tensor::new(&[[3u32, 7]], &Device::Cpu).unwrap();
+        let mask = rng.dropout_mask((2, 4, 4), 0.3, DType::F32, &Device::Cpu).unwrap();
+        let (r, r2) = (rand(&mut rng, &[2, 4, 4], DType::F32), rand(&mut rng, &[1, 2, 4], DType::F32));
+        let loss = |sparse: Option<&SparseGradSlot>| {
+            let a = embed(table.as_tensor(), &ids, Some(&mask), sparse).unwrap();
+            let b = embed(table.as_tensor(), &ids2, None, sparse).unwrap();
+            ((a * &r).unwrap().sum_all().unwrap() + (b * &r2).unwrap().sum_all().unwrap()).unwrap()
+        };
+        let dense = loss(None).backward().unwrap().get(table.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let slot = SparseGradSlot::default();
+        let g = loss(Some(&slot)).backward().unwrap();
+        assert!(g.get(table.as_tensor()).is_none());
+        let s = slot.take().unwrap();
+        assert_eq!(s.rows, vec![0, 2, 3, 7, 12]);
+        assert_eq!(s.to_dense(13), dense);
+        assert!(slot.take().is_none());
+    }
+
     #[test]
     fn embed_rejects_out_of_range_ids_and_bad_masks() {
         let table = Tensor::zeros((4, 3), DType::F32, &Device::Cpu).unwrap();
         let ids = Tensor::new(&[[0u32, 4]], &Device::Cpu).unwrap();
-        let e = embed(&table, &ids, None).unwrap_err().to_string();
+        let e = embed(&table, &ids, None, None).unwrap_err().to_string();
         assert!(e.contains("token id 4") && e.contains("position 1") && e.contains("4 rows"), "{e}");
         let ids = Tensor::new(&[[0u32, 1]], &Device::Cpu).unwrap();
         let mask = Tensor::ones((1, 2, 2), DType::F32, &Device::Cpu).unwrap();
-        let e = embed(&table, &ids, Some(&mask)).unwrap_err().to_string();
+        let e = embed(&table, &ids, Some(&mask), None).unwrap_err().to_string();
         assert!(e.contains("expected (1, 2, 3)"), "{e}");
     }
 

@@ -179,7 +179,9 @@ fn bench_ours(cfg: &Config, fused: bool, data: &[Batch], steps: usize, dev: &Dev
     let bc = &cfg.bench;
     let ccfg = classifier_config(cfg, fused);
     let varmap = VarMap::new();
-    let net = Classifier::new(&ccfg, model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, dev))?;
+    let mut net = Classifier::new(&ccfg, model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, dev))?;
+    // As in `train`: the optimizer reads the embedding table's used rows.
+    let embedding_grad = net.sparse_embedding_grad();
     let params = params_of(&varmap);
     let mut opt = Optimizer::new(&cfg.train);
     let mut rng = SeededRng::new(cfg.run.seed, "bench/dropout");
@@ -193,7 +195,8 @@ fn bench_ours(cfg: &Config, fused: bool, data: &[Batch], steps: usize, dev: &Dev
         let t1 = Instant::now();
         let grads = loss.backward()?;
         let t2 = Instant::now();
-        opt.step(&params, &grads, cfg.train.lr)?;
+        let sparse: Vec<_> = embedding_grad.take().map(|r| ("embedding.weight".to_string(), r)).into_iter().collect();
+        opt.step_sparse(&params, &grads, &sparse, cfg.train.lr)?;
         let t3 = Instant::now();
         let l = loss.to_scalar::<f32>()?;
         if !l.is_finite() {

@@ -19,7 +19,8 @@
 
 use crate::config::{Optimizer as Kind, TrainConfig};
 use anyhow::{bail, Context, Result};
-use candle_core::{backprop::GradStore, CpuStorage, DType, Device, InplaceOp2, Layout, Storage, Tensor, Var};
+use candle_core::{backprop::GradStore, CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Storage, Tensor, Var};
+use model::ops::SparseRows;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -94,14 +95,49 @@ impl Optimizer {
     /// with the same f32 operations, so the result is the same bits as materialising it);
     /// other devices and dtypes go through host copies and `Var::set`.
     pub fn step(&mut self, params: &[Param], grads: &GradStore, lr: f64) -> Result<StepReport> {
-        let mut work: Vec<(usize, Tensor)> = Vec::with_capacity(params.len());
+        self.step_sparse(params, grads, &[], lr)
+    }
+
+    /// `step` where some parameters' gradients come row-sparse (`sparse`, by parameter name:
+    /// an embedding table's used rows, see `model::ops::embed`) instead of from `grads`. The
+    /// result is the dense update with zero gradient in the other rows, bit for bit (the
+    /// moments of unused rows still decay, as PyTorch's dense Adam does); only the
+    /// vocabulary-sized gradient is never built (with penalties on the parameter it is).
+    pub fn step_sparse(
+        &mut self,
+        params: &[Param],
+        grads: &GradStore,
+        sparse: &[(String, SparseRows)],
+        lr: f64,
+    ) -> Result<StepReport> {
+        let mut work: Vec<(usize, Grad)> = Vec::with_capacity(params.len());
         let mut sq = 0.0f64;
         let mut penalty = 0.0f64;
         for (i, p) in params.iter().enumerate() {
-            let Some(g) = grads.get(p.var.as_tensor()) else { continue };
-            let g = if g.is_contiguous() { g.clone() } else { g.contiguous()? };
+            let rows = sparse.iter().find(|(name, _)| *name == p.name).map(|(_, r)| r);
             let fold = self.fold(p);
             let w = p.var.as_tensor();
+            let g = match (grads.get(w), rows) {
+                (Some(_), Some(_)) => bail!("{}: both a dense and a row-sparse gradient", p.name),
+                (None, None) => continue,
+                (Some(g), None) => g.clone(),
+                (None, Some(r)) => {
+                    let (vocab, dim) = w.dims2().with_context(|| format!("{}: a row-sparse gradient needs a matrix", p.name))?;
+                    if r.dim != dim || r.rows.iter().any(|&k| k as usize >= vocab) || r.values.len() != r.rows.len() * dim {
+                        bail!("{}: row-sparse gradient does not fit the ({vocab}, {dim}) parameter", p.name);
+                    }
+                    let cpu_f32 = w.device().is_cpu() && w.dtype() == DType::F32 && w.is_contiguous();
+                    if fold.active || !cpu_f32 {
+                        // Penalties make every row's gradient non-zero: build it densely.
+                        Tensor::from_vec(r.to_dense(vocab), (vocab, dim), w.device())?.to_dtype(w.dtype())?
+                    } else {
+                        sq += sum_squares_rows(r);
+                        work.push((i, Grad::Rows(r)));
+                        continue;
+                    }
+                }
+            };
+            let g = if g.is_contiguous() { g } else { g.contiguous()? };
             let (ps, gs) = with_f32_pair(w, &g, |w, g| {
                 let pen = if fold.active { penalty_of(w, self.l2, self.l1) } else { 0.0 };
                 let s = if fold.active { sum_squares(g, |j, x| fold.grad(x, w[j])) } else { sum_squares(g, |_, x| x) };
@@ -110,7 +146,7 @@ impl Optimizer {
             .with_context(|| format!("gradient of {}", p.name))?;
             penalty += ps;
             sq += gs;
-            work.push((i, g));
+            work.push((i, Grad::Dense(g)));
         }
         let grad_norm = sq.sqrt();
         if !grad_norm.is_finite() {
@@ -151,6 +187,14 @@ impl Optimizer {
             if m.len() != n || v.as_ref().is_some_and(|v| v.len() != n) {
                 bail!("optimizer state of {} has {} values, the parameter {n}", p.name, m.len());
             }
+            let g = match g {
+                Grad::Rows(r) => {
+                    let op = InPlaceRows { rule: &rule, fold, rows: r, m: RefCell::new(m), v: RefCell::new(v) };
+                    w.inplace_op1(&op).with_context(|| format!("updating {}", p.name))?;
+                    continue;
+                }
+                Grad::Dense(g) => g,
+            };
             if w.device().is_cpu() && w.dtype() == DType::F32 && g.dtype() == DType::F32 {
                 let op = InPlace { rule: &rule, fold, m: RefCell::new(m), v: RefCell::new(v) };
                 w.inplace_op2(&g, &op).with_context(|| format!("updating {}", p.name))?;
@@ -373,6 +417,21 @@ fn sum_squares(g: &[f32], f: impl Fn(usize, f32) -> f32) -> f64 {
     ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
+/// `sum_squares` of the dense gradient `r` stands for, from its rows alone: element j still
+/// goes to partial sum j mod 8 in ascending order, and the absent zeros add nothing, so the
+/// result has the same bits.
+fn sum_squares_rows(r: &SparseRows) -> f64 {
+    let mut acc = [0.0f64; 8];
+    for (k, &row) in r.rows.iter().enumerate() {
+        let base = row as usize * r.dim;
+        for (c, &x) in r.values[k * r.dim..][..r.dim].iter().enumerate() {
+            let x = x as f64;
+            acc[(base + c) % 8] += x * x;
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
 /// The update as a candle in-place op on the parameter's own storage, the gradient as the
 /// second operand (candle refuses it if the two share storage).
 struct InPlace<'a> {
@@ -401,6 +460,68 @@ impl InplaceOp2 for InPlace<'_> {
     }
 }
 
+/// A parameter's gradient for the update pass.
+enum Grad<'a> {
+    Dense(Tensor),
+    Rows(&'a SparseRows),
+}
+
+/// The update of a parameter whose gradient is row-sparse: the used rows with their
+/// gradient, every other row with a zero gradient, through the same `Rule::apply` as the
+/// dense path (so the same bits as a dense zero-filled gradient).
+struct InPlaceRows<'a> {
+    rule: &'a Rule,
+    fold: Fold,
+    rows: &'a SparseRows,
+    m: RefCell<&'a mut Vec<f32>>,
+    v: RefCell<Option<&'a mut [f32]>>,
+}
+
+impl InplaceOp1 for InPlaceRows<'_> {
+    fn name(&self) -> &'static str {
+        "optimizer-step-rows"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout) -> candle_core::Result<()> {
+        let Some((a1, b1)) = l1.contiguous_offsets() else {
+            candle_core::bail!("optimizer: parameter must be contiguous")
+        };
+        let CpuStorage::F32(w) = s1 else { candle_core::bail!("optimizer: in-place update needs an f32 parameter") };
+        let w = &mut w[a1..b1];
+        let n = w.len();
+        let mut m = self.m.borrow_mut();
+        let mut v = self.v.borrow_mut();
+        let (m, mut v) = (m.as_mut_slice(), v.as_deref_mut());
+        const CHUNK: usize = 4096;
+        let zeros = [0f32; CHUNK];
+        let d = self.rows.dim;
+        let mut update = |lo: usize, hi: usize, g: Option<&[f32]>| {
+            let mut a = lo;
+            while a < hi {
+                let b = match g {
+                    Some(_) => hi,
+                    None => hi.min(a + CHUNK),
+                };
+                let gs = match g {
+                    Some(g) => g,
+                    None => &zeros[..b - a],
+                };
+                self.rule.apply(self.fold, &mut w[a..b], gs, &mut m[a..b], v.as_deref_mut().map(|v| &mut v[a..b]));
+                a = b;
+            }
+        };
+        let mut at = 0;
+        for (k, &r) in self.rows.rows.iter().enumerate() {
+            let start = r as usize * d;
+            update(at, start, None);
+            update(start, start + d, Some(&self.rows.values[k * d..][..d]));
+            at = start + d;
+        }
+        update(at, n, None);
+        Ok(())
+    }
+}
+
 fn sign(x: f32) -> f32 {
     if x > 0.0 {
         1.0
@@ -423,6 +544,55 @@ fn penalty_of(w: &[f32], l2: f64, l1: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row-sparse gradient gives the same weights, moments and norm bits as the dense
+    /// gradient with zeros elsewhere, for every optimizer, with clipping, over three steps
+    /// whose rows differ (so unused rows' moments decay), and falls back to the dense path
+    /// when penalties apply.
+    #[test]
+    fn sparse_rows_step_equals_dense() {
+        let (vocab, dim) = (37, 5);
+        let mut rng = model::rng::SeededRng::new(4, "test");
+        for kind in [Kind::Adam, Kind::Adamw, Kind::Sgd] {
+            for penalised in [false, true] {
+                let cfg = TrainConfig {
+                    optimizer: kind,
+                    lr: 0.01,
+                    clip_norm: 0.5,
+                    weight_decay: 0.1,
+                    momentum: 0.9,
+                    l2: 0.01,
+                    ..Default::default()
+                };
+                let init: Vec<f32> = rng.normal_vec(vocab * dim, 0.0, 1.0).into_iter().map(|x| x as f32).collect();
+                let mk = || Param { name: "emb".into(), var: Var::from_slice(&init, (vocab, dim), &Device::Cpu).unwrap(), penalised };
+                let (pd, ps) = (vec![mk()], vec![mk()]);
+                let (mut od, mut os) = (Optimizer::new(&cfg), Optimizer::new(&cfg));
+                for step in 0..3 {
+                    let rows: Vec<u32> = match step {
+                        0 => vec![0, 3, 4, 36],
+                        1 => vec![5],
+                        _ => vec![3, 20, 21],
+                    };
+                    let vals: Vec<f32> = rng.normal_vec(rows.len() * dim, 0.0, 1.0).into_iter().map(|x| x as f32).collect();
+                    let r = SparseRows { dim, rows, values: vals };
+                    let dense = Tensor::from_vec(r.to_dense(vocab), (vocab, dim), &Device::Cpu).unwrap();
+                    // A GradStore holding `dense` for the dense run: the gradient of Σ w·dense.
+                    let g = (pd[0].var.as_tensor() * &dense).unwrap().sum_all().unwrap().backward().unwrap();
+                    let a = od.step(&pd, &g, 0.01).unwrap();
+                    let empty = Tensor::zeros((), DType::F32, &Device::Cpu).unwrap().backward().unwrap();
+                    let b = os.step_sparse(&ps, &empty, &[("emb".to_string(), r)], 0.01).unwrap();
+                    assert_eq!(a.grad_norm.to_bits(), b.grad_norm.to_bits(), "{kind:?} step {step}");
+                    assert_eq!(a.penalty.to_bits(), b.penalty.to_bits());
+                    let flat = |p: &[Param]| p[0].var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let (wd, ws) = (flat(&pd), flat(&ps));
+                    assert!(wd.iter().zip(&ws).all(|(x, y)| x.to_bits() == y.to_bits()), "{kind:?} penalised {penalised} step {step}");
+                    assert_eq!(od.m, os.m);
+                    assert_eq!(od.v, os.v);
+                }
+            }
+        }
+    }
 
     fn setup(kind: Kind, extra: impl Fn(&mut TrainConfig)) -> (Optimizer, Vec<Param>) {
         let mut cfg = TrainConfig { optimizer: kind, lr: 0.1, ..Default::default() };

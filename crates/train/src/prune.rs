@@ -351,7 +351,7 @@ pub fn prune_one(src: &RunDir, cfg: &Config, sparsity: f64, epochs: usize, quiet
                 }
             }
             let lr = crate::schedule::lr_at(&cfg.train, step, total);
-            let report = optimizer.step(&params, &grads, lr)?;
+            let report = optimizer.step_sparse(&params, &grads, &task.sparse_grads(), lr)?;
             reapply(&masks)?;
             step += 1;
             loss_sum += (loss + report.penalty) * out.examples as f64;

@@ -152,8 +152,9 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
             }
             let grads = out.loss.backward()?;
             let lr = schedule::lr_at(&cfg.train, pos.step as usize, total_steps);
+            let sparse = task.sparse_grads();
             let report = optimizer
-                .step(&params, &grads, lr)
+                .step_sparse(&params, &grads, &sparse, lr)
                 .with_context(|| format!("optimizer step {} (epoch {}, batch {})", pos.step, pos.epoch, pos.batch))?;
             pos.step += 1;
             pos.batch += 1;

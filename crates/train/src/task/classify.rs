@@ -244,6 +244,7 @@ pub struct ClassifyTask {
     l2_embeddings: bool,
     word_dropout: f64,
     epoch_batches: Vec<Batch>,
+    embedding_grad: model::ops::SparseGradSlot,
 }
 
 impl ClassifyTask {
@@ -252,10 +253,13 @@ impl ClassifyTask {
         let prepared = prepare(cfg, dir, existing_run)?;
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
-        let net = Classifier::new(&prepared.model_config, vb).context("building the model")?;
+        let mut net = Classifier::new(&prepared.model_config, vb).context("building the model")?;
+        // The optimizer reads the embedding table's used rows (`sparse_grads`).
+        let embedding_grad = net.sparse_embedding_grad();
         Ok(Self { prepared, net, varmap, device, l2_embeddings: cfg.train.l2_embeddings,
             word_dropout: cfg.model.word_dropout,
             epoch_batches: Vec::new(),
+            embedding_grad,
         })
     }
 
@@ -327,6 +331,10 @@ impl Task for ClassifyTask {
         m.insert("loss".into(), json!(loss_sum / n.max(1) as f64));
         m.extend(confusion.to_json(&self.prepared.class_names));
         Ok(m)
+    }
+
+    fn sparse_grads(&self) -> Vec<(String, model::ops::SparseRows)> {
+        self.embedding_grad.take().map(|r| vec![("embedding.weight".to_string(), r)]).unwrap_or_default()
     }
 
     fn checkpoint_meta(&self) -> Value {

@@ -72,6 +72,12 @@ pub trait Task {
     fn evaluate(&self, split: SplitName) -> Result<Map<String, Value>>;
     /// JSON stored in checkpoint metadata: what `predict` needs to rebuild the model.
     fn checkpoint_meta(&self) -> Value;
+    /// Gradients the last backward left row-sparse instead of in its gradient store (an
+    /// embedding table's used rows, `model::ops::embed`), by parameter name; taken, so a
+    /// second call returns nothing.
+    fn sparse_grads(&self) -> Vec<(String, model::ops::SparseRows)> {
+        Vec::new()
+    }
 }
 
 /// Arguments of `train predict`; each task reads the ones it understands.
