@@ -137,8 +137,8 @@ fn main() -> candle_core::Result<()> {
             let g = vec![1e-3f32; b * (t + 2) * h];
             let nt = model::fused::kernel::pool_threads();
             let plan = || kernel::Plan::new(b, t, i, h, &lengths, false, kernel::CellSpec::VANILLA, nt);
-            report("kernel forward", s, fwd_flops, time(3, iters, || drop(kernel::forward(plan(), &xv, &wv, &st, nt, false))));
-            let saved = kernel::forward(plan(), &xv, &wv, &st, nt, true).1.unwrap();
+            report("kernel forward", s, fwd_flops, time(3, iters, || { let p = plan(); let w = kernel::Weights::packed(&wv, &p); drop(kernel::forward(p, &xv, w, &st, nt, false)) }));
+            let saved = { let p = plan(); let w = kernel::Weights::packed(&wv, &p); kernel::forward(p, &xv, w, &st, nt, true).1.unwrap() };
             report("kernel backward", s, 2.0 * fwd_flops, time(3, iters, || drop(kernel::backward(&saved, &g, true, nt))));
         }
         report("fused inference", s, fwd_flops, time(3, iters, || drop(fused_fwd())));

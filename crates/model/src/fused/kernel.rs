@@ -233,6 +233,47 @@ impl Plan {
     }
 }
 
+/// The caller's weights, rows in the caller's (PyTorch) gate order: row r of W_ih at
+/// `ih[r * ih_rs..][..input]`, of W_hh at `hh[r * hh_rs..][..hidden]`, its bias (b_ih + b_hh)
+/// at `bias[r * bias_rs]` and, for the peephole variant, its peephole weight at
+/// `peep[r * peep_rs]` (0 for the g rows).
+#[derive(Clone, Copy)]
+pub struct Weights<'a, T> {
+    pub ih: &'a [T],
+    pub ih_rs: usize,
+    pub hh: &'a [T],
+    pub hh_rs: usize,
+    pub bias: &'a [T],
+    pub bias_rs: usize,
+    pub peep: Option<(&'a [T], usize)>,
+}
+
+impl<'a, T> Weights<'a, T> {
+    /// The op's packed layout: (R, wcols) rows `[W_ih | W_hh | bias (| peephole)]`.
+    pub fn packed(w: &'a [T], plan: &Plan) -> Self {
+        let (ni, nh, wc) = (plan.input, plan.hidden, plan.wcols());
+        Weights {
+            ih: w,
+            ih_rs: wc,
+            hh: &w[ni..],
+            hh_rs: wc,
+            bias: &w[ni + nh..],
+            bias_rs: wc,
+            peep: plan.spec.peephole.then(|| (&w[wc - 1..], wc)),
+        }
+    }
+
+    #[inline]
+    fn ih_row(&self, r: usize, ni: usize) -> &'a [T] {
+        &self.ih[r * self.ih_rs..][..ni]
+    }
+
+    #[inline]
+    fn hh_row(&self, r: usize, nh: usize) -> &'a [T] {
+        &self.hh[r * self.hh_rs..][..nh]
+    }
+}
+
 /// What the backward needs, kept from the forward.
 pub struct Saved<T> {
     pub plan: Plan,
@@ -362,7 +403,7 @@ fn for_blocks(nb: usize, f: impl Fn(usize) + Sync + Send) {
 /// Forward. `x` (batch, time, input), `w` (R, wcols), `state` (2, batch, hidden), all
 /// contiguous. Returns the flat packed output (`Plan::packed_len`) and, with `save`, what the
 /// backward needs (without it, inference, only two steps of state are kept).
-pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usize, save: bool) -> (Vec<T>, Option<Saved<T>>) {
+pub fn forward<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], threads: usize, save: bool) -> (Vec<T>, Option<Saved<T>>) {
     // The whole time loop runs on a pool worker so that each step's join is cheap; with one
     // thread there is no join, and the caller's thread does it all.
     if threads <= 1 && plan.blocks.len() == 1 {
@@ -371,45 +412,46 @@ pub fn forward<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usiz
     rayon::scope(|_| forward_impl(plan, x, w, state, threads, save))
 }
 
-fn forward_impl<T: Real>(plan: Plan, x: &[T], w: &[T], state: &[T], threads: usize, save: bool) -> (Vec<T>, Option<Saved<T>>) {
+fn forward_impl<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], threads: usize, save: bool) -> (Vec<T>, Option<Saved<T>>) {
     let (bsz, tlen, ni, nh) = (plan.batch, plan.time, plan.input, plan.hidden);
     let (ng, r_all, rows, tmax) = (plan.ng(), plan.r(), plan.rows(), plan.tmax());
-    let wc = plan.wcols();
     let n0 = plan.n.first().copied().unwrap_or(0);
 
-    // Weights in internal column order.
-    let mut w_ih = vec![T::zero(); r_all * ni];
-    let mut w_hh = vec![T::zero(); r_all * nh];
-    let mut bias = vec![T::zero(); r_all];
-    for (c, &src) in plan.col_src.iter().enumerate() {
-        let row = &w[src * wc..(src + 1) * wc];
-        w_ih[c * ni..(c + 1) * ni].copy_from_slice(&row[..ni]);
-        w_hh[c * nh..(c + 1) * nh].copy_from_slice(&row[ni..ni + nh]);
-        bias[c] = row[ni + nh];
-    }
+    let bias: Vec<T> = plan.col_src.iter().map(|&src| w.bias[src * w.bias_rs]).collect();
     let mut peep = Vec::new();
-    if plan.spec.peephole {
+    if let Some((pw, prs)) = w.peep {
         // The peephole column holds p_i, p_f, p_o at the rows of gates i, f, o.
         peep = vec![T::zero(); 3 * nh];
         for (q, gate) in [0usize, 1, 3].iter().enumerate() {
             let slot = plan.slot(*gate).expect("peephole needs i, f, o");
             for j in 0..nh {
-                peep[q * nh + j] = w[(slot * nh + j) * wc + wc - 1];
+                peep[q * nh + j] = pw[(slot * nh + j) * prs];
             }
         }
     }
 
     // f32 on x86-64: each block's columns of W_ih^T and W_hh^T packed once for the whole
-    // sequence, and each step projects its own inputs (read in place) and its h in the same
-    // pass over the gate rows. Otherwise one `gemm` projects every step's gathered inputs up
-    // front and a `gemm` per step adds h W_hh^T.
+    // sequence, straight from the caller's rows, and each step projects its own inputs (read
+    // in place) and its h in the same pass over the gate rows. Otherwise one `gemm` projects
+    // every step's gathered inputs up front and a `gemm` per step adds h W_hh^T.
     let packed = pack_blocks::<T, _>(&plan, |j0, j1| unsafe {
         let cols = ng * (j1 - j0);
-        let ih = Packed::pack(ni, cols, w_ih.as_ptr().add(ng * j0 * ni) as *const f32, 1, ni)?;
-        let hh = Packed::pack(nh, cols, w_hh.as_ptr().add(ng * j0 * nh) as *const f32, 1, nh)?;
+        let src = |j: usize| plan.col_src[ng * j0 + j];
+        let ih = Packed::pack_cols(ni, cols, |j| w.ih_row(src(j), ni).as_ptr() as *const f32)?;
+        let hh = Packed::pack_cols(nh, cols, |j| w.hh_row(src(j), nh).as_ptr() as *const f32)?;
         Some((ih, hh))
     });
     let micro = packed.is_some();
+    // Weights in internal column order: what the backward reads, and the `gemm` path.
+    let (mut w_ih, mut w_hh) = (Vec::new(), Vec::new());
+    if save || !micro {
+        w_ih = vec![T::zero(); r_all * ni];
+        w_hh = vec![T::zero(); r_all * nh];
+        for (c, &src) in plan.col_src.iter().enumerate() {
+            w_ih[c * ni..(c + 1) * ni].copy_from_slice(w.ih_row(src, ni));
+            w_hh[c * nh..(c + 1) * nh].copy_from_slice(w.hh_row(src, nh));
+        }
+    }
     let mut w_hh_t = Vec::new();
     if !micro {
         w_hh_t = vec![T::zero(); nh * r_all];

@@ -80,6 +80,36 @@ impl Packed {
         Some(Packed { buf, start, k, n, isa })
     }
 
+    /// Packs B (k x n) given by columns: element (kk, j) is `*col(j).add(kk)` (a weight
+    /// matrix's rows read as the columns of its transpose, in any row order). None when
+    /// `available()` is false.
+    ///
+    /// # Safety
+    /// Every `col(j)`, j < n, readable for k values.
+    pub unsafe fn pack_cols(k: usize, n: usize, col: impl Fn(usize) -> *const f32) -> Option<Packed> {
+        let isa = detect()?;
+        let panels = n.div_ceil(NR);
+        let len = panels * k * NR;
+        let mut buf = vec![0f32; len + 16];
+        let start = buf.as_ptr().align_offset(64).min(16);
+        let dst = &mut buf[start..start + len];
+        for p in 0..panels {
+            let cols = NR.min(n - p * NR);
+            let mut srcs = [std::ptr::null::<f32>(); NR];
+            for (jj, s) in srcs.iter_mut().enumerate().take(cols) {
+                *s = col(p * NR + jj);
+            }
+            // Rows of the panel written in order; the 32 source rows stay in L1 meanwhile.
+            for kk in 0..k {
+                let row = &mut dst[(p * k + kk) * NR..][..cols];
+                for (v, s) in row.iter_mut().zip(&srcs) {
+                    *v = *s.add(kk);
+                }
+            }
+        }
+        Some(Packed { buf, start, k, n, isa })
+    }
+
     pub fn k(&self) -> usize {
         self.k
     }
@@ -266,6 +296,11 @@ mod tests {
                     let c0: Vec<f32> = (0..m * ldc).map(|_| lcg(&mut st)).collect();
                     let (rs, cs) = if transposed { (1, k) } else { (n, 1) };
                     let packed = unsafe { Packed::pack(k, n, bsrc.as_ptr(), rs, cs) }.unwrap();
+                    if transposed {
+                        let by_cols = unsafe { Packed::pack_cols(k, n, |j| bsrc.as_ptr().add(j * k)) }.unwrap();
+                        let len = n.div_ceil(NR) * k * NR;
+                        assert_eq!(by_cols.buf[by_cols.start..][..len], packed.buf[packed.start..][..len]);
+                    }
                     let mut c = c0.clone();
                     unsafe { packed.gemm(m, a.as_ptr(), k, c.as_mut_ptr(), ldc, accumulate) };
                     for i in 0..m {

@@ -150,6 +150,17 @@ pub fn lstm_direction(
 /// Checks shapes and packs one direction's weights as the op takes them:
 /// `[W_ih | W_hh | b_ih + b_hh (| peephole)]`, (G*H, wcols), with differentiable ops.
 fn pack_weights(variant: FusedVariant, p: &DirectionParams<'_>, x: &Tensor) -> Result<Tensor> {
+    let (bias, peep) = check_and_columns(variant, p, x)?;
+    let mut cols = vec![p.w_ih.clone(), p.w_hh.clone(), bias.unsqueeze(1)?];
+    if let Some(col) = peep {
+        cols.push(col.unsqueeze(1)?);
+    }
+    Tensor::cat(&cols, 1)?.contiguous()
+}
+
+/// Checks the shapes; returns the summed bias (G*H) and, for the peephole variant, the
+/// peephole weights as a column over the gate rows (0 for g), both as differentiable tensors.
+fn check_and_columns(variant: FusedVariant, p: &DirectionParams<'_>, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
     let spec = variant.spec();
     let (_, _, i) = x.dims3()?;
     let (rows, wi) = p.w_ih.dims2()?;
@@ -176,25 +187,23 @@ fn pack_weights(variant: FusedVariant, p: &DirectionParams<'_>, x: &Tensor) -> R
         (None, None) => None,
     };
     let bias = match bias {
-        Some(bias) => bias.reshape((rows, 1))?,
-        None => Tensor::zeros((rows, 1), dtype, dev)?,
+        Some(bias) => bias.reshape(rows)?,
+        None => Tensor::zeros(rows, dtype, dev)?,
     };
-    let mut cols = vec![p.w_ih.clone(), p.w_hh.clone(), bias];
-    match (spec.peephole, p.peephole) {
+    let peep = match (spec.peephole, p.peephole) {
         (true, Some(pp)) => {
             if pp.dims() != [3 * hidden] {
                 candle_core::bail!("fused lstm (peephole): expected peephole weights ({}), got {:?}", 3 * hidden, pp.dims());
             }
             let zeros = Tensor::zeros(hidden, dtype, dev)?;
             // Rows follow the gates: i, f, g (no peephole), o.
-            let col = Tensor::cat(&[pp.narrow(0, 0, 2 * hidden)?, zeros, pp.narrow(0, 2 * hidden, hidden)?], 0)?;
-            cols.push(col.reshape((rows, 1))?);
+            Some(Tensor::cat(&[pp.narrow(0, 0, 2 * hidden)?, zeros, pp.narrow(0, 2 * hidden, hidden)?], 0)?)
         }
         (true, None) => candle_core::bail!("fused lstm (peephole): missing peephole weights"),
         (false, Some(_)) => candle_core::bail!("fused lstm ({}): unexpected peephole weights", variant.name()),
-        (false, None) => {}
-    }
-    Tensor::cat(&cols, 1)?.contiguous()
+        (false, None) => None,
+    };
+    Ok((bias, peep))
 }
 
 /// `(h0, c0)` stacked (2, batch, hidden), zeros where absent; the flag says whether the
@@ -236,22 +245,33 @@ pub fn lstm_direction_variant(
     reverse: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (b, t, _) = x.dims3()?;
-    let w = pack_weights(variant, p, x)?;
     let hidden = p.w_hh.dim(1)?;
     let lengths = check_lengths(lengths, b, t)?;
     let (state, has_state) = pack_state(h0, c0, x, hidden)?;
     let threads = op_threads();
-    let mut op = op::FusedLstmOp::new(variant.spec(), lengths, reverse, has_state, threads);
     let x = x.contiguous()?;
-    let needs_grad = x.track_op() || w.track_op() || state.track_op();
+    let tracked = [Some(&x), Some(p.w_ih), Some(p.w_hh), p.b_ih, p.b_hh, p.peephole, Some(&state)];
+    let needs_grad = tracked.into_iter().flatten().any(|t| t.track_op());
     // Flat: (batch, time, hidden) outputs, then h_n and c_n (batch, hidden); each part is a
     // contiguous view, so later ops never take candle's slow strided paths.
     let packed = if needs_grad {
+        let w = pack_weights(variant, p, &x)?;
+        let op = op::FusedLstmOp::new(variant.spec(), lengths, reverse, has_state, threads);
         x.apply_op3(&w, &state, op)?
     } else {
-        // Inference: no graph node, and the activations are freed at once.
-        op.save = false;
-        x.apply_op3_no_bwd(&w, &state, &op)?
+        // Inference: no graph node, the weights read where they lie, and the activations
+        // freed at once.
+        let (bias, peep) = check_and_columns(variant, p, &x)?;
+        let op = op::FusedLstmInferOp {
+            spec: variant.spec(),
+            lengths,
+            reverse,
+            threads,
+            bias: bias.contiguous()?,
+            peep: peep.map(|p| p.contiguous()).transpose()?,
+            state,
+        };
+        x.apply_op3_no_bwd(&p.w_ih.contiguous()?, &p.w_hh.contiguous()?, &op)?
     };
     let (bth, bh) = (b * t * hidden, b * hidden);
     let out = packed.narrow(0, 0, bth)?.reshape((b, t, hidden))?;

@@ -43,8 +43,8 @@ fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<
 fn with_slice<T: Real, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
-        candle_core::Storage::Cpu(s) => Ok(f(contiguous::<T>(s, layout, "gradient")?)),
-        _ => candle_core::bail!("fused lstm: gradient must be on the CPU"),
+        candle_core::Storage::Cpu(s) => Ok(f(contiguous::<T>(s, layout, "every tensor")?)),
+        _ => candle_core::bail!("fused lstm: every tensor must be on the CPU"),
     }
 }
 
@@ -66,7 +66,8 @@ impl FusedLstmOp {
         let x = contiguous::<T>(s1, l1, "x")?;
         let w = contiguous::<T>(s2, l2, "weights")?;
         let st = contiguous::<T>(s3, l3, "state")?;
-        let (out, saved) = kernel::forward(plan, x, w, st, self.threads, self.save);
+        let weights = kernel::Weights::packed(w, &plan);
+        let (out, saved) = kernel::forward(plan, x, weights, st, self.threads, self.save);
         if let Some(saved) = saved {
             *self.saved.lock().unwrap() = Some(wrap(saved));
         }
@@ -133,6 +134,83 @@ impl CustomOp3 for FusedLstmOp {
     }
 }
 
+/// Inference (no gradient anywhere): the op reads W_ih and W_hh where they lie, so the
+/// packed weight tensor the training op needs is never built. Inputs x, W_ih, W_hh; the
+/// summed bias (G*H), the peephole column (G*H, peephole variant) and the initial state
+/// (2, batch, hidden) ride along as tensors. Same flat output as `FusedLstmOp`.
+pub struct FusedLstmInferOp {
+    pub spec: CellSpec,
+    pub lengths: Vec<usize>,
+    pub reverse: bool,
+    pub threads: usize,
+    pub bias: Tensor,
+    pub peep: Option<Tensor>,
+    pub state: Tensor,
+}
+
+impl FusedLstmInferOp {
+    #[allow(clippy::too_many_arguments)]
+    fn fwd_typed<T: Real>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, t, i) = l1.shape().dims3()?;
+        let h = l3.shape().dims2()?.1;
+        let plan = Plan::new(b, t, i, h, &self.lengths, self.reverse, self.spec, self.threads);
+        let x = contiguous::<T>(s1, l1, "x")?;
+        let ih = contiguous::<T>(s2, l2, "w_ih")?;
+        let hh = contiguous::<T>(s3, l3, "w_hh")?;
+        let out = with_slice::<T, _>(&self.bias, |bias| {
+            with_slice::<T, _>(&self.state, |st| {
+                let run = |peep: Option<&[T]>| {
+                    let w = kernel::Weights {
+                        ih,
+                        ih_rs: i,
+                        hh,
+                        hh_rs: h,
+                        bias,
+                        bias_rs: 1,
+                        peep: peep.map(|p| (p, 1)),
+                    };
+                    kernel::forward(plan.clone(), x, w, st, self.threads, false).0
+                };
+                match &self.peep {
+                    Some(p) => with_slice::<T, _>(p, |p| run(Some(p))),
+                    None => Ok(run(None)),
+                }
+            })
+        })???;
+        Ok((T::to_cpu_storage_owned(out), Shape::from(b * t * h + 2 * b * h)))
+    }
+}
+
+impl CustomOp3 for FusedLstmInferOp {
+    fn name(&self) -> &'static str {
+        "fused-lstm-inference"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match s1.dtype() {
+            DType::F32 => self.fwd_typed::<f32>(s1, l1, s2, l2, s3, l3),
+            DType::F64 => self.fwd_typed::<f64>(s1, l1, s2, l2, s3, l3),
+            dt => candle_core::bail!("fused lstm: dtype {dt:?} not supported (f32, f64)"),
+        }
+    }
+}
+
 /// Both directions of a bidirectional layer as one op: the two directions run at the same
 /// time, each on half of the threads (one each on two cores), so a short sequence pays no
 /// per-step fork/join at all; the output comes out already concatenated.
@@ -177,9 +255,10 @@ impl FusedBiLstmOp {
         let st = contiguous::<T>(s3, l3, "state")?;
         let (wl, sl) = (w.len() / 2, st.len() / 2);
         let (p0, p1) = (self.plan(b, t, i, h, 0), self.plan(b, t, i, h, 1));
+        let (w0, w1) = (kernel::Weights::packed(&w[..wl], &p0), kernel::Weights::packed(&w[wl..], &p1));
         let ((o0, s0), (o1, s1)) = both(
-            || kernel::forward(p0, x, &w[..wl], &st[..sl], self.threads, self.save),
-            || kernel::forward(p1, x, &w[wl..], &st[sl..], self.threads, self.save),
+            || kernel::forward(p0, x, w0, &st[..sl], self.threads, self.save),
+            || kernel::forward(p1, x, w1, &st[sl..], self.threads, self.save),
         );
         if let (Some(a), Some(c)) = (s0, s1) {
             *self.saved.lock().unwrap() = Some([wrap(a), wrap(c)]);

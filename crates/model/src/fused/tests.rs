@@ -351,25 +351,29 @@ fn layer_fused_matches_op_by_op() {
 
 #[test]
 fn inference_without_graph_matches_training_forward() {
+    // The inference op reads W_ih / W_hh in place and takes bias, peephole and state on the
+    // side: bit-equal to the training op's forward for every variant, with and without state,
+    // in f32 (micro-kernel) and f64 (gemm), forward and reverse.
     let mut rng = TestRng(30);
-    let c = Case { variant: Variant::Vanilla, b: 3, t: 5, i: 4, h: 17, lengths: vec![5, 2, 4], reverse: true, with_state: true };
-    let inp = Inputs::new(&c, &mut rng, DType::F32);
-    let tracked = run_fused(&c, &inp);
-    let plain = lstm_direction(
-        &inp.x.as_tensor().detach(),
-        &inp.w_ih.as_tensor().detach(),
-        &inp.w_hh.as_tensor().detach(),
-        Some(&inp.b_ih.as_tensor().detach()),
-        Some(&inp.b_hh.as_tensor().detach()),
-        Some(&inp.h0.as_ref().unwrap().as_tensor().detach()),
-        Some(&inp.c0.as_ref().unwrap().as_tensor().detach()),
-        &c.lengths,
-        c.reverse,
-    )
-    .unwrap();
-    for (a, b) in tracked.iter().zip([plain.0, plain.1, plain.2].iter()) {
-        assert_eq!(rel_err(a, b), 0.0);
-        assert!(!b.track_op());
+    for variant in Variant::ALL {
+        for dtype in [DType::F32, DType::F64] {
+            for (reverse, with_state) in [(true, true), (false, false)] {
+                let c = Case { variant, b: 3, t: 5, i: 4, h: 17, lengths: vec![5, 2, 4], reverse, with_state };
+                let inp = Inputs::new(&c, &mut rng, dtype);
+                let tracked = run_fused(&c, &inp);
+                let d = |v: &Var| v.as_tensor().detach();
+                let (w_ih, w_hh, b_ih, b_hh) = (d(&inp.w_ih), d(&inp.w_hh), d(&inp.b_ih), d(&inp.b_hh));
+                let peep = inp.peep.as_ref().map(d);
+                let params = DirectionParams { w_ih: &w_ih, w_hh: &w_hh, b_ih: Some(&b_ih), b_hh: Some(&b_hh), peephole: peep.as_ref() };
+                let (h0, c0) = (inp.h0.as_ref().map(d), inp.c0.as_ref().map(d));
+                let fv = FusedVariant::from_name(variant.name()).unwrap();
+                let plain = lstm_direction_variant(fv, &params, &d(&inp.x), h0.as_ref(), c0.as_ref(), &c.lengths, c.reverse).unwrap();
+                for (a, b) in tracked.iter().zip([plain.0, plain.1, plain.2].iter()) {
+                    assert_eq!(rel_err(a, b), 0.0, "{variant:?} {dtype:?} reverse {reverse}");
+                    assert!(!b.track_op());
+                }
+            }
+        }
     }
 }
 
