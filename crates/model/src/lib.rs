@@ -30,6 +30,7 @@ mod error;
 pub mod init;
 pub mod lstm;
 pub mod ops;
+pub mod par;
 pub mod rng;
 pub mod seq2seq;
 pub mod tagger;

@@ -256,7 +256,7 @@ impl FusedBiLstmOp {
         let (wl, sl) = (w.len() / 2, st.len() / 2);
         let (p0, p1) = (self.plan(b, t, i, h, 0), self.plan(b, t, i, h, 1));
         let (w0, w1) = (kernel::Weights::packed(&w[..wl], &p0), kernel::Weights::packed(&w[wl..], &p1));
-        let ((o0, s0), (o1, s1)) = both(
+        let ((o0, s0), (o1, s1)) = crate::par::both(
             || kernel::forward(p0, x, w0, &st[..sl], self.threads, self.save),
             || kernel::forward(p1, x, w1, &st[sl..], self.threads, self.save),
         );
@@ -287,7 +287,7 @@ impl FusedBiLstmOp {
             v
         };
         let (g0, g1) = (split(0), split(1));
-        let (r0, r1) = both(
+        let (r0, r1) = crate::par::both(
             || kernel::backward(s[0], &g0, need_dx, self.threads),
             || kernel::backward(s[1], &g1, need_dx, self.threads),
         );
@@ -306,26 +306,6 @@ impl FusedBiLstmOp {
         ds.extend(r1.state);
         (dx, dw, ds)
     }
-}
-
-/// Runs `fa` and `fb` at the same time. On a rayon worker, `rayon::join`. Elsewhere (candle
-/// calls ops from the caller's thread) the caller runs `fa` and a scoped thread runs `fb`:
-/// `rayon::join` from outside the pool parks the caller and has one pool worker wake the
-/// other, and Linux often queues that second wake-up behind the first worker for a whole
-/// time slice, which ran the two directions one after the other in half of the calls
-/// (measured: 93 of 200 joins of two 3 ms tasks, against 0 of 200 this way).
-fn both<A: Send, B: Send>(fa: impl FnOnce() -> A + Send, fb: impl FnOnce() -> B + Send) -> (A, B) {
-    if rayon::current_thread_index().is_some() {
-        return rayon::join(fa, fb);
-    }
-    std::thread::scope(|s| {
-        let h = s.spawn(fb);
-        let a = fa();
-        match h.join() {
-            Ok(b) => (a, b),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
 }
 
 impl CustomOp3 for FusedBiLstmOp {
