@@ -524,8 +524,8 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], th
                 if let Some(p) = &packed {
                     let (ih, hh) = &p[k];
                     let xrow = |r: usize| x.as_ptr().add((plan_ref.perm[r] * tlen + plan_ref.pos(r, s)) * ni) as *const f32;
-                    ih.gemm_rows(n, xrow, dst as *mut f32, r_all, false);
-                    hh.gemm(n, ph.at(s0 * nh) as *const f32, nh, dst as *mut f32, r_all, true);
+                    let hrow = |r: usize| ph.at((s0 + r) * nh) as *const f32;
+                    ih.gemm_pair(n, xrow, hh, hrow, dst as *mut f32, r_all);
                 } else {
                     matmul(n, ng * w, nh, dst, r_all, true, ph.at(s0 * nh), nh, 1, whht.at(ng * j0), r_all, 1, 1);
                 }

@@ -147,10 +147,7 @@ impl Packed {
             return;
         }
         let b = self.buf.as_ptr().add(self.start);
-        let mr = match self.isa {
-            Isa::Avx512 => 8,
-            Isa::Avx2 => 3,
-        };
+        let mr = self.mr();
         let panels = n.div_ceil(NR);
         let mut kb = 0;
         while kb < k {
@@ -162,28 +159,11 @@ impl Packed {
                 let mut i = 0;
                 while i < m {
                     let rows = mr.min(m - i);
-                    let cp = c.add(i * ldc + p * NR);
-                    // Rows past `rows` (edge tiles) read row i again (valid memory); their
-                    // results are dropped.
                     let mut arows = [a_row(i).add(kb); 8];
                     for (r, slot) in arows.iter_mut().enumerate().take(rows).skip(1) {
                         *slot = a_row(i + r).add(kb);
                     }
-                    if rows == mr && cols == NR {
-                        self.tile_rows(kc, &arows[..mr], bp, cp, ldc, load);
-                    } else {
-                        // Edge tile through a padded copy of C.
-                        let mut tmp = [0f32; 8 * NR];
-                        if load {
-                            for r in 0..rows {
-                                std::ptr::copy_nonoverlapping(cp.add(r * ldc), tmp.as_mut_ptr().add(r * NR), cols);
-                            }
-                        }
-                        self.tile_rows(kc, &arows[..mr], bp, tmp.as_mut_ptr(), NR, load);
-                        for r in 0..rows {
-                            std::ptr::copy_nonoverlapping(tmp.as_ptr().add(r * NR), cp.add(r * ldc), cols);
-                        }
-                    }
+                    self.tile_at(&[(arows, bp, kc)], rows, cols, c.add(i * ldc + p * NR), ldc, load);
                     i += rows;
                 }
             }
@@ -191,17 +171,91 @@ impl Packed {
         }
     }
 
+    /// One tile over up to two k-segments, each (row pointers of A, panel slice of B, k).
     #[inline]
-    unsafe fn tile_rows(&self, kc: usize, a: &[*const f32], b: *const f32, c: *mut f32, ldc: usize, load: bool) {
+    unsafe fn tile_segs(&self, segs: &[([*const f32; 8], *const f32, usize)], c: *mut f32, ldc: usize, load: bool) {
         #[cfg(target_arch = "x86_64")]
         match self.isa {
-            Isa::Avx512 => x86::tile_avx512(kc, a.try_into().unwrap(), b, c, ldc, load),
-            Isa::Avx2 => x86::tile_avx2(kc, a.try_into().unwrap(), b, c, ldc, load),
+            Isa::Avx512 => x86::tile_avx512(segs, c, ldc, load),
+            Isa::Avx2 => {
+                let mut s3 = [([std::ptr::null(); 3], std::ptr::null(), 0); 2];
+                for (d, &(a, b, kc)) in s3.iter_mut().zip(segs) {
+                    *d = ([a[0], a[1], a[2]], b, kc);
+                }
+                x86::tile_avx2(&s3[..segs.len()], c, ldc, load)
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (kc, a, b, c, ldc, load);
+            let _ = (segs, c, ldc, load);
             unreachable!("no micro-kernel is detected off x86-64")
+        }
+    }
+
+    /// Rows per tile.
+    fn mr(&self) -> usize {
+        match self.isa {
+            Isa::Avx512 => 8,
+            Isa::Avx2 => 3,
+        }
+    }
+
+    /// Runs one tile at rows i.., panel p, full or through a zero-padded copy of C at the
+    /// edges (rows past `rows` read row i of A again, valid memory; their results are dropped).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_at(&self, segs: &[([*const f32; 8], *const f32, usize)], rows: usize, cols: usize, c: *mut f32, ldc: usize, load: bool) {
+        if rows == self.mr() && cols == NR {
+            return self.tile_segs(segs, c, ldc, load);
+        }
+        let mut tmp = [0f32; 8 * NR];
+        if load {
+            for r in 0..rows {
+                std::ptr::copy_nonoverlapping(c.add(r * ldc), tmp.as_mut_ptr().add(r * NR), cols);
+            }
+        }
+        self.tile_segs(segs, tmp.as_mut_ptr(), NR, load);
+        for r in 0..rows {
+            std::ptr::copy_nonoverlapping(tmp.as_ptr().add(r * NR), c.add(r * ldc), cols);
+        }
+    }
+
+    /// `C = A1 · B1 + A2 · B2` (overwriting C) for two packings with the same n: an LSTM
+    /// step's input and recurrent products in one pass, the sum kept in registers (no
+    /// store and reload of C between the two, no k-blocking).
+    ///
+    /// # Safety
+    /// As `gemm_rows` for each pair; `other` has the same n and ISA.
+    pub unsafe fn gemm_pair(
+        &self,
+        m: usize,
+        a1_row: impl Fn(usize) -> *const f32,
+        other: &Packed,
+        a2_row: impl Fn(usize) -> *const f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        assert!(other.n == self.n && other.isa == self.isa, "gemm_pair: packings differ");
+        let n = self.n;
+        if m == 0 || n == 0 {
+            return;
+        }
+        let (b1, b2) = (self.buf.as_ptr().add(self.start), other.buf.as_ptr().add(other.start));
+        let mr = self.mr();
+        for p in 0..n.div_ceil(NR) {
+            let cols = NR.min(n - p * NR);
+            let mut i = 0;
+            while i < m {
+                let rows = mr.min(m - i);
+                let (mut r1, mut r2) = ([a1_row(i); 8], [a2_row(i); 8]);
+                for r in 1..rows {
+                    r1[r] = a1_row(i + r);
+                    r2[r] = a2_row(i + r);
+                }
+                let segs = [(r1, b1.add(p * self.k * NR), self.k), (r2, b2.add(p * other.k * NR), other.k)];
+                self.tile_at(&segs, rows, cols, c.add(i * ldc + p * NR), ldc, false);
+                i += rows;
+            }
         }
     }
 }
@@ -211,9 +265,10 @@ mod x86 {
     use super::NR;
     use std::arch::x86_64::*;
 
-    /// 8 rows x 32 columns: C[r, 0..32] (+)= Σ_kk a[r][kk] · B[kk, 0..32].
+    /// 8 rows x 32 columns: C[r, 0..32] (+)= Σ over the segments Σ_kk a[r][kk] · B[kk, 0..32],
+    /// the sums kept in registers from one segment to the next.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile_avx512(kc: usize, a: &[*const f32; 8], b: *const f32, c: *mut f32, ldc: usize, load: bool) {
+    pub unsafe fn tile_avx512(segs: &[([*const f32; 8], *const f32, usize)], c: *mut f32, ldc: usize, load: bool) {
         let mut acc = [[_mm512_setzero_ps(); 2]; 8];
         if load {
             for (r, row) in acc.iter_mut().enumerate() {
@@ -221,13 +276,15 @@ mod x86 {
                 row[1] = _mm512_loadu_ps(c.add(r * ldc + 16));
             }
         }
-        for kk in 0..kc {
-            let b0 = _mm512_load_ps(b.add(kk * NR));
-            let b1 = _mm512_load_ps(b.add(kk * NR + 16));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*a[r].add(kk));
-                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
-                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+        for &(a, b, kc) in segs {
+            for kk in 0..kc {
+                let b0 = _mm512_load_ps(b.add(kk * NR));
+                let b1 = _mm512_load_ps(b.add(kk * NR + 16));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a[r].add(kk));
+                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                }
             }
         }
         for (r, row) in acc.iter().enumerate() {
@@ -238,7 +295,7 @@ mod x86 {
 
     /// 3 rows x 32 columns with 256-bit registers.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile_avx2(kc: usize, a: &[*const f32; 3], b: *const f32, c: *mut f32, ldc: usize, load: bool) {
+    pub unsafe fn tile_avx2(segs: &[([*const f32; 3], *const f32, usize)], c: *mut f32, ldc: usize, load: bool) {
         let mut acc = [[_mm256_setzero_ps(); 4]; 3];
         if load {
             for (r, row) in acc.iter_mut().enumerate() {
@@ -247,17 +304,19 @@ mod x86 {
                 }
             }
         }
-        for kk in 0..kc {
-            let bs = [
-                _mm256_load_ps(b.add(kk * NR)),
-                _mm256_load_ps(b.add(kk * NR + 8)),
-                _mm256_load_ps(b.add(kk * NR + 16)),
-                _mm256_load_ps(b.add(kk * NR + 24)),
-            ];
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_ps(*a[r].add(kk));
-                for (v, bv) in row.iter_mut().zip(bs) {
-                    *v = _mm256_fmadd_ps(av, bv, *v);
+        for &(a, b, kc) in segs {
+            for kk in 0..kc {
+                let bs = [
+                    _mm256_load_ps(b.add(kk * NR)),
+                    _mm256_load_ps(b.add(kk * NR + 8)),
+                    _mm256_load_ps(b.add(kk * NR + 16)),
+                    _mm256_load_ps(b.add(kk * NR + 24)),
+                ];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_set1_ps(*a[r].add(kk));
+                    for (v, bv) in row.iter_mut().zip(bs) {
+                        *v = _mm256_fmadd_ps(av, bv, *v);
+                    }
                 }
             }
         }
@@ -280,6 +339,43 @@ mod tests {
 
     /// Every shape class: full and partial tiles in m and n, k below, at and across `KC`,
     /// B read transposed, accumulate and overwrite; against an f64 triple loop.
+    /// `gemm_pair` against two f64 products, full and edge tiles, different k per side.
+    #[test]
+    fn pair_matches_naive_products() {
+        if !Packed::available() {
+            return;
+        }
+        let mut st = 11u64;
+        for &(m, n, k1, k2) in &[(8, 32, 16, 8), (19, 70, 300, 129), (1, 5, 1, 3), (64, 512, 128, 256)] {
+            let a1: Vec<f32> = (0..m * k1).map(|_| lcg(&mut st)).collect();
+            let a2: Vec<f32> = (0..m * k2).map(|_| lcg(&mut st)).collect();
+            let b1: Vec<f32> = (0..k1 * n).map(|_| lcg(&mut st)).collect();
+            let b2: Vec<f32> = (0..k2 * n).map(|_| lcg(&mut st)).collect();
+            let p1 = unsafe { Packed::pack(k1, n, b1.as_ptr(), n, 1) }.unwrap();
+            let p2 = unsafe { Packed::pack(k2, n, b2.as_ptr(), n, 1) }.unwrap();
+            let ldc = n + 2;
+            let mut c = vec![7f32; m * ldc];
+            unsafe { p1.gemm_pair(m, |i| a1.as_ptr().add(i * k1), &p2, |i| a2.as_ptr().add(i * k2), c.as_mut_ptr(), ldc) };
+            for i in 0..m {
+                for j in 0..ldc {
+                    if j >= n {
+                        assert_eq!(c[i * ldc + j], 7.0);
+                        continue;
+                    }
+                    let mut want = 0f64;
+                    for kk in 0..k1 {
+                        want += a1[i * k1 + kk] as f64 * b1[kk * n + j] as f64;
+                    }
+                    for kk in 0..k2 {
+                        want += a2[i * k2 + kk] as f64 * b2[kk * n + j] as f64;
+                    }
+                    let got = c[i * ldc + j] as f64;
+                    assert!((got - want).abs() <= 1e-5 * ((k1 + k2) as f64).sqrt(), "m{m} n{n} ({i},{j}): {got} vs {want}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn matches_naive_product() {
         if !Packed::available() {
