@@ -69,6 +69,11 @@ fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+// The train binary's allocator and setting (crates/train/src/main.rs): freed memory is kept
+// for reuse instead of being faulted in again every step.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> candle_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |k: &str| args.iter().position(|a| a == k).and_then(|i| args.get(i + 1)).cloned();
