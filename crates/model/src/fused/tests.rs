@@ -467,3 +467,35 @@ fn bidirectional_op_matches_two_directions() {
     }
     THREADS_OVERRIDE.with(|t| t.set(None));
 }
+
+/// The fused paths are taken where they apply, so the speed does not silently fall back to
+/// the op-by-op cell (the equality tests above would still pass if it did): both directions
+/// of a bidirectional LSTM layer go through the two-direction op, a single direction through
+/// the one-direction op; a gate trace, `fused = false` and GRU cells take the op-by-op path.
+#[test]
+fn fused_paths_are_taken_where_they_apply() {
+    use crate::config::{CellKind, LstmConfig};
+    use crate::init::seeded_var_builder;
+    use crate::lstm::Lstm;
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((2, 3, 4), DType::F32, &dev).unwrap();
+    let build = |f: &dyn Fn(&mut LstmConfig)| {
+        let mut cfg = LstmConfig::new(4, 8);
+        cfg.bidirectional = true;
+        f(&mut cfg);
+        let varmap = candle_nn::VarMap::new();
+        let lstm = Lstm::new(&cfg, seeded_var_builder(&varmap, 1, DType::F32, &dev)).unwrap();
+        (cfg, lstm)
+    };
+    let (cfg, lstm) = build(&|_| {});
+    let w = [lstm.direction_weights(0, 0), lstm.direction_weights(0, 1)];
+    assert!(hook::try_run_bidirectional(&cfg, w, &x, None, [None, None], false).unwrap().is_some());
+    assert!(hook::try_run_direction(&cfg, w[0], &x, None, false, None, false).unwrap().is_some());
+    assert!(hook::try_run_bidirectional(&cfg, w, &x, None, [None, None], true).unwrap().is_none());
+    let (cfg, lstm) = build(&|c| c.fused = false);
+    let w = [lstm.direction_weights(0, 0), lstm.direction_weights(0, 1)];
+    assert!(hook::try_run_bidirectional(&cfg, w, &x, None, [None, None], false).unwrap().is_none());
+    let (cfg, lstm) = build(&|c| c.cell = CellKind::Gru);
+    let w = [lstm.direction_weights(0, 0), lstm.direction_weights(0, 1)];
+    assert!(hook::try_run_bidirectional(&cfg, w, &x, None, [None, None], false).unwrap().is_none());
+}
