@@ -301,8 +301,7 @@ pub fn lstm_bidirectional_variant(
     let (s0, h0) = pack_state(init[0].0, init[0].1, x, hidden)?;
     let (s1, h1) = pack_state(init[1].0, init[1].1, x, hidden)?;
     let state = Tensor::stack(&[s0, s1], 0)?;
-    let threads = (op_threads() / 2).max(1);
-    let mut op = op::FusedBiLstmOp::new(variant.spec(), lengths, h0 || h1, threads);
+    let mut op = op::FusedBiLstmOp::new(variant.spec(), lengths, h0 || h1, op_threads());
     let x = x.contiguous()?;
     let needs_grad = x.track_op() || w.track_op() || state.track_op();
     let packed = if needs_grad {

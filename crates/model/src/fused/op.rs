@@ -224,13 +224,18 @@ pub struct FusedBiLstmOp {
     pub has_state: bool,
     /// Threads for each direction.
     pub threads: usize,
+    /// Run the two directions at the same time (the op was given at least two threads).
+    pub parallel: bool,
     pub save: bool,
     saved: Arc<Mutex<Option<[AnySaved; 2]>>>,
 }
 
 impl FusedBiLstmOp {
+    /// `threads`: the whole op's; each direction gets half. With one thread the directions
+    /// run one after the other on the caller's thread.
     pub fn new(spec: CellSpec, lengths: Vec<usize>, has_state: bool, threads: usize) -> Self {
-        Self { spec, lengths, has_state, threads, save: true, saved: Arc::new(Mutex::new(None)) }
+        let (parallel, threads) = (threads >= 2, (threads / 2).max(1));
+        Self { spec, lengths, has_state, threads, parallel, save: true, saved: Arc::new(Mutex::new(None)) }
     }
 
     fn plan(&self, b: usize, t: usize, i: usize, h: usize, dir: usize) -> Plan {
@@ -256,7 +261,8 @@ impl FusedBiLstmOp {
         let (wl, sl) = (w.len() / 2, st.len() / 2);
         let (p0, p1) = (self.plan(b, t, i, h, 0), self.plan(b, t, i, h, 1));
         let (w0, w1) = (kernel::Weights::packed(&w[..wl], &p0), kernel::Weights::packed(&w[wl..], &p1));
-        let ((o0, s0), (o1, s1)) = crate::par::both(
+        let ((o0, s0), (o1, s1)) = both_or_serial(
+            self.parallel,
             || kernel::forward(p0, x, w0, &st[..sl], self.threads, self.save),
             || kernel::forward(p1, x, w1, &st[sl..], self.threads, self.save),
         );
@@ -287,7 +293,8 @@ impl FusedBiLstmOp {
             v
         };
         let (g0, g1) = (split(0), split(1));
-        let (r0, r1) = crate::par::both(
+        let (r0, r1) = both_or_serial(
+            self.parallel,
             || kernel::backward(s[0], &g0, need_dx, self.threads),
             || kernel::backward(s[1], &g1, need_dx, self.threads),
         );
@@ -305,6 +312,15 @@ impl FusedBiLstmOp {
         let mut ds = r0.state;
         ds.extend(r1.state);
         (dx, dw, ds)
+    }
+}
+
+/// Both at once (`crate::par::both`) or, with a one-thread budget, one after the other.
+fn both_or_serial<A: Send, B: Send>(parallel: bool, fa: impl FnOnce() -> A + Send, fb: impl FnOnce() -> B + Send) -> (A, B) {
+    if parallel {
+        crate::par::both(fa, fb)
+    } else {
+        (fa(), fb())
     }
 }
 

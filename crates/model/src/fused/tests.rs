@@ -408,11 +408,12 @@ fn degenerate_shapes() {
 
 /// The two-direction op against two single-direction ops on the same inputs: outputs, final
 /// states and the gradients of x, both directions' weights and initial states, for random
-/// shapes, lengths (including 0) and variants, with one and with two threads per direction.
+/// shapes, lengths (including 0) and variants: one thread (directions in turn), and one and two
+/// threads per direction side by side.
 #[test]
 fn bidirectional_op_matches_two_directions() {
     let mut rng = TestRng(77);
-    for threads in [2, 4] {
+    for threads in [1, 2, 4] {
         THREADS_OVERRIDE.with(|t| t.set(Some(threads)));
         for variant in Variant::ALL {
             for dtype in [DType::F64, DType::F32] {
