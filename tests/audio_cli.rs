@@ -2,11 +2,12 @@
 //! whose pitch depends on the digit, named `{digit}_{speaker}_{index}.wav`.
 //! Registered as a test of the `train` crate (see crates/train/Cargo.toml).
 
+mod common;
+
+use common::{ok, train};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_train");
 const RATE: u32 = 8000;
 
 /// A mono 16-bit PCM WAV file, written by hand (44-byte header) so the test needs no crate.
@@ -101,26 +102,12 @@ checkpoint_every = 7
     path
 }
 
-fn train(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("running the train binary")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn run(cfg: &Path, dir: &Path, sets: &[&str]) -> serde_json::Value {
     let mut args = vec!["--config", cfg.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"];
     for s in sets {
         args.extend(["--set", s]);
     }
-    ok(&train(&args));
+    ok(&train(&args, &[]));
     serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
@@ -152,7 +139,7 @@ fn trains_reproducibly_stores_the_normaliser_and_predicts() {
     let files: Vec<String> = (0..10).map(|d| rec.join(format!("{d}_bob_1.wav")).display().to_string()).collect();
     let mut args = vec!["predict", "--run", a.to_str().unwrap()];
     args.extend(files.iter().map(String::as_str));
-    let out = train(&args);
+    let out = train(&args, &[]);
     ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -169,7 +156,7 @@ fn trains_reproducibly_stores_the_normaliser_and_predicts() {
     assert!(right >= 8, "{text}");
 
     // --json: one object per file with the digit, its probability and all ten.
-    let out = train(&["predict", "--run", a.to_str().unwrap(), "--json", &files[3]]);
+    let out = train(&["predict", "--run", a.to_str().unwrap(), "--json", &files[3]], &[]);
     ok(&out);
     let v: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
     assert_eq!(v["file"], files[3].as_str());
@@ -179,7 +166,7 @@ fn trains_reproducibly_stores_the_normaliser_and_predicts() {
     assert_eq!(probs[v["digit"].as_u64().unwrap() as usize], v["probability"].as_f64().unwrap());
 
     // `eval` from the stored normaliser reproduces the summary's test accuracy.
-    let out = train(&["eval", "--run", a.to_str().unwrap(), "--split", "test"]);
+    let out = train(&["eval", "--run", a.to_str().unwrap(), "--split", "test"], &[]);
     ok(&out);
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(e["accuracy"], test["accuracy"]);
@@ -187,7 +174,7 @@ fn trains_reproducibly_stores_the_normaliser_and_predicts() {
     // A file that is not a WAV: the error names it.
     let bad = tmp.path().join("notes.wav");
     fs::write(&bad, "not audio").unwrap();
-    let out = train(&["predict", "--run", a.to_str().unwrap(), bad.to_str().unwrap()]);
+    let out = train(&["predict", "--run", a.to_str().unwrap(), bad.to_str().unwrap()], &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("notes.wav") && err.contains("not a readable WAV"), "{err}");
@@ -203,22 +190,22 @@ fn speaker_held_out_split_and_config_errors() {
     assert_eq!(summary["test"]["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|x| x.as_u64().unwrap()).sum::<u64>(), 100);
 
     let c = cfg.to_str().unwrap();
-    let out = train(&["--config", c, "--set", "audio.split={speaker=\"carol\"}", "--run-dir", tmp.path().join("x").to_str().unwrap()]);
+    let out = train(&["--config", c, "--set", "audio.split={speaker=\"carol\"}", "--run-dir", tmp.path().join("x").to_str().unwrap()], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("`carol`") && err.contains("ann, bob"), "{err}");
 
-    let out = train(&["--config", c, "--set", "audio.mfcc.num_ceps=0"]);
+    let out = train(&["--config", c, "--set", "audio.mfcc.num_ceps=0"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("audio.mfcc.num_ceps"), "{err}");
 
     let text = fs::read_to_string(&cfg).unwrap().replace("val_fraction", "val_fracton");
     let typo = tmp.path().join("typo.toml");
     fs::write(&typo, text).unwrap();
-    let out = train(&["--config", typo.to_str().unwrap()]);
+    let out = train(&["--config", typo.to_str().unwrap()], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("typo.toml:14") && err.contains("did you mean `val_fraction`"), "{err}");
 
-    let out = train(&["--config", c, "--set", "data.corpus=sst2"]);
+    let out = train(&["--config", c, "--set", "data.corpus=sst2"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("data.corpus") && err.contains("fsdd"), "{err}");
 }

@@ -2,11 +2,11 @@
 //! training, summary metrics, reproducibility, `predict --csv/--plot`, bad input.
 //! Registered as a test of the `train` crate (see crates/train/Cargo.toml).
 
+mod common;
+
+use common::{ok, train};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_train");
 
 /// 300 hourly rows of two daily-periodic series with noise, in ETT's column layout.
 fn write_csv(dir: &Path) {
@@ -74,24 +74,11 @@ checkpoint_every = 0
     path
 }
 
-fn train(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("running the train binary")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "train failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn run(tmp: &Path, name: &str, cfg: &Path, extra: &[&str]) -> PathBuf {
     let dir = tmp.join(name);
     let mut args = vec!["--config", cfg.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"];
     args.extend_from_slice(extra);
-    ok(&train(&args));
+    ok(&train(&args, &[]));
     dir
 }
 
@@ -123,7 +110,7 @@ fn trains_reports_metrics_reproduces_and_predicts() {
     // predict: CSV of every test window (header + windows × horizon rows), SVG of one window.
     let csv = tmp.path().join("fc.csv");
     let svg = tmp.path().join("fc.svg");
-    let out = train(&["predict", "--run", a.to_str().unwrap(), "--csv", csv.to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--window", "3"]);
+    let out = train(&["predict", "--run", a.to_str().unwrap(), "--csv", csv.to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--window", "3"], &[]);
     ok(&out);
     let text = fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -142,7 +129,7 @@ fn trains_reports_metrics_reproduces_and_predicts() {
     assert!(printed.contains(&want), "{printed} vs {want}");
 
     // A window past the end is refused with the valid range.
-    let out = train(&["predict", "--run", a.to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--window", "55"]);
+    let out = train(&["predict", "--run", a.to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--window", "55"], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--window 55: the test split has 55 windows"), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -163,15 +150,15 @@ fn bad_input_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "");
     // A forecasting task on a text corpus.
-    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "data.corpus=sst2", "--run-dir", tmp.path().join("x").to_str().unwrap()]);
+    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "data.corpus=sst2", "--run-dir", tmp.path().join("x").to_str().unwrap()], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("data.corpus") && err.contains("\"ett\""), "{err}");
     // The seq2seq decoder with a bidirectional encoder.
-    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "forecast.decoder=seq2seq", "--set", "model.bidirectional=true"]);
+    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "forecast.decoder=seq2seq", "--set", "model.bidirectional=true"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("model.bidirectional"), "{err}");
     // A misspelt key of the [forecast] section.
-    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "forecast.rev_in=true"]);
+    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "forecast.rev_in=true"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("did you mean `revin`"), "{err}");
 }

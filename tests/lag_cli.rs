@@ -2,26 +2,13 @@
 //! the shipped configs with small overrides: every cell kind, metrics, predict, bad input.
 //! Registered as a test of the `train` crate (see crates/train/Cargo.toml).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_train");
+use common::{ok, train};
+use std::path::{Path, PathBuf};
 
 fn config(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name)
-}
-
-fn train(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("running the train binary")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "train failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const SMALL: [&str; 14] = [
@@ -40,7 +27,7 @@ fn run(tmp: &Path, name: &str, cfg: &str, extra: &[&str]) -> (PathBuf, serde_jso
     let mut args = vec!["--config", cfg.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"];
     args.extend_from_slice(&SMALL);
     args.extend_from_slice(extra);
-    ok(&train(&args));
+    ok(&train(&args, &[]));
     let summary = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
     (dir, summary)
 }
@@ -60,7 +47,7 @@ fn adding_runs_with_every_cell_and_predicts() {
         let recorded = std::fs::read_to_string(dir.join("config.toml")).unwrap();
         assert!(recorded.contains(&format!("cell = \"{cell}\"")) && recorded.contains("length = 20"));
         if cell == "lstm" {
-            let out = train(&["predict", "--run", dir.to_str().unwrap(), "--json"]);
+            let out = train(&["predict", "--run", dir.to_str().unwrap(), "--json"], &[]);
             ok(&out);
             let lines: Vec<serde_json::Value> =
                 String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -83,7 +70,7 @@ fn copy_reports_recall_accuracy() {
     for key in ["loss", "sequence_accuracy", "recall_loss"] {
         assert!(t[key].as_f64().is_some(), "test.{key}: {t}");
     }
-    let out = train(&["predict", "--run", dir.to_str().unwrap()]);
+    let out = train(&["predict", "--run", dir.to_str().unwrap()], &[]);
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(text.lines().count(), 10);
@@ -93,13 +80,13 @@ fn copy_reports_recall_accuracy() {
 #[test]
 fn bad_input_is_named() {
     let cfg = config("adding.toml");
-    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "data.length=1"]);
+    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "data.length=1"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("data.length") && err.contains("at least 2"), "{err}");
-    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "model.cell=lsmt"]);
+    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "model.cell=lsmt"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("lsmt"), "{err}");
-    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "data.corpus=copy"]);
+    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "data.corpus=copy"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("data.corpus") && err.contains("\"adding\""), "{err}");
 }
