@@ -48,6 +48,21 @@ fn with_slice<T: Real, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
     }
 }
 
+/// Gradients of a custom op's three inputs.
+type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// The op's three input gradients as tensors shaped like `inputs` (x, weights, state); the
+/// state's only when the caller gave one (`has_state`) and it tracks a gradient.
+fn grad_tensors<T: Real>(g: kernel::Grads<T>, inputs: [&Tensor; 3], has_state: bool) -> Result<Grads3> {
+    let [x, w, state] = inputs;
+    let kernel::Grads { x: dx, w: dw, state: ds } = g;
+    let dev = x.device();
+    let gx = dx.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?;
+    let gw = Tensor::from_vec(dw, w.shape(), dev)?;
+    let gs = (has_state && state.track_op()).then(|| Tensor::from_vec(ds, state.shape(), dev)).transpose()?;
+    Ok((gx, Some(gw), gs))
+}
+
 impl FusedLstmOp {
     #[allow(clippy::too_many_arguments)]
     fn fwd_typed<T: Real>(
@@ -103,34 +118,24 @@ impl CustomOp3 for FusedLstmOp {
         state: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<Grads3> {
         let guard = self.saved.lock().unwrap();
         let Some(saved) = guard.as_ref() else {
             candle_core::bail!("fused lstm: backward called before forward")
         };
         let grad = grad.contiguous()?;
         let need_dx = x.track_op();
-        let dev = x.device();
-        let (gx, gw, gs) = match saved {
+        let inputs = [x, w, state];
+        match saved {
             AnySaved::F32(s) => {
                 let r = with_slice::<f32, _>(&grad, |g| kernel::backward(s, g, need_dx, self.threads))?;
-                (
-                    r.x.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?,
-                    Tensor::from_vec(r.w, w.shape(), dev)?,
-                    Tensor::from_vec(r.state, state.shape(), dev)?,
-                )
+                grad_tensors(r, inputs, self.has_state)
             }
             AnySaved::F64(s) => {
                 let r = with_slice::<f64, _>(&grad, |g| kernel::backward(s, g, need_dx, self.threads))?;
-                (
-                    r.x.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?,
-                    Tensor::from_vec(r.w, w.shape(), dev)?,
-                    Tensor::from_vec(r.state, state.shape(), dev)?,
-                )
+                grad_tensors(r, inputs, self.has_state)
             }
-        };
-        let gs = (self.has_state && state.track_op()).then_some(gs);
-        Ok((gx, Some(gw), gs))
+        }
     }
 }
 
@@ -280,7 +285,7 @@ impl FusedBiLstmOp {
         Ok((T::to_cpu_storage_owned(out), Shape::from(bt * 2 * h + 4 * bh)))
     }
 
-    fn bwd_typed<T: Real>(&self, s: [&Saved<T>; 2], g: &[T], need_dx: bool) -> (Option<Vec<T>>, Vec<T>, Vec<T>) {
+    fn bwd_typed<T: Real>(&self, s: [&Saved<T>; 2], g: &[T], need_dx: bool) -> kernel::Grads<T> {
         let plan = &s[0].plan;
         let (bt, bh, h) = (plan.batch * plan.time, plan.batch * plan.hidden, plan.hidden);
         // Un-interleave the output gradient into each direction's flat layout.
@@ -311,7 +316,7 @@ impl FusedBiLstmOp {
         dw.extend(r1.w);
         let mut ds = r0.state;
         ds.extend(r1.state);
-        (dx, dw, ds)
+        kernel::Grads { x: dx, w: dw, state: ds }
     }
 }
 
@@ -352,34 +357,24 @@ impl CustomOp3 for FusedBiLstmOp {
         state: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<Grads3> {
         let guard = self.saved.lock().unwrap();
         let Some(saved) = guard.as_ref() else {
             candle_core::bail!("fused lstm: backward called before forward")
         };
         let grad = grad.contiguous()?;
         let need_dx = x.track_op();
-        let dev = x.device();
-        let (gx, gw, gs) = match saved {
+        let inputs = [x, w, state];
+        match saved {
             [AnySaved::F32(a), AnySaved::F32(c)] => {
-                let (dx, dw, ds) = with_slice::<f32, _>(&grad, |g| self.bwd_typed([a, c], g, need_dx))?;
-                (
-                    dx.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?,
-                    Tensor::from_vec(dw, w.shape(), dev)?,
-                    Tensor::from_vec(ds, state.shape(), dev)?,
-                )
+                let r = with_slice::<f32, _>(&grad, |g| self.bwd_typed([a, c], g, need_dx))?;
+                grad_tensors(r, inputs, self.has_state)
             }
             [AnySaved::F64(a), AnySaved::F64(c)] => {
-                let (dx, dw, ds) = with_slice::<f64, _>(&grad, |g| self.bwd_typed([a, c], g, need_dx))?;
-                (
-                    dx.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?,
-                    Tensor::from_vec(dw, w.shape(), dev)?,
-                    Tensor::from_vec(ds, state.shape(), dev)?,
-                )
+                let r = with_slice::<f64, _>(&grad, |g| self.bwd_typed([a, c], g, need_dx))?;
+                grad_tensors(r, inputs, self.has_state)
             }
             _ => candle_core::bail!("fused lstm: mixed dtypes in saved state"),
-        };
-        let gs = (self.has_state && state.track_op()).then_some(gs);
-        Ok((gx, Some(gw), gs))
+        }
     }
 }
