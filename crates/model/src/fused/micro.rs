@@ -62,22 +62,7 @@ impl Packed {
     /// # Safety
     /// `src` must be valid for reads at every `kk * rs + j * cs`, kk < k, j < n.
     pub unsafe fn pack(k: usize, n: usize, src: *const f32, rs: usize, cs: usize) -> Option<Packed> {
-        let isa = detect()?;
-        let panels = n.div_ceil(NR);
-        let len = panels * k * NR;
-        let mut buf = vec![0f32; len + 16];
-        let start = buf.as_ptr().align_offset(64).min(16);
-        let dst = &mut buf[start..start + len];
-        for p in 0..panels {
-            let cols = NR.min(n - p * NR);
-            for kk in 0..k {
-                let row = &mut dst[(p * k + kk) * NR..][..cols];
-                for (jj, v) in row.iter_mut().enumerate() {
-                    *v = *src.add(kk * rs + (p * NR + jj) * cs);
-                }
-            }
-        }
-        Some(Packed { buf, start, k, n, isa })
+        Self::pack_with(k, n, rs, |j| src.add(j * cs))
     }
 
     /// Packs B (k x n) given by columns: element (kk, j) is `*col(j).add(kk)` (a weight
@@ -87,6 +72,11 @@ impl Packed {
     /// # Safety
     /// Every `col(j)`, j < n, readable for k values.
     pub unsafe fn pack_cols(k: usize, n: usize, col: impl Fn(usize) -> *const f32) -> Option<Packed> {
+        Self::pack_with(k, n, 1, col)
+    }
+
+    /// Element (kk, j) at `col(j).add(kk * rs)`.
+    unsafe fn pack_with(k: usize, n: usize, rs: usize, col: impl Fn(usize) -> *const f32) -> Option<Packed> {
         let isa = detect()?;
         let panels = n.div_ceil(NR);
         let len = panels * k * NR;
@@ -99,11 +89,11 @@ impl Packed {
             for (jj, s) in srcs.iter_mut().enumerate().take(cols) {
                 *s = col(p * NR + jj);
             }
-            // Rows of the panel written in order; the 32 source rows stay in L1 meanwhile.
+            // Rows of the panel written in order; the 32 source columns' lines stay in L1.
             for kk in 0..k {
                 let row = &mut dst[(p * k + kk) * NR..][..cols];
                 for (v, s) in row.iter_mut().zip(&srcs) {
-                    *v = *s.add(kk);
+                    *v = *s.add(kk * rs);
                 }
             }
         }
