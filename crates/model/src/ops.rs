@@ -201,18 +201,7 @@ impl Embed {
                 values.resize(values.len() + d, 0.0);
             }
             let dst = values.len() - d;
-            let dst = &mut values[dst..];
-            let src = &grad[i * d..][..d];
-            if self.has_mask {
-                let m = &mask[self.mask_row(i)..][..d];
-                for ((a, &b), &c) in dst.iter_mut().zip(src).zip(m) {
-                    *a += b * c;
-                }
-            } else {
-                for (a, &b) in dst.iter_mut().zip(src) {
-                    *a += b;
-                }
-            }
+            self.add_grad_row(&mut values[dst..], i, grad, mask);
         }
         SparseRows { dim: d, rows, values }
     }
@@ -221,20 +210,26 @@ impl Embed {
         let d = self.dim;
         let mut g = vec![T::zero(); vocab * d];
         for (i, &id) in self.ids.iter().enumerate() {
-            let dst = &mut g[id as usize * d..][..d];
-            let src = &grad[i * d..][..d];
-            if self.has_mask {
-                let m = &mask[self.mask_row(i)..][..d];
-                for ((a, &b), &c) in dst.iter_mut().zip(src).zip(m) {
-                    *a += b * c;
-                }
-            } else {
-                for (a, &b) in dst.iter_mut().zip(src) {
-                    *a += b;
-                }
-            }
+            self.add_grad_row(&mut g[id as usize * d..][..d], i, grad, mask);
         }
         g
+    }
+
+    /// `dst += grad[position i] (× its mask)`: position i's share of its token's row.
+    #[inline]
+    fn add_grad_row<T: WithDType>(&self, dst: &mut [T], i: usize, grad: &[T], mask: &[T]) {
+        let d = self.dim;
+        let src = &grad[i * d..][..d];
+        if self.has_mask {
+            let m = &mask[self.mask_row(i)..][..d];
+            for ((a, &b), &c) in dst.iter_mut().zip(src).zip(m) {
+                *a += b * c;
+            }
+        } else {
+            for (a, &b) in dst.iter_mut().zip(src) {
+                *a += b;
+            }
+        }
     }
 }
 
