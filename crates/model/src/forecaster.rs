@@ -388,7 +388,7 @@ mod tests {
                 let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
                 for i in 0..base.len() {
                     let eps = 1e-6;
-                    let mut at = |d: f64| {
+                    let at = |d: f64| {
                         let mut v = base.clone();
                         v[i] += d;
                         var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();

@@ -12,6 +12,8 @@ enum AnySaved {
     F64(Saved<f64>),
 }
 
+/// The training op (it always keeps the activations for `bwd`); inference, where no input
+/// tracks a gradient, goes through `FusedLstmInferOp`.
 pub struct FusedLstmOp {
     pub spec: CellSpec,
     pub lengths: Vec<usize>,
@@ -20,14 +22,12 @@ pub struct FusedLstmOp {
     /// it the state gradient is not returned.
     pub has_state: bool,
     pub threads: usize,
-    /// Keep the activations for `bwd` (off for inference: no input tracks a gradient).
-    pub save: bool,
     saved: Arc<Mutex<Option<AnySaved>>>,
 }
 
 impl FusedLstmOp {
     pub fn new(spec: CellSpec, lengths: Vec<usize>, reverse: bool, has_state: bool, threads: usize) -> Self {
-        Self { spec, lengths, reverse, has_state, threads, save: true, saved: Arc::new(Mutex::new(None)) }
+        Self { spec, lengths, reverse, has_state, threads, saved: Arc::new(Mutex::new(None)) }
     }
 }
 
@@ -82,7 +82,7 @@ impl FusedLstmOp {
         let w = contiguous::<T>(s2, l2, "weights")?;
         let st = contiguous::<T>(s3, l3, "state")?;
         let weights = kernel::Weights::packed(w, &plan);
-        let (out, saved) = kernel::forward(plan, x, weights, st, self.threads, self.save);
+        let (out, saved) = kernel::forward(plan, x, weights, st, self.threads, true);
         if let Some(saved) = saved {
             *self.saved.lock().unwrap() = Some(wrap(saved));
         }
