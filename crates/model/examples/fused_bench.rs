@@ -1,6 +1,6 @@
 //! Micro-benchmark: the fused LSTM direction vs candle-nn's `LSTM`, same shapes, same process.
 //!
-//! `cargo run --release -p model --example fused_bench -- [--iters N] [--nn-iters N] [--only A|B] [--skip-nn] [--split] [--train-only]`
+//! `cargo run --release -p model --example fused_bench -- [--iters N] [--nn-iters N] [--only A|B] [--skip-nn] [--split] [--train-only] [--infer-only]`
 //!
 //! Also prints the kernel alone on raw slices (what the candle wrapping and graph cost on top),
 //! and with `--split` the training step's forward and backward parts. PyTorch's figures for
@@ -130,6 +130,10 @@ fn main() -> candle_core::Result<()> {
         };
         if args.iter().any(|a| a == "--train-only") {
             report("fused training", s, 3.0 * fwd_flops, time(3, iters, fused_train));
+            continue;
+        }
+        if args.iter().any(|a| a == "--infer-only") {
+            report("fused inference", s, fwd_flops, time(3, iters, || drop(fused_fwd())));
             continue;
         }
         {

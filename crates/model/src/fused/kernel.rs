@@ -66,54 +66,69 @@ impl CellSpec {
 }
 
 /// Element type: f32 uses the SIMD approximations, f64 uses libm (the exact reference).
+/// `FMA`: fused multiply-adds available (see `simd`); f64 ignores it.
 pub trait Real:
     candle_core::WithDType + std::ops::Neg<Output = Self> + Default + Copy + Send + Sync
 {
-    fn sigmoid_slice(xs: &mut [Self]);
-    fn tanh_slice(xs: &mut [Self]);
-    fn sigmoid(x: Self) -> Self;
-    fn tanh(x: Self) -> Self;
+    fn sigmoid_slice<const FMA: bool>(xs: &mut [Self]);
+    fn tanh_slice<const FMA: bool>(xs: &mut [Self]);
+    fn sigmoid<const FMA: bool>(x: Self) -> Self;
+    fn tanh<const FMA: bool>(x: Self) -> Self;
+    /// `a * b + c`, fused when `FMA`.
+    fn madd<const FMA: bool>(a: Self, b: Self, c: Self) -> Self;
 }
 
 impl Real for f32 {
     #[inline(always)]
-    fn sigmoid_slice(xs: &mut [f32]) {
-        simd::sigmoid_slice(xs)
+    fn sigmoid_slice<const FMA: bool>(xs: &mut [f32]) {
+        simd::sigmoid_slice::<FMA>(xs)
     }
     #[inline(always)]
-    fn tanh_slice(xs: &mut [f32]) {
-        simd::tanh_slice(xs)
+    fn tanh_slice<const FMA: bool>(xs: &mut [f32]) {
+        simd::tanh_slice::<FMA>(xs)
     }
     #[inline(always)]
-    fn sigmoid(x: f32) -> f32 {
-        simd::sigmoid_f32(x)
+    fn sigmoid<const FMA: bool>(x: f32) -> f32 {
+        simd::sigmoid_f32::<FMA>(x)
     }
     #[inline(always)]
-    fn tanh(x: f32) -> f32 {
-        simd::tanh_f32(x)
+    fn tanh<const FMA: bool>(x: f32) -> f32 {
+        simd::tanh_f32::<FMA>(x)
+    }
+    #[inline(always)]
+    fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+        if FMA {
+            a.mul_add(b, c)
+        } else {
+            a * b + c
+        }
     }
 }
 
 impl Real for f64 {
     #[inline(always)]
-    fn sigmoid_slice(xs: &mut [f64]) {
+    fn sigmoid_slice<const FMA: bool>(xs: &mut [f64]) {
         for x in xs.iter_mut() {
             *x = 1.0 / (1.0 + (-*x).exp());
         }
     }
     #[inline(always)]
-    fn tanh_slice(xs: &mut [f64]) {
+    fn tanh_slice<const FMA: bool>(xs: &mut [f64]) {
         for x in xs.iter_mut() {
             *x = x.tanh();
         }
     }
     #[inline(always)]
-    fn sigmoid(x: f64) -> f64 {
+    fn sigmoid<const FMA: bool>(x: f64) -> f64 {
         1.0 / (1.0 + (-x).exp())
     }
     #[inline(always)]
-    fn tanh(x: f64) -> f64 {
+    fn tanh<const FMA: bool>(x: f64) -> f64 {
         x.tanh()
+    }
+    #[inline(always)]
+    fn madd<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
+        a * b + c
     }
 }
 
@@ -136,8 +151,11 @@ pub struct Plan {
     pub n: Vec<usize>,
     /// Packed row offset of each step; `off[tmax]` is the packed row count.
     pub off: Vec<usize>,
-    /// Hidden-unit blocks, one per task.
+    /// Hidden-unit blocks, one per task; a single block when the rows are split (`groups`).
     pub blocks: Vec<(usize, usize)>,
+    /// Row groups: group g runs sorted rows g, g + groups, g + 2·groups, ... through every
+    /// step on its own thread. 1 = the threads split the hidden units (`blocks`) instead.
+    pub groups: usize,
     /// Internal gate column -> row of the caller's weight matrices.
     pub col_src: Vec<usize>,
 }
@@ -163,8 +181,15 @@ impl Plan {
         for s in 0..tmax {
             off[s + 1] = off[s] + n[s];
         }
+        // Sequences are independent, so with enough rows each thread takes every
+        // `threads`-th row through the whole sequence and the threads never wait for each
+        // other (interleaved so that rows sorted by length spread evenly). With few rows a
+        // thread's share would be a fraction of a GEMM tile: the threads split the hidden
+        // units instead and meet after every step.
+        let active = len.iter().filter(|&&l| l > 0).count();
+        let groups = if threads > 1 && active >= row_split_min() * threads { threads } else { 1 };
         // Blocks a multiple of 16 units wide (one AVX-512 register of f32) where possible.
-        let tasks = threads.clamp(1, hidden.div_ceil(16).max(1));
+        let tasks = if groups > 1 { 1 } else { threads.clamp(1, hidden.div_ceil(16).max(1)) };
         let w = hidden.div_ceil(tasks).div_ceil(16) * 16;
         let mut blocks = Vec::new();
         let mut j0 = 0;
@@ -183,7 +208,17 @@ impl Plan {
                 }
             }
         }
-        Plan { batch, time, input, hidden, spec, reverse, gates, perm, len, n, off, blocks, col_src }
+        Plan { batch, time, input, hidden, spec, reverse, gates, perm, len, n, off, blocks, groups, col_src }
+    }
+
+    /// Rows of group g among the first n sorted rows.
+    #[inline]
+    pub fn group_rows(&self, g: usize, n: usize) -> usize {
+        if n > g {
+            (n - g).div_ceil(self.groups)
+        } else {
+            0
+        }
     }
 
     pub fn tmax(&self) -> usize {
@@ -380,6 +415,24 @@ fn pack_blocks<T: Real, P: Send>(plan: &Plan, pack: impl Fn(usize, usize) -> Opt
     plan.blocks.par_iter().map(|&(j0, j1)| pack(j0, j1)).collect()
 }
 
+/// Rows per thread from which the threads split the rows rather than the hidden units: two
+/// AVX-512 tiles of 8 rows. `SLUICE_ROW_SPLIT_MIN` overrides it (benchmarks: a huge value
+/// forces the hidden-unit split).
+fn row_split_min() -> usize {
+    #[cfg(test)]
+    if let Some(m) = ROW_SPLIT_OVERRIDE.with(|c| c.get()) {
+        return m;
+    }
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| std::env::var("SLUICE_ROW_SPLIT_MIN").ok().and_then(|v| v.parse().ok()).unwrap_or(16))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests pick the split regardless of the batch size.
+    pub(crate) static ROW_SPLIT_OVERRIDE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
 /// `SLUICE_NO_MICRO=1` sends the recurrent products to `gemm` (for comparing the two).
 fn micro_disabled() -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -513,62 +566,80 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], th
     let gate_fn = fwd_gates_fn::<T>();
     let vanilla_fn = fwd_vanilla_fn::<T>();
     let vanilla = plan.spec == CellSpec::VANILLA;
-    for s in 0..tmax {
-        for_blocks(plan.blocks.len(), |k| {
-            let (j0, j1) = plan_ref.blocks[k];
-            let w = j1 - j0;
-            let n = plan_ref.n[s];
-            let (g0, s0) = (goff(s), soff(s));
-            unsafe {
-                let dst = pg.at(g0 * r_all + ng * j0);
-                if let Some(p) = &packed {
-                    let (ih, hh) = &p[k];
-                    let xrow = |r: usize| x.as_ptr().add((plan_ref.perm[r] * tlen + plan_ref.pos(r, s)) * ni) as *const f32;
-                    let hrow = |r: usize| ph.at((s0 + r) * nh) as *const f32;
-                    ih.gemm_pair(n, xrow, hh, hrow, dst as *mut f32, r_all);
+    let gs = plan.groups;
+    let h0_zero = state[..bsz * nh].iter().all(|&v| v == T::zero());
+    // Step s of row group g (rows g, g + gs, ...), hidden-unit block k.
+    let step = |g: usize, k: usize, s: usize| {
+        let (j0, j1) = plan_ref.blocks[k];
+        let w = j1 - j0;
+        let n = plan_ref.n[s];
+        let m = plan_ref.group_rows(g, n);
+        let (g0, s0) = (goff(s), soff(s));
+        unsafe {
+            let dst = pg.at((g0 + g) * r_all + ng * j0);
+            // A zero initial state (the usual case) contributes nothing to step 0.
+            let skip_h = s == 0 && h0_zero;
+            if let Some(p) = &packed {
+                let (ih, hh) = &p[k];
+                let xrow = |i: usize| {
+                    let r = g + i * gs;
+                    x.as_ptr().add((plan_ref.perm[r] * tlen + plan_ref.pos(r, s)) * ni) as *const f32
+                };
+                let hrow = |i: usize| ph.at((s0 + g + i * gs) * nh) as *const f32;
+                if skip_h {
+                    ih.gemm_rows(m, xrow, dst as *mut f32, gs * r_all, false);
                 } else {
-                    matmul(n, ng * w, nh, dst, r_all, true, ph.at(s0 * nh), nh, 1, whht.at(ng * j0), r_all, 1, 1);
+                    ih.gemm_pair(m, xrow, hh, hrow, dst as *mut f32, gs * r_all);
                 }
-                let mut scratch = vec![T::zero(); 4 * w];
-                for r in 0..n {
-                    let pre = pg.slice((g0 + r) * r_all + ng * j0, ng * w);
-                    let bias_k = &bias_ref[ng * j0..ng * j1];
-                    let cp: &[T] = if s == 0 {
-                        &c0_ref[r * nh + j0..r * nh + j1]
+            } else if !skip_h {
+                matmul(m, ng * w, nh, dst, gs * r_all, true, ph.at((s0 + g) * nh), gs * nh, 1, whht.at(ng * j0), r_all, 1, 1);
+            }
+            let mut scratch = vec![T::zero(); 4 * w];
+            for r in (g..n).step_by(gs) {
+                let pre = pg.slice((g0 + r) * r_all + ng * j0, ng * w);
+                let bias_k = &bias_ref[ng * j0..ng * j1];
+                let cp: &[T] = if s == 0 {
+                    &c0_ref[r * nh + j0..r * nh + j1]
+                } else {
+                    pc.slice((soff(s - 1) + r) * nh + j0, w)
+                };
+                let cc = pc.slice((s0 + r) * nh + j0, w);
+                let tcc = ptc.slice((s0 + r) * nh + j0, w);
+                let b = plan_ref.perm[r];
+                let hout = pout.slice(plan_ref.out_at(b, plan_ref.pos(r, s)) + j0, w);
+                if vanilla {
+                    vanilla_fn(w, pre, bias_k, cp, cc, tcc, hout);
+                } else {
+                    for (z, &bv) in pre.iter_mut().zip(bias_k) {
+                        *z += bv;
+                    }
+                    let pp: [&[T]; 3] = if plan_ref.spec.peephole {
+                        [
+                            &peep_ref[j0..j1],
+                            &peep_ref[nh + j0..nh + j1],
+                            &peep_ref[2 * nh + j0..2 * nh + j1],
+                        ]
                     } else {
-                        pc.slice((soff(s - 1) + r) * nh + j0, w)
+                        [&[], &[], &[]]
                     };
-                    let cc = pc.slice((s0 + r) * nh + j0, w);
-                    let tcc = ptc.slice((s0 + r) * nh + j0, w);
-                    let b = plan_ref.perm[r];
-                    let hout = pout.slice(plan_ref.out_at(b, plan_ref.pos(r, s)) + j0, w);
-                    if vanilla {
-                        vanilla_fn(w, pre, bias_k, cp, cc, tcc, hout);
-                    } else {
-                        for (z, &bv) in pre.iter_mut().zip(bias_k) {
-                            *z += bv;
-                        }
-                        let pp: [&[T]; 3] = if plan_ref.spec.peephole {
-                            [
-                                &peep_ref[j0..j1],
-                                &peep_ref[nh + j0..nh + j1],
-                                &peep_ref[2 * nh + j0..2 * nh + j1],
-                            ]
-                        } else {
-                            [&[], &[], &[]]
-                        };
-                        gate_fn(&plan_ref.spec, w, pre, cp, cc, tcc, hout, pp, &mut scratch);
-                    }
-                    if s + 1 < tmax && r < plan_ref.n[s + 1] {
-                        ph.slice((soff(s + 1) + r) * nh + j0, w).copy_from_slice(hout);
-                    }
-                    if plan_ref.len[r] == s + 1 {
-                        pout.slice(plan_ref.hn_at(b) + j0, w).copy_from_slice(hout);
-                        pout.slice(plan_ref.cn_at(b) + j0, w).copy_from_slice(cc);
-                    }
+                    gate_fn(&plan_ref.spec, w, pre, cp, cc, tcc, hout, pp, &mut scratch);
+                }
+                if s + 1 < tmax && r < plan_ref.n[s + 1] {
+                    ph.slice((soff(s + 1) + r) * nh + j0, w).copy_from_slice(hout);
+                }
+                if plan_ref.len[r] == s + 1 {
+                    pout.slice(plan_ref.hn_at(b) + j0, w).copy_from_slice(hout);
+                    pout.slice(plan_ref.cn_at(b) + j0, w).copy_from_slice(cc);
                 }
             }
-        });
+        }
+    };
+    if gs > 1 {
+        for_blocks(gs, |g| (0..tmax).for_each(|s| step(g, 0, s)));
+    } else {
+        for s in 0..tmax {
+            for_blocks(plan.blocks.len(), |k| step(0, k, s));
+        }
     }
     let saved = save.then_some(Saved { plan, x: xg, w_ih, w_hh, peep, gates, c, tc, h_prev, c0 });
     (out, saved)
@@ -581,7 +652,7 @@ type FwdGates<T> =
 /// overwritten with their activations; writes c, act(c) and h.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn fwd_gates<T: Real>(
+fn fwd_gates<T: Real, const FMA: bool>(
     spec: &CellSpec,
     w: usize,
     pre: &mut [T],
@@ -608,7 +679,7 @@ fn fwd_gates<T: Real>(
                     *z += p * cv;
                 }
             }
-            T::sigmoid_slice(zf);
+            T::sigmoid_slice::<FMA>(zf);
             zf
         }
         None => ones,
@@ -620,7 +691,7 @@ fn fwd_gates<T: Real>(
                     *z += p * cv;
                 }
             }
-            T::sigmoid_slice(zi);
+            T::sigmoid_slice::<FMA>(zi);
             zi
         }
         None if spec.coupled => {
@@ -632,15 +703,15 @@ fn fwd_gates<T: Real>(
         None => ones,
     };
     if spec.input_activation {
-        T::tanh_slice(zg);
+        T::tanh_slice::<FMA>(zg);
     }
     let (c, tc, h) = (&mut c[..w], &mut tc[..w], &mut h[..w]);
     for j in 0..w {
-        c[j] = f[j] * cp[j] + i[j] * zg[j];
+        c[j] = T::madd::<FMA>(i[j], zg[j], f[j] * cp[j]);
     }
     tc.copy_from_slice(c);
     if spec.output_activation {
-        T::tanh_slice(tc);
+        T::tanh_slice::<FMA>(tc);
     }
     match zo {
         Some(zo) => {
@@ -649,7 +720,7 @@ fn fwd_gates<T: Real>(
                     *z += p * cv;
                 }
             }
-            T::sigmoid_slice(zo);
+            T::sigmoid_slice::<FMA>(zo);
             for j in 0..w {
                 h[j] = zo[j] * tc[j];
             }
@@ -659,16 +730,19 @@ fn fwd_gates<T: Real>(
 }
 
 
-multiversion!(fwd_gates_fn, fwd_gates, Real, FwdGates<T>,
+multiversion!(fma fwd_gates_fn, fwd_gates, Real, FwdGates<T>,
     (spec: &CellSpec, w: usize, pre: &mut [T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T], peep: [&[T]; 3], scratch: &mut [T]));
 
 type FwdVanilla<T> = fn(usize, &mut [T], &[T], &[T], &mut [T], &mut [T], &mut [T]);
 
-/// The vanilla cell's gate math for one row of one block in a single pass (the common case;
-/// `fwd_gates` covers every variant in several): adds the bias to the pre-activations
-/// `[i | f | g | o]`, overwrites them with the activations, writes c, tanh(c) and h.
+/// The vanilla cell's gate math for one row of one block (the common case; `fwd_gates` covers
+/// every variant): adds the bias to the pre-activations `[i | f | g | o]`, overwrites them
+/// with the activations, writes c, tanh(c) and h. Two passes, (i, f, g, c) then
+/// (o, tanh c, h): the loop is bound by the latency of each lane's exp/division chain, and
+/// two shorter chains per pass overlap across iterations where one long one did not (15%
+/// faster than a single pass).
 #[inline(always)]
-fn fwd_vanilla<T: Real>(w: usize, pre: &mut [T], bias: &[T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T]) {
+fn fwd_vanilla<T: Real, const FMA: bool>(w: usize, pre: &mut [T], bias: &[T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T]) {
     let (zi, rest) = pre.split_at_mut(w);
     let (zf, rest) = rest.split_at_mut(w);
     let (zg, zo) = rest.split_at_mut(w);
@@ -676,23 +750,24 @@ fn fwd_vanilla<T: Real>(w: usize, pre: &mut [T], bias: &[T], cp: &[T], c: &mut [
     let (bi, bf, bg, bo) = (&bias[..w], &bias[w..2 * w], &bias[2 * w..3 * w], &bias[3 * w..]);
     let (cp, c, tc, h) = (&cp[..w], &mut c[..w], &mut tc[..w], &mut h[..w]);
     for j in 0..w {
-        let i = T::sigmoid(zi[j] + bi[j]);
-        let f = T::sigmoid(zf[j] + bf[j]);
-        let g = T::tanh(zg[j] + bg[j]);
-        let o = T::sigmoid(zo[j] + bo[j]);
+        let i = T::sigmoid::<FMA>(zi[j] + bi[j]);
+        let f = T::sigmoid::<FMA>(zf[j] + bf[j]);
+        let g = T::tanh::<FMA>(zg[j] + bg[j]);
         zi[j] = i;
         zf[j] = f;
         zg[j] = g;
+        c[j] = T::madd::<FMA>(i, g, f * cp[j]);
+    }
+    for j in 0..w {
+        let o = T::sigmoid::<FMA>(zo[j] + bo[j]);
+        let t = T::tanh::<FMA>(c[j]);
         zo[j] = o;
-        let cv = f * cp[j] + i * g;
-        let t = T::tanh(cv);
-        c[j] = cv;
         tc[j] = t;
         h[j] = o * t;
     }
 }
 
-multiversion!(fwd_vanilla_fn, fwd_vanilla, Real, FwdVanilla<T>,
+multiversion!(fma fwd_vanilla_fn, fwd_vanilla, Real, FwdVanilla<T>,
     (w: usize, pre: &mut [T], bias: &[T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T]));
 
 type BwdGates<T> = fn(&CellSpec, usize, BwdRow<'_, T>);
@@ -833,7 +908,9 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
         dc[r * nh..(r + 1) * nh].copy_from_slice(&grad[plan.cn_at(b)..][..nh]);
     }
     let mut dz = vec![T::zero(); rows * r_all];
-    let mut dpeep = vec![T::zero(); if plan.spec.peephole { 3 * nh } else { 0 }];
+    // Peephole gradients: one (3, hidden) sum per row group, added in group order at the end.
+    let gs = plan.groups;
+    let mut dpeep = vec![T::zero(); if plan.spec.peephole { gs * 3 * nh } else { 0 }];
     let (pdh, pdc, pdz, pdp) = (Ptr(dh.as_mut_ptr()), Ptr(dc.as_mut_ptr()), Ptr(dz.as_mut_ptr()), Ptr(dpeep.as_mut_ptr()));
     let whh = Ptr(saved.w_hh.as_ptr() as *mut T);
     let packed = pack_blocks::<T, _>(plan, |j0, j1| unsafe {
@@ -841,64 +918,77 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
     });
     let gate_fn = bwd_gates_fn::<T>();
     let ng = plan.ng();
-    for s in (0..tmax).rev() {
-        for_blocks(plan.blocks.len(), |k| {
-            let (j0, j1) = plan.blocks[k];
-            let w = j1 - j0;
-            let n = plan.n[s];
-            let off = plan.off[s];
-            unsafe {
-                if s + 1 < tmax {
-                    // dh_s[:, block] = dz_{s+1} W_hh[:, block] for the rows still running.
-                    let n1 = plan.n[s + 1];
-                    let off1 = plan.off[s + 1];
-                    if let Some(p) = &packed {
-                        p[k].gemm(n1, pdz.at(off1 * r_all) as *const f32, r_all, pdh.at(j0) as *mut f32, nh, false);
-                    } else {
-                        matmul(n1, w, r_all, pdh.at(j0), nh, false, pdz.at(off1 * r_all), r_all, 1, whh.at(j0), nh, 1, 1);
-                    }
-                }
-                let mut dh_row = vec![T::zero(); w];
-                let mut scratch = vec![T::zero(); 7 * w];
-                for r in 0..n {
-                    let row = off + r;
-                    let b = plan.perm[r];
-                    let dy = &grad[plan.out_at(b, plan.pos(r, s)) + j0..][..w];
-                    for ((d, &a), &y) in dh_row.iter_mut().zip(pdh.slice(r * nh + j0, w).iter()).zip(dy) {
-                        *d = a + y;
-                    }
-                    let cp: &[T] = if s == 0 {
-                        &saved.c0[r * nh + j0..r * nh + j1]
-                    } else {
-                        &saved.c[(plan.off[s - 1] + r) * nh + j0..][..w]
-                    };
-                    let (peep, dpeep): ([&[T]; 3], [&mut [T]; 3]) = if plan.spec.peephole {
-                        (
-                            [&saved.peep[j0..j1], &saved.peep[nh + j0..nh + j1], &saved.peep[2 * nh + j0..2 * nh + j1]],
-                            [pdp.slice(j0, w), pdp.slice(nh + j0, w), pdp.slice(2 * nh + j0, w)],
-                        )
-                    } else {
-                        ([&[], &[], &[]], [&mut [], &mut [], &mut []])
-                    };
-                    gate_fn(
-                        &plan.spec,
-                        w,
-                        BwdRow {
-                            dh: &dh_row,
-                            dc: pdc.slice(r * nh + j0, w),
-                            act: &saved.gates[row * r_all + ng * j0..][..ng * w],
-                            c: &saved.c[row * nh + j0..][..w],
-                            tc: &saved.tc[row * nh + j0..][..w],
-                            cp,
-                            peep,
-                            dpeep,
-                            dz: pdz.slice(row * r_all + ng * j0, ng * w),
-                            scratch: &mut scratch,
-                        },
-                    );
+    // Step s of row group g, hidden-unit block k.
+    let step = |g: usize, k: usize, s: usize| {
+        let (j0, j1) = plan.blocks[k];
+        let w = j1 - j0;
+        let n = plan.n[s];
+        let off = plan.off[s];
+        unsafe {
+            if s + 1 < tmax {
+                // dh_s[:, block] = dz_{s+1} W_hh[:, block] for the group's rows still running.
+                let m = plan.group_rows(g, plan.n[s + 1]);
+                let off1 = plan.off[s + 1] + g;
+                if let Some(p) = &packed {
+                    p[k].gemm(m, pdz.at(off1 * r_all) as *const f32, gs * r_all, pdh.at(g * nh + j0) as *mut f32, gs * nh, false);
+                } else {
+                    matmul(m, w, r_all, pdh.at(g * nh + j0), gs * nh, false, pdz.at(off1 * r_all), gs * r_all, 1, whh.at(j0), nh, 1, 1);
                 }
             }
-        });
+            let mut dh_row = vec![T::zero(); w];
+            let mut scratch = vec![T::zero(); 7 * w];
+            let pd = g * 3 * nh;
+            for r in (g..n).step_by(gs) {
+                let row = off + r;
+                let b = plan.perm[r];
+                let dy = &grad[plan.out_at(b, plan.pos(r, s)) + j0..][..w];
+                for ((d, &a), &y) in dh_row.iter_mut().zip(pdh.slice(r * nh + j0, w).iter()).zip(dy) {
+                    *d = a + y;
+                }
+                let cp: &[T] = if s == 0 {
+                    &saved.c0[r * nh + j0..r * nh + j1]
+                } else {
+                    &saved.c[(plan.off[s - 1] + r) * nh + j0..][..w]
+                };
+                let (peep, dpeep): ([&[T]; 3], [&mut [T]; 3]) = if plan.spec.peephole {
+                    (
+                        [&saved.peep[j0..j1], &saved.peep[nh + j0..nh + j1], &saved.peep[2 * nh + j0..2 * nh + j1]],
+                        [pdp.slice(pd + j0, w), pdp.slice(pd + nh + j0, w), pdp.slice(pd + 2 * nh + j0, w)],
+                    )
+                } else {
+                    ([&[], &[], &[]], [&mut [], &mut [], &mut []])
+                };
+                gate_fn(
+                    &plan.spec,
+                    w,
+                    BwdRow {
+                        dh: &dh_row,
+                        dc: pdc.slice(r * nh + j0, w),
+                        act: &saved.gates[row * r_all + ng * j0..][..ng * w],
+                        c: &saved.c[row * nh + j0..][..w],
+                        tc: &saved.tc[row * nh + j0..][..w],
+                        cp,
+                        peep,
+                        dpeep,
+                        dz: pdz.slice(row * r_all + ng * j0, ng * w),
+                        scratch: &mut scratch,
+                    },
+                );
+            }
+        }
+    };
+    if gs > 1 {
+        for_blocks(gs, |g| (0..tmax).rev().for_each(|s| step(g, 0, s)));
+    } else {
+        for s in (0..tmax).rev() {
+            for_blocks(plan.blocks.len(), |k| step(0, k, s));
+        }
+    }
+    for g in (1..gs).filter(|_| plan.spec.peephole) {
+        let (head, tail) = dpeep.split_at_mut(g * 3 * nh);
+        for (a, &b) in head[..3 * nh].iter_mut().zip(&tail[..3 * nh]) {
+            *a += b;
+        }
     }
     // Gradient reaching h0 (rows that ran at step 0; length-0 rows keep dh_n).
     if tmax > 0 {

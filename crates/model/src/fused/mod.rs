@@ -13,9 +13,11 @@
 //! state tensor with differentiable `cat`/`stack`, and splits the op's packed
 //! flat output (outputs, final h, final c) with `narrow`.
 //!
-//! Threads: the per-step work is split over hidden-unit blocks, one per thread of rayon's
-//! global pool (`kernel::pool_threads()`: RAYON_NUM_THREADS, or the pool the caller built with
-//! `build_global`), the pool candle's own matmul uses; the big GEMMs use gemm's rayon
+//! Threads: one per thread of rayon's global pool (`kernel::pool_threads()`: RAYON_NUM_THREADS,
+//! or the pool the caller built with `build_global`), the pool candle's own matmul uses. With
+//! at least 16 sequences per thread each thread runs its own interleaved share of the rows
+//! through the whole sequence (rows are independent: no per-step synchronisation); with fewer
+//! the per-step work is split over hidden-unit blocks and the threads meet after each step; the big GEMMs use gemm's rayon
 //! parallelism with the same count. rayon workers sleep when idle. (candle's separate
 //! barrier pool for element-wise ops was tried: its waits spin without yielding, which stalls
 //! every step by a scheduler slice when the cores are shared with other processes.)

@@ -246,6 +246,45 @@ fn matches_op_by_op_with_more_threads_than_cores() {
 }
 
 #[test]
+fn matches_op_by_op_with_row_groups() {
+    // Rows split over 2 and 3 threads (each runs every 2nd / 3rd sorted row through the whole
+    // sequence), with batches below, at and above the thread count and ragged lengths; f64
+    // on the gemm path, f32 on the micro-kernel where the CPU has one.
+    kernel::ROW_SPLIT_OVERRIDE.with(|c| c.set(Some(1)));
+    let mut rng = TestRng(5);
+    for threads in [2, 3] {
+        THREADS_OVERRIDE.with(|c| c.set(Some(threads)));
+        for variant in Variant::ALL {
+            for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+                let mut c = Case::random(&mut rng, variant);
+                c.b = 1 + rng.below(9);
+                c.lengths = (0..c.b).map(|_| rng.below(c.t + 1)).collect();
+                c.lengths[rng.below(c.b)] = c.t;
+                let (e, what) = compare(&c, dtype, &mut rng);
+                assert!(e <= tol, "{threads} threads {dtype:?} {c:?}: {what} rel err {e:.3e}");
+            }
+        }
+    }
+    THREADS_OVERRIDE.with(|c| c.set(None));
+    kernel::ROW_SPLIT_OVERRIDE.with(|c| c.set(None));
+}
+
+#[test]
+fn row_groups_only_with_enough_rows() {
+    let plan = |b: usize, threads: usize| kernel::Plan::new(b, 4, 3, 32, &vec![4; b], false, CellSpec::VANILLA, threads);
+    // Two tiles of rows per thread: rows split, one block of every hidden unit.
+    let p = plan(64, 2);
+    assert_eq!((p.groups, p.blocks.clone()), (2, vec![(0, 32)]));
+    // Fewer: the threads split the hidden units.
+    let p = plan(31, 2);
+    assert_eq!((p.groups, p.blocks.clone()), (1, vec![(0, 16), (16, 32)]));
+    assert_eq!(plan(64, 1).groups, 1);
+    // Rows of group g among the first n: g, g + groups, ...
+    let p = plan(64, 3);
+    assert_eq!([p.group_rows(0, 7), p.group_rows(1, 7), p.group_rows(2, 7), p.group_rows(2, 2)], [3, 2, 2, 0]);
+}
+
+#[test]
 fn finite_differences_f64() {
     let mut rng = TestRng(4);
     let eps = 1e-5;
