@@ -490,8 +490,10 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], th
     let packed = pack_blocks::<T, _>(&plan, |j0, j1| unsafe {
         let cols = ng * (j1 - j0);
         let src = |j: usize| plan.col_src[ng * j0 + j];
-        let ih = Packed::pack_cols(ni, cols, |j| w.ih_row(src(j), ni).as_ptr() as *const f32)?;
-        let hh = Packed::pack_cols(nh, cols, |j| w.hh_row(src(j), nh).as_ptr() as *const f32)?;
+        // One block shared by row groups: its panels are packed by all the threads.
+        let par = plan.groups > 1;
+        let ih = Packed::pack_cols(ni, cols, |j| w.ih_row(src(j), ni).as_ptr() as *const f32, par)?;
+        let hh = Packed::pack_cols(nh, cols, |j| w.hh_row(src(j), nh).as_ptr() as *const f32, par)?;
         Some((ih, hh))
     });
     let micro = packed.is_some();
@@ -914,7 +916,7 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
     let (pdh, pdc, pdz, pdp) = (Ptr(dh.as_mut_ptr()), Ptr(dc.as_mut_ptr()), Ptr(dz.as_mut_ptr()), Ptr(dpeep.as_mut_ptr()));
     let whh = Ptr(saved.w_hh.as_ptr() as *mut T);
     let packed = pack_blocks::<T, _>(plan, |j0, j1| unsafe {
-        Packed::pack(r_all, j1 - j0, saved.w_hh.as_ptr().add(j0) as *const f32, nh, 1)
+        Packed::pack(r_all, j1 - j0, saved.w_hh.as_ptr().add(j0) as *const f32, nh, 1, plan.groups > 1)
     });
     let gate_fn = bwd_gates_fn::<T>();
     let ng = plan.ng();

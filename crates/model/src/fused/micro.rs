@@ -57,45 +57,55 @@ impl Packed {
     }
 
     /// Packs B where element (kk, j) is `src[kk * rs + j * cs]`. None when `available()` is
-    /// false.
+    /// false. `parallel`: panels packed on rayon's pool (call it from a pool worker).
     ///
     /// # Safety
     /// `src` must be valid for reads at every `kk * rs + j * cs`, kk < k, j < n.
-    pub unsafe fn pack(k: usize, n: usize, src: *const f32, rs: usize, cs: usize) -> Option<Packed> {
-        Self::pack_with(k, n, rs, |j| src.add(j * cs))
+    pub unsafe fn pack(k: usize, n: usize, src: *const f32, rs: usize, cs: usize, parallel: bool) -> Option<Packed> {
+        let src = src as usize;
+        Self::pack_with(k, n, rs, move |j| (src as *const f32).add(j * cs), parallel)
     }
 
     /// Packs B (k x n) given by columns: element (kk, j) is `*col(j).add(kk)` (a weight
     /// matrix's rows read as the columns of its transpose, in any row order). None when
-    /// `available()` is false.
+    /// `available()` is false. `parallel` as in `pack`.
     ///
     /// # Safety
     /// Every `col(j)`, j < n, readable for k values.
-    pub unsafe fn pack_cols(k: usize, n: usize, col: impl Fn(usize) -> *const f32) -> Option<Packed> {
-        Self::pack_with(k, n, 1, col)
+    pub unsafe fn pack_cols(k: usize, n: usize, col: impl Fn(usize) -> *const f32 + Sync, parallel: bool) -> Option<Packed> {
+        Self::pack_with(k, n, 1, col, parallel)
     }
 
     /// Element (kk, j) at `col(j).add(kk * rs)`.
-    unsafe fn pack_with(k: usize, n: usize, rs: usize, col: impl Fn(usize) -> *const f32) -> Option<Packed> {
+    unsafe fn pack_with(k: usize, n: usize, rs: usize, col: impl Fn(usize) -> *const f32 + Sync, parallel: bool) -> Option<Packed> {
+        use rayon::prelude::*;
         let isa = detect()?;
         let panels = n.div_ceil(NR);
         let len = panels * k * NR;
         let mut buf = vec![0f32; len + 16];
         let start = buf.as_ptr().align_offset(64).min(16);
-        let dst = &mut buf[start..start + len];
-        for p in 0..panels {
+        if len == 0 {
+            return Some(Packed { buf, start, k, n, isa });
+        }
+        let panel = |(p, dst): (usize, &mut [f32])| {
             let cols = NR.min(n - p * NR);
-            let mut srcs = [std::ptr::null::<f32>(); NR];
+            let mut srcs = [0usize; NR];
             for (jj, s) in srcs.iter_mut().enumerate().take(cols) {
-                *s = col(p * NR + jj);
+                *s = col(p * NR + jj) as usize;
             }
             // Rows of the panel written in order; the 32 source columns' lines stay in L1.
             for kk in 0..k {
-                let row = &mut dst[(p * k + kk) * NR..][..cols];
-                for (v, s) in row.iter_mut().zip(&srcs) {
-                    *v = *s.add(kk * rs);
+                let row = &mut dst[kk * NR..][..cols];
+                for (v, &s) in row.iter_mut().zip(&srcs) {
+                    *v = *(s as *const f32).add(kk * rs);
                 }
             }
+        };
+        let dst = &mut buf[start..start + len];
+        if parallel {
+            dst.par_chunks_mut(k * NR).enumerate().for_each(panel);
+        } else {
+            dst.chunks_mut(k * NR).enumerate().for_each(panel);
         }
         Some(Packed { buf, start, k, n, isa })
     }
@@ -341,8 +351,8 @@ mod tests {
             let a2: Vec<f32> = (0..m * k2).map(|_| lcg(&mut st)).collect();
             let b1: Vec<f32> = (0..k1 * n).map(|_| lcg(&mut st)).collect();
             let b2: Vec<f32> = (0..k2 * n).map(|_| lcg(&mut st)).collect();
-            let p1 = unsafe { Packed::pack(k1, n, b1.as_ptr(), n, 1) }.unwrap();
-            let p2 = unsafe { Packed::pack(k2, n, b2.as_ptr(), n, 1) }.unwrap();
+            let p1 = unsafe { Packed::pack(k1, n, b1.as_ptr(), n, 1, false) }.unwrap();
+            let p2 = unsafe { Packed::pack(k2, n, b2.as_ptr(), n, 1, false) }.unwrap();
             let ldc = n + 2;
             let mut c = vec![7f32; m * ldc];
             unsafe { p1.gemm_pair(m, |i| a1.as_ptr().add(i * k1), &p2, |i| a2.as_ptr().add(i * k2), c.as_mut_ptr(), ldc) };
@@ -381,10 +391,13 @@ mod tests {
                     let ldc = n + 3;
                     let c0: Vec<f32> = (0..m * ldc).map(|_| lcg(&mut st)).collect();
                     let (rs, cs) = if transposed { (1, k) } else { (n, 1) };
-                    let packed = unsafe { Packed::pack(k, n, bsrc.as_ptr(), rs, cs) }.unwrap();
+                    let packed = unsafe { Packed::pack(k, n, bsrc.as_ptr(), rs, cs, false) }.unwrap();
+                    let len = n.div_ceil(NR) * k * NR;
+                    let par = unsafe { Packed::pack(k, n, bsrc.as_ptr(), rs, cs, true) }.unwrap();
+                    assert_eq!(par.buf[par.start..][..len], packed.buf[packed.start..][..len]);
                     if transposed {
-                        let by_cols = unsafe { Packed::pack_cols(k, n, |j| bsrc.as_ptr().add(j * k)) }.unwrap();
-                        let len = n.div_ceil(NR) * k * NR;
+                        let base = bsrc.as_ptr() as usize;
+                        let by_cols = unsafe { Packed::pack_cols(k, n, |j| (base as *const f32).add(j * k), false) }.unwrap();
                         assert_eq!(by_cols.buf[by_cols.start..][..len], packed.buf[packed.start..][..len]);
                     }
                     let mut c = c0.clone();
