@@ -435,13 +435,13 @@ impl Seq2Seq {
                 } else {
                     state.h[0].clone()
                 };
-                (x0 + rec_in.matmul(&w.w_rec_t[0])?)?
+                (x0 + rec_in.matmul(&per_use(&w.w_rec_t[0])?)?)?
             } else {
                 let mut x = below.take().expect("layer below");
                 if let Some(m) = layer_masks.get(l - 1) {
                     x = (x * m)?;
                 }
-                Tensor::cat(&[&x, &state.h[l]], 1)?.matmul(&w.w_rec_t[l])?.broadcast_add(&w.bias[l])?
+                Tensor::cat(&[&x, &state.h[l]], 1)?.matmul(&per_use(&w.w_rec_t[l])?)?.broadcast_add(&per_use(&w.bias[l])?)?
             };
             let (h, c) = lstm_cell(&gates, &state.c[l])?;
             below = Some(h.clone());
@@ -450,7 +450,7 @@ impl Seq2Seq {
         }
         let query = hs.last().expect("≥ 1 layer");
         let (ctx, attn) = self.attend(enc, query)?;
-        let mut feed = Tensor::cat(&[&ctx, query], 1)?.matmul(&self.linear_out.t()?)?.tanh()?; // (N, D)
+        let mut feed = Tensor::cat(&[&ctx, query], 1)?.matmul(&per_use(&self.linear_out)?.t()?)?.tanh()?; // (N, D)
         if let Some(m) = out_mask {
             feed = (feed * m)?;
         }
@@ -459,19 +459,20 @@ impl Seq2Seq {
 
     /// Context (N, M) and weights (N, S) for query (N, H).
     fn attend(&self, enc: &Encoded, query: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (n, s, h) = enc.keys.dims3()?;
+        let (keys, memory) = (per_use(&enc.keys)?, per_use(&enc.memory)?);
+        let (n, s, h) = keys.dims3()?;
         let scores = match self.cfg.attention {
-            AttentionKind::Dot | AttentionKind::General => enc.keys.matmul(&query.unsqueeze(2)?)?.squeeze(2)?,
+            AttentionKind::Dot | AttentionKind::General => keys.matmul(&query.unsqueeze(2)?)?.squeeze(2)?,
             AttentionKind::Bahdanau => {
                 let (wq, bq) = self.linear_query.as_ref().expect("bahdanau");
-                let q = query.matmul(&wq.t()?)?.broadcast_add(bq)?; // (N, H)
-                let e = enc.keys.broadcast_add(&q.unsqueeze(1)?)?.tanh()?; // (N, S, H)
+                let q = query.matmul(&per_use(wq)?.t()?)?.broadcast_add(&per_use(bq)?)?; // (N, H)
+                let e = keys.broadcast_add(&q.unsqueeze(1)?)?.tanh()?; // (N, S, H)
                 let v = self.v.as_ref().expect("bahdanau");
-                e.reshape((n * s, h))?.matmul(&v.t()?)?.reshape((n, s))?
+                e.reshape((n * s, h))?.matmul(&per_use(v)?.t()?)?.reshape((n, s))?
             }
         };
         let weights = candle_nn::ops::softmax(&(scores + &enc.mask_bias)?, D::Minus1)?; // (N, S)
-        let ctx = weights.unsqueeze(1)?.matmul(&enc.memory)?.squeeze(1)?; // (N, M)
+        let ctx = weights.unsqueeze(1)?.matmul(&memory)?.squeeze(1)?; // (N, M)
         Ok((ctx, weights))
     }
 
@@ -734,6 +735,17 @@ fn need_rng(what: &str) -> Error {
 }
 
 /// Rows of `table` (V, E) for `ids` of any shape: (…, E).
+/// `x` as a fresh graph node (a zero-copy reshape to its own shape), for a tensor that every
+/// time step reads. candle's backward adds each use's gradient into the store without
+/// detaching it (candle issue #1241), so a tensor read at every step accumulates a chain of
+/// additions that keeps every step's contribution alive to the end of the backward: 2.6 GB for
+/// one 40-step Multi30k batch through `enc.keys` and `enc.memory` alone. Through a node per
+/// step, each contribution is freed once that node is processed (its gradient reaches `x`
+/// detached).
+fn per_use(x: &Tensor) -> Result<Tensor> {
+    Ok(x.reshape(x.shape())?)
+}
+
 fn embed(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::Embedding::new(table.clone(), table.dim(1)?).forward(ids)?)
 }
@@ -791,6 +803,9 @@ pub fn label_smoothed_cross_entropy(logits: &Tensor, targets: &[u32], weights: &
             weights.len()
         )));
     }
+    if v == 0 {
+        return Err(Error::Input("cross-entropy over an empty vocabulary (logits with 0 columns)".into()));
+    }
     if let Some(t) = targets.iter().zip(weights).find(|(t, w)| **w != 0.0 && **t as usize >= v) {
         return Err(Error::Input(format!("target id {} outside a vocabulary of {v}", t.0)));
     }
@@ -810,21 +825,19 @@ struct SmoothedCe {
 }
 
 impl SmoothedCe {
-    /// Per row: (weighted loss, log-sum-exp), accumulated in f64.
-    fn rows<T: ExpShifted>(&self, x: &[T], v: usize) -> Vec<(f64, f64)> {
+    /// Per row: (weighted loss, log-sum-exp).
+    fn rows<T: CeElem>(&self, x: &[T], v: usize) -> Vec<(f64, f64)> {
         use rayon::prelude::*;
+        let stats = ce_stats_fn::<T>();
         x.par_chunks(v)
             .zip(self.targets.par_iter().zip(self.weights.par_iter()))
             .map(|(row, (&t, &w))| {
                 if w == 0.0 {
                     return (0.0, 0.0);
                 }
-                let max = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b.to_f64()));
-                let (mut se, mut sum) = (0.0f64, 0.0f64);
-                for &r in row {
-                    se += T::exp_shifted(r, max);
-                    sum += r.to_f64();
-                }
+                let mut st = [0f64; 3];
+                stats(row, &mut st);
+                let [max, se, sum] = st;
                 let lse = max + se.ln();
                 let nll = lse - row[t as usize].to_f64();
                 let smooth = lse - sum / v as f64;
@@ -833,20 +846,19 @@ impl SmoothedCe {
             .collect()
     }
 
-    fn grad<T: ExpShifted>(&self, x: &[T], v: usize, g: f64) -> Vec<T> {
+    fn grad<T: CeElem>(&self, x: &[T], v: usize, g: f64) -> Vec<T> {
         use rayon::prelude::*;
         let lses = self.lse.lock().expect("lse lock");
         let mut out = vec![T::zero(); x.len()];
         let uniform = self.eps / v as f64;
+        let grad_row = ce_grad_fn::<T>();
         out.par_chunks_mut(v).zip(x.par_chunks(v)).enumerate().for_each(|(i, (o, row))| {
             let w = self.weights[i] as f64;
             if w == 0.0 {
                 return;
             }
-            let (lse, scale) = (lses[i], g * w);
-            for (oj, &xj) in o.iter_mut().zip(row) {
-                *oj = T::from_f64(scale * (T::exp_shifted(xj, lse) - uniform));
-            }
+            let scale = g * w;
+            grad_row(row, o, lses[i], scale, scale * uniform);
             let t = self.targets[i] as usize;
             o[t] = T::from_f64(o[t].to_f64() - scale * (1.0 - self.eps));
         });
@@ -854,23 +866,83 @@ impl SmoothedCe {
     }
 }
 
-/// exp(x − shift) in the logits' own precision: f32 logits use `f32::exp`, about twice as
-/// fast as f64's (the exponentials are most of this op's time); sums still accumulate in f64.
-trait ExpShifted: WithDType {
-    fn exp_shifted(x: Self, shift: f64) -> f64;
+/// Logit element: exp in the logits' own precision (f32 through the vectorisable
+/// `fused::simd::exp_f32`, f64 through libm).
+trait CeElem: WithDType {
+    fn exp_lane<const FMA: bool>(x: Self) -> Self;
 }
 
-impl ExpShifted for f32 {
-    fn exp_shifted(x: f32, shift: f64) -> f64 {
-        (x - shift as f32).exp() as f64
+impl CeElem for f32 {
+    #[inline(always)]
+    fn exp_lane<const FMA: bool>(x: f32) -> f32 {
+        crate::fused::simd::exp_f32::<FMA>(x)
     }
 }
 
-impl ExpShifted for f64 {
-    fn exp_shifted(x: f64, shift: f64) -> f64 {
-        (x - shift).exp()
+impl CeElem for f64 {
+    #[inline(always)]
+    fn exp_lane<const FMA: bool>(x: f64) -> f64 {
+        x.exp()
     }
 }
+
+/// Lanes of the row loops: independent partial sums so that they vectorise (a single running
+/// sum is a serial dependency chain LLVM may not reorder).
+const LANES: usize = 16;
+/// Elements per block whose lane sums are flushed into f64: each f32 lane adds at most 64
+/// terms before it is widened.
+const BLOCK: usize = 64 * LANES;
+
+type CeStats<T> = fn(&[T], &mut [f64; 3]);
+
+/// `out` = (max, Σ exp(x − max), Σ x) of one non-empty row.
+#[inline(always)]
+fn ce_stats<T: CeElem, const FMA: bool>(row: &[T], out: &mut [f64; 3]) {
+    let mut mx = [row[0]; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..LANES {
+            mx[k] = if c[k] > mx[k] { c[k] } else { mx[k] };
+        }
+    }
+    let max = mx.iter().chain(tail).fold(f64::NEG_INFINITY, |a, &b| a.max(b.to_f64()));
+    let m = T::from_f64(max);
+    let (mut se, mut sum) = (0f64, 0f64);
+    for block in row.chunks(BLOCK) {
+        let (mut e, mut s) = ([T::zero(); LANES], [T::zero(); LANES]);
+        let chunks = block.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for k in 0..LANES {
+                e[k] += T::exp_lane::<FMA>(c[k] - m);
+                s[k] += c[k];
+            }
+        }
+        for &x in tail {
+            se += T::exp_lane::<FMA>(x - m).to_f64();
+            sum += x.to_f64();
+        }
+        se += e.iter().map(|x| x.to_f64()).sum::<f64>();
+        sum += s.iter().map(|x| x.to_f64()).sum::<f64>();
+    }
+    *out = [max, se, sum];
+}
+
+multiversion!(fma ce_stats_fn, ce_stats, CeElem, CeStats<T>, (row: &[T], out: &mut [f64; 3]));
+
+type CeGrad<T> = fn(&[T], &mut [T], f64, f64, f64);
+
+/// `out` = scale · exp(x − lse) − shift for one row.
+#[inline(always)]
+fn ce_grad<T: CeElem, const FMA: bool>(row: &[T], out: &mut [T], lse: f64, scale: f64, shift: f64) {
+    let (l, sc, sh) = (T::from_f64(lse), T::from_f64(scale), T::from_f64(shift));
+    for (o, &x) in out.iter_mut().zip(row) {
+        *o = sc * T::exp_lane::<FMA>(x - l) - sh;
+    }
+}
+
+multiversion!(fma ce_grad_fn, ce_grad, CeElem, CeGrad<T>, (row: &[T], out: &mut [T], lse: f64, scale: f64, shift: f64));
 
 impl candle_core::CustomOp1 for SmoothedCe {
     fn name(&self) -> &'static str {
@@ -898,10 +970,15 @@ impl candle_core::CustomOp1 for SmoothedCe {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (n, v) = arg.dims2()?;
         let g = grad_res.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        let grad = match arg.dtype() {
-            DType::F32 => Tensor::from_vec(self.grad(&arg.flatten_all()?.to_vec1::<f32>()?, v, g), (n, v), arg.device())?,
-            DType::F64 => Tensor::from_vec(self.grad(&arg.flatten_all()?.to_vec1::<f64>()?, v, g), (n, v), arg.device())?,
-            dt => candle_core::bail!("label-smoothed cross-entropy: unsupported dtype {dt:?}"),
+        // The logits are read in place (the forward made them contiguous).
+        let (storage, layout) = arg.storage_and_layout();
+        let (o1, o2) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("logits must be contiguous".into()))?;
+        let grad = match &*storage {
+            candle_core::Storage::Cpu(CpuStorage::F32(x)) => Tensor::from_vec(self.grad(&x[o1..o2], v, g), (n, v), arg.device())?,
+            candle_core::Storage::Cpu(CpuStorage::F64(x)) => Tensor::from_vec(self.grad(&x[o1..o2], v, g), (n, v), arg.device())?,
+            _ => candle_core::bail!("label-smoothed cross-entropy: f32 or f64 logits on the CPU expected"),
         };
         Ok(Some(grad))
     }
