@@ -407,3 +407,43 @@ fn bench_cross_entropy() {
         );
     }
 }
+
+/// `generator_loss` against the generator's logits through `label_smoothed_cross_entropy`:
+/// value and every parameter's gradient, tied and untied, f64 (to rounding) and f32; in
+/// evaluation (nothing tracked) it keeps no logits and gives the same value.
+#[test]
+fn generator_loss_matches_logits_and_cross_entropy() {
+    for (tie, dtype, tol) in [(false, DType::F64, 1e-12), (true, DType::F64, 1e-12), (false, DType::F32, 2e-5), (true, DType::F32, 2e-5)] {
+        let cfg = config(AttentionKind::General, 1, tie, 11);
+        let (vm, m) = build(&cfg, dtype, 9);
+        let (s, sl) = ids(&[vec![4, 5, 6], vec![7, 8]]);
+        let (t, _) = ids(&[vec![2, 4, 5, 9], vec![2, 6, 7, 10]]);
+        let targets = [4u32, 5, 3, 1, 6, 7, 3, 0];
+        let weights = [1f32, 1.0, 0.5, 1.0, 1.0, 0.0, 1.0, 1.0];
+        let h = m.forward(&s, &sl, &t, false, None, false).unwrap().hidden;
+        let fused = m.generator_loss(&h, &targets, &weights, 0.1).unwrap();
+        let reference = label_smoothed_cross_entropy(&m.logits(&h).unwrap().flatten_to(1).unwrap(), &targets, &weights, 0.1).unwrap();
+        let (a, b) = (fused.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(), reference.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap());
+        assert!((a - b).abs() <= tol * b.abs(), "tie {tie} {dtype:?}: loss {a} vs {b}");
+        let (gf, gr) = (fused.backward().unwrap(), reference.backward().unwrap());
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            let (x, y) = (gf.get(var.as_tensor()), gr.get(var.as_tensor()));
+            let (x, y) = match (x, y) {
+                (Some(x), Some(y)) => (x.to_dtype(DType::F64).unwrap(), y.to_dtype(DType::F64).unwrap()),
+                (x, y) => panic!("{name}: gradient present {} vs {}", x.is_some(), y.is_some()),
+            };
+            let scale = y.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap().max(1e-3);
+            let diff = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            assert!(diff <= tol * 10.0 * scale, "tie {tie} {dtype:?} {name}: gradients differ by {diff} (scale {scale})");
+        }
+        let frozen = m.generator_loss(&h.detach(), &targets, &weights, 0.1).unwrap();
+        assert_eq!(frozen.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(), a);
+    }
+    let cfg = config(AttentionKind::Dot, 1, true, 11);
+    let (_vm, m) = build(&cfg, DType::F32, 9);
+    let h = Tensor::zeros((2, 3, 8), DType::F32, &Device::Cpu).unwrap();
+    let e = m.generator_loss(&h, &[1, 2], &[1.0, 1.0], 0.1).unwrap_err();
+    assert!(e.to_string().contains("2 targets"), "{e}");
+    let e = m.generator_loss(&h, &[1, 2, 3, 4, 5, 11], &[1.0; 6], 0.1).unwrap_err();
+    assert!(e.to_string().contains("target id 11"), "{e}");
+}

@@ -353,7 +353,7 @@ pub fn pool_threads() -> usize {
 
 /// dst (m x n, row stride dst_rs) (+)= lhs (m x k) * rhs (k x n), arbitrary lhs/rhs strides.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul<T: Real>(
+pub(crate) unsafe fn matmul<T: Real>(
     m: usize,
     n: usize,
     k: usize,

@@ -16,7 +16,7 @@ use data::batch::{BatchOptions, PairBatch, PairBatcher};
 use data::tokenizer::Tok;
 use data::PairExample;
 use model::rng::SeededRng;
-use model::seq2seq::{label_smoothed_cross_entropy, AttentionKind, DecodeOptions, Seq2Seq, Seq2SeqConfig};
+use model::seq2seq::{AttentionKind, DecodeOptions, Seq2Seq, Seq2SeqConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -295,8 +295,7 @@ impl TranslateTask {
         let src = ids_tensor(&b.src, b.batch_size, b.src_len, &self.device)?;
         let dec = ids_tensor(&b.dec_input, b.batch_size, b.tgt_len, &self.device)?;
         let out = self.net.forward(&src, &b.src_lengths, &dec, false, None, false)?;
-        let logits = self.net.logits(&out.hidden)?.flatten_to(1)?;
-        let nll = label_smoothed_cross_entropy(&logits, &b.dec_target, &b.tgt_mask, 0.0)?;
+        let nll = self.net.generator_loss(&out.hidden, &b.dec_target, &b.tgt_mask, 0.0)?;
         Ok((nll.to_dtype(DType::F64)?.to_scalar::<f64>()?, b.tgt_mask.iter().map(|&m| m as f64).sum()))
     }
 }
@@ -340,11 +339,11 @@ impl Task for TranslateTask {
         let src = ids_tensor(&b.src, b.batch_size, b.src_len, &self.device)?;
         let dec = ids_tensor(&b.dec_input, b.batch_size, b.tgt_len, &self.device)?;
         let out = self.net.forward(&src, &b.src_lengths, &dec, true, Some(rng), false)?;
-        // The vocabulary projection of all steps at once, after the time loop.
-        let logits = self.net.logits(&out.hidden)?.flatten_to(1)?; // (B·T, V)
+        // The vocabulary projection of all steps at once, after the time loop, fused with the
+        // loss (the (B·T, V) logits never enter the graph).
         let tokens: usize = b.tgt_lengths.iter().sum();
         let eps = self.cfg.translate.label_smoothing;
-        let loss = (label_smoothed_cross_entropy(&logits, &b.dec_target, &b.tgt_mask, eps)? / tokens as f64)?;
+        let loss = (self.net.generator_loss(&out.hidden, &b.dec_target, &b.tgt_mask, eps)? / tokens as f64)?;
         Ok(StepOutput { loss, examples: b.batch_size, tokens, correct: None })
     }
 
