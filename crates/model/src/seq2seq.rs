@@ -778,8 +778,20 @@ fn project(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(x.reshape((b * s, m))?.matmul(&w.t()?)?.reshape((b, s, ()))?)
 }
 
-/// LSTM cell from pre-activations (N, 4H) in PyTorch's gate order i, f, g, o.
+/// LSTM cell from pre-activations (N, 4H) in PyTorch's gate order i, f, g, o: on the CPU one
+/// op (the fused kernel's SIMD gate math, its backward recomputed from the inputs) instead of
+/// ~12 candle ops with scalar sigmoid/tanh per decoder step; elsewhere candle's ops.
 fn lstm_cell(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
+    let hsz = c.dim(1)?;
+    if gates.device().is_cpu() && matches!(gates.dtype(), DType::F32 | DType::F64) {
+        let out = gates.contiguous()?.apply_op2(&c.contiguous()?, CellOp)?; // (2, N, H): h, c
+        return Ok((out.get(0)?, out.get(1)?));
+    }
+    lstm_cell_ops(gates, c)
+}
+
+/// `lstm_cell` from candle's ops (any device; the reference the CPU op is tested against).
+fn lstm_cell_ops(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
     let hsz = c.dim(1)?;
     let input_gate = candle_nn::ops::sigmoid(&gates.narrow(1, 0, hsz)?)?;
     let forget_gate = candle_nn::ops::sigmoid(&gates.narrow(1, hsz, hsz)?)?;
@@ -788,6 +800,62 @@ fn lstm_cell(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
     let cell = ((forget_gate * c)? + (input_gate * cell_candidate)?)?;
     let hidden = (output_gate * cell.tanh()?)?;
     Ok((hidden, cell))
+}
+
+/// `lstm_cell`'s CPU op over (gates (N, 4H), c_prev (N, H)) → (2, N, H): h, then c (each a
+/// contiguous block, so that taking them apart makes no copy).
+struct CellOp;
+
+impl CellOp {
+    fn fwd<T: crate::fused::kernel::Real>(gates: &[T], c_prev: &[T], nh: usize) -> Vec<T> {
+        let (_, c, _, mut h) = crate::fused::kernel::cell_forward(gates, c_prev, nh);
+        h.extend_from_slice(&c);
+        h
+    }
+
+    fn bwd<T: crate::fused::kernel::Real>(gates: &[T], c_prev: &[T], grad: &[T], nh: usize) -> (Vec<T>, Vec<T>) {
+        let (dh, dc) = grad.split_at(c_prev.len());
+        crate::fused::kernel::cell_backward(gates, c_prev, dh, dc, nh)
+    }
+}
+
+impl candle_core::CustomOp2 for CellOp {
+    fn name(&self) -> &'static str {
+        "lstm-cell"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, nh) = l2.shape().dims2()?;
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(Self::fwd(cpu_slice::<f32>(s1, l1, "lstm cell: gates")?, cpu_slice::<f32>(s2, l2, "lstm cell: c")?, nh)),
+            CpuStorage::F64(_) => CpuStorage::F64(Self::fwd(cpu_slice::<f64>(s1, l1, "lstm cell: gates")?, cpu_slice::<f64>(s2, l2, "lstm cell: c")?, nh)),
+            _ => candle_core::bail!("lstm cell: f32 or f64 expected"),
+        };
+        Ok((out, Shape::from((2, n, nh))))
+    }
+
+    fn bwd(&self, gates: &Tensor, c: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let nh = c.dim(1)?;
+        let grad = grad.contiguous()?;
+        let (gs, gl) = gates.storage_and_layout();
+        let (cs, cl) = c.storage_and_layout();
+        let (ds, dl) = grad.storage_and_layout();
+        let (candle_core::Storage::Cpu(gs), candle_core::Storage::Cpu(cs), candle_core::Storage::Cpu(ds)) = (&*gs, &*cs, &*ds) else {
+            candle_core::bail!("lstm cell: CPU tensors expected")
+        };
+        let (dg, dc) = match gs {
+            CpuStorage::F32(_) => {
+                let (a, b) = Self::bwd(cpu_slice::<f32>(gs, gl, "lstm cell: gates")?, cpu_slice::<f32>(cs, cl, "lstm cell: c")?, cpu_slice::<f32>(ds, dl, "lstm cell: gradient")?, nh);
+                (Tensor::from_vec(a, gates.shape(), gates.device())?, Tensor::from_vec(b, c.shape(), c.device())?)
+            }
+            CpuStorage::F64(_) => {
+                let (a, b) = Self::bwd(cpu_slice::<f64>(gs, gl, "lstm cell: gates")?, cpu_slice::<f64>(cs, cl, "lstm cell: c")?, cpu_slice::<f64>(ds, dl, "lstm cell: gradient")?, nh);
+                (Tensor::from_vec(a, gates.shape(), gates.device())?, Tensor::from_vec(b, c.shape(), c.device())?)
+            }
+            _ => candle_core::bail!("lstm cell: f32 or f64 expected"),
+        };
+        Ok((Some(dg), Some(dc)))
+    }
 }
 
 fn log_softmax_row(row: &[f32]) -> Vec<f64> {
@@ -1068,7 +1136,7 @@ impl GeneratorCe {
 }
 
 fn cpu_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
-    let (o1, o2) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("generator loss: {what} must be contiguous")))?;
+    let (o1, o2) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))?;
     Ok(&T::cpu_storage_as_slice(s)?[o1..o2])
 }
 
@@ -1089,11 +1157,11 @@ impl candle_core::CustomOp3 for GeneratorCe {
         let d = l1.dims()[1];
         let (total, keep) = match s1 {
             CpuStorage::F32(_) => {
-                let (t, lg) = self.fwd::<f32>(cpu_slice(s1, l1, "h")?, cpu_slice(s2, l2, "weight")?, cpu_slice(s3, l3, "bias")?, d);
+                let (t, lg) = self.fwd::<f32>(cpu_slice(s1, l1, "generator loss: h̃")?, cpu_slice(s2, l2, "generator loss: weight")?, cpu_slice(s3, l3, "generator loss: bias")?, d);
                 (CpuStorage::F32(vec![t as f32]), CpuStorage::F32(lg))
             }
             CpuStorage::F64(_) => {
-                let (t, lg) = self.fwd::<f64>(cpu_slice(s1, l1, "h")?, cpu_slice(s2, l2, "weight")?, cpu_slice(s3, l3, "bias")?, d);
+                let (t, lg) = self.fwd::<f64>(cpu_slice(s1, l1, "generator loss: h̃")?, cpu_slice(s2, l2, "generator loss: weight")?, cpu_slice(s3, l3, "generator loss: bias")?, d);
                 (CpuStorage::F64(vec![t]), CpuStorage::F64(lg))
             }
             _ => candle_core::bail!("generator loss: f32 or f64 expected"),
@@ -1143,7 +1211,7 @@ impl candle_core::CustomOp3 for GeneratorCe {
                     Some(CpuStorage::F32(v)) => Some(v),
                     _ => None,
                 };
-                let sl = (cpu_slice::<f32>(hs, hl, "h")?, cpu_slice::<f32>(ws, wl, "weight")?, cpu_slice::<f32>(bs, bl, "bias")?);
+                let sl = (cpu_slice::<f32>(hs, hl, "generator loss: h̃")?, cpu_slice::<f32>(ws, wl, "generator loss: weight")?, cpu_slice::<f32>(bs, bl, "generator loss: bias")?);
                 grads(self, kept, sl, (h, w, b), g)
             }
             (CpuStorage::F64(_), kept) => {
@@ -1151,7 +1219,7 @@ impl candle_core::CustomOp3 for GeneratorCe {
                     Some(CpuStorage::F64(v)) => Some(v),
                     _ => None,
                 };
-                let sl = (cpu_slice::<f64>(hs, hl, "h")?, cpu_slice::<f64>(ws, wl, "weight")?, cpu_slice::<f64>(bs, bl, "bias")?);
+                let sl = (cpu_slice::<f64>(hs, hl, "generator loss: h̃")?, cpu_slice::<f64>(ws, wl, "generator loss: weight")?, cpu_slice::<f64>(bs, bl, "generator loss: bias")?);
                 grads(self, kept, sl, (h, w, b), g)
             }
             _ => candle_core::bail!("generator loss: f32 or f64 expected"),

@@ -329,7 +329,8 @@ fn tiny_translation_task_learns() {
 }
 
 /// Where a training step's time goes at Multi30k-like sizes (batch 64, source 14, target
-/// 16 steps, embedding 256, 256 units per encoder direction, vocabulary 8000, tied):
+/// 16 steps, embedding 256, 256 units per encoder direction, vocabulary 8000, tied; the
+/// training path: `generator_loss`):
 /// `cargo test --release -p model profile_step -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -355,15 +356,14 @@ fn profile_step() {
         let t1 = Instant::now();
         let out = m.decode(&enc, &dt, true, Some(&mut rng), false).unwrap();
         let t2 = Instant::now();
-        let logits = m.logits(&out.hidden).unwrap().flatten_to(1).unwrap();
-        let loss = (label_smoothed_cross_entropy(&logits, &targets, &weights, 0.1).unwrap() / (b * t) as f64).unwrap();
+        let loss = (m.generator_loss(&out.hidden, &targets, &weights, 0.1).unwrap() / (b * t) as f64).unwrap();
         let _ = loss.to_scalar::<f32>().unwrap();
         let t3 = Instant::now();
         let _g = loss.backward().unwrap();
         let t4 = Instant::now();
         // Backward of the output part alone (h̃ detached).
         let h = candle_core::Var::from_tensor(&out.hidden.detach()).unwrap();
-        let l2 = label_smoothed_cross_entropy(&m.logits(h.as_tensor()).unwrap().flatten_to(1).unwrap(), &targets, &weights, 0.1).unwrap();
+        let l2 = m.generator_loss(h.as_tensor(), &targets, &weights, 0.1).unwrap();
         let t5 = Instant::now();
         let _g2 = l2.backward().unwrap();
         let t6 = Instant::now();
@@ -446,4 +446,32 @@ fn generator_loss_matches_logits_and_cross_entropy() {
     assert!(e.to_string().contains("2 targets"), "{e}");
     let e = m.generator_loss(&h, &[1, 2, 3, 4, 5, 11], &[1.0; 6], 0.1).unwrap_err();
     assert!(e.to_string().contains("target id 11"), "{e}");
+}
+
+/// The decoder's fused CPU cell against the same cell from candle's ops: h, c and the
+/// gradients of gates and c_prev, f64 to rounding and f32 (SIMD activations) to 1e-5.
+#[test]
+fn lstm_cell_op_matches_candle_ops() {
+    let mut rng = SeededRng::new(3, "cell");
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        for (n, h) in [(1, 1), (3, 5), (7, 33)] {
+            let gates = rng.normal_tensor((n, 4 * h), 0.0, 2.0, dtype, &Device::Cpu).unwrap();
+            let c = rng.normal_tensor((n, h), 0.0, 1.0, dtype, &Device::Cpu).unwrap();
+            let r = rng.normal_tensor((2, n, h), 0.0, 1.0, dtype, &Device::Cpu).unwrap();
+            let run = |f: fn(&Tensor, &Tensor) -> Result<(Tensor, Tensor)>| {
+                let (g, cv) = (candle_core::Var::from_tensor(&gates).unwrap(), candle_core::Var::from_tensor(&c).unwrap());
+                let (ho, co) = f(g.as_tensor(), cv.as_tensor()).unwrap();
+                let loss = ((&ho * r.get(0).unwrap()).unwrap().sum_all().unwrap() + (&co * r.get(1).unwrap()).unwrap().sum_all().unwrap()).unwrap();
+                let grads = loss.backward().unwrap();
+                let vec = |t: &Tensor| t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                [vec(&ho), vec(&co), vec(grads.get(g.as_tensor()).unwrap()), vec(grads.get(cv.as_tensor()).unwrap())]
+            };
+            let (fused, reference) = (run(lstm_cell), run(lstm_cell_ops));
+            for (k, (a, b)) in fused.iter().zip(&reference).enumerate() {
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{dtype:?} n{n} h{h} output {k}: {x} vs {y}");
+                }
+            }
+        }
+    }
 }

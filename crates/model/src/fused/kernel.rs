@@ -1050,3 +1050,53 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
     });
     Grads { x, w: dw, state }
 }
+
+/// One vanilla LSTM step's gate math over `n` rows (the translation decoder's cell, which runs
+/// step by step): `gates` (n, 4h) pre-activations in PyTorch's order i, f, g, o with the bias
+/// already added, `c_prev` (n, h). Returns the activations (n, 4h), c (n, h), tanh(c) (n, h)
+/// and h (n, h).
+pub fn cell_forward<T: Real>(gates: &[T], c_prev: &[T], nh: usize) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+    let n = c_prev.len() / nh.max(1);
+    assert_eq!(gates.len(), 4 * n * nh, "cell_forward: gates must be (n, 4h)");
+    let vanilla = fwd_vanilla_fn::<T>();
+    let zero_bias = vec![T::zero(); 4 * nh];
+    let mut act = gates.to_vec();
+    let (mut c, mut tc, mut h) = (vec![T::zero(); n * nh], vec![T::zero(); n * nh], vec![T::zero(); n * nh]);
+    for r in 0..n {
+        let s = r * nh..(r + 1) * nh;
+        vanilla(nh, &mut act[4 * r * nh..4 * (r + 1) * nh], &zero_bias, &c_prev[s.clone()], &mut c[s.clone()], &mut tc[s.clone()], &mut h[s]);
+    }
+    (act, c, tc, h)
+}
+
+/// The backward of `cell_forward`: from the gradients reaching its h and c (n, h) each,
+/// returns those of its gates (n, 4h) and of c_prev (n, h).
+pub fn cell_backward<T: Real>(gates: &[T], c_prev: &[T], dh: &[T], dc: &[T], nh: usize) -> (Vec<T>, Vec<T>) {
+    let (act, c, tc, _) = cell_forward(gates, c_prev, nh);
+    let n = c_prev.len() / nh.max(1);
+    let bwd = bwd_gates_fn::<T>();
+    let mut dz = vec![T::zero(); 4 * n * nh];
+    let mut dcp = dc.to_vec();
+    let mut scratch = vec![T::zero(); 7 * nh];
+    for r in 0..n {
+        let s = r * nh..(r + 1) * nh;
+        let g = 4 * r * nh..4 * (r + 1) * nh;
+        bwd(
+            &CellSpec::VANILLA,
+            nh,
+            BwdRow {
+                dh: &dh[s.clone()],
+                dc: &mut dcp[s.clone()],
+                act: &act[g.clone()],
+                c: &c[s.clone()],
+                tc: &tc[s.clone()],
+                cp: &c_prev[s],
+                peep: [&[], &[], &[]],
+                dpeep: [&mut [], &mut [], &mut []],
+                dz: &mut dz[g],
+                scratch: &mut scratch,
+            },
+        );
+    }
+    (dz, dcp)
+}
