@@ -782,7 +782,6 @@ fn project(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// op (the fused kernel's SIMD gate math, its backward recomputed from the inputs) instead of
 /// ~12 candle ops with scalar sigmoid/tanh per decoder step; elsewhere candle's ops.
 fn lstm_cell(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
-    let hsz = c.dim(1)?;
     if gates.device().is_cpu() && matches!(gates.dtype(), DType::F32 | DType::F64) {
         let out = gates.contiguous()?.apply_op2(&c.contiguous()?, CellOp)?; // (2, N, H): h, c
         return Ok((out.get(0)?, out.get(1)?));
