@@ -35,7 +35,7 @@
 //! `attention.linear_out.weight`, `generator.weight` (absent when tied), `generator.bias`.
 
 use crate::config::{CellKind, LstmConfig, Variant};
-use crate::lstm::split_steps;
+use crate::lstm::{per_use, split_steps};
 use crate::rng::SeededRng;
 use crate::{Error, Lstm, LstmInput, Result};
 use candle_core::{CpuStorage, DType, Layout, Shape, Tensor, WithDType, D};
@@ -757,17 +757,6 @@ fn need_rng(what: &str) -> Error {
 }
 
 /// Rows of `table` (V, E) for `ids` of any shape: (…, E).
-/// `x` as a fresh graph node (a zero-copy reshape to its own shape), for a tensor that every
-/// time step reads. candle's backward adds each use's gradient into the store without
-/// detaching it (candle issue #1241), so a tensor read at every step accumulates a chain of
-/// additions that keeps every step's contribution alive to the end of the backward: 2.6 GB for
-/// one 40-step Multi30k batch through `enc.keys` and `enc.memory` alone. Through a node per
-/// step, each contribution is freed once that node is processed (its gradient reaches `x`
-/// detached).
-fn per_use(x: &Tensor) -> Result<Tensor> {
-    Ok(x.reshape(x.shape())?)
-}
-
 fn embed(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::Embedding::new(table.clone(), table.dim(1)?).forward(ids)?)
 }
