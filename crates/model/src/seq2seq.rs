@@ -36,9 +36,10 @@
 
 use crate::config::{CellKind, LstmConfig, Variant};
 use crate::lstm::{per_use, split_steps};
+use crate::ops::contiguous;
 use crate::rng::SeededRng;
 use crate::{Error, Lstm, LstmInput, Result};
-use candle_core::{CpuStorage, DType, Layout, Shape, Tensor, WithDType, D};
+use candle_core::{CpuStorage, DType, Layout, Shape, Tensor, D};
 use candle_nn::{Init, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -815,8 +816,8 @@ impl candle_core::CustomOp2 for CellOp {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, nh) = l2.shape().dims2()?;
         let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(Self::fwd(cpu_slice::<f32>(s1, l1, "lstm cell: gates")?, cpu_slice::<f32>(s2, l2, "lstm cell: c")?, nh)),
-            CpuStorage::F64(_) => CpuStorage::F64(Self::fwd(cpu_slice::<f64>(s1, l1, "lstm cell: gates")?, cpu_slice::<f64>(s2, l2, "lstm cell: c")?, nh)),
+            CpuStorage::F32(_) => CpuStorage::F32(Self::fwd(contiguous::<f32>(s1, l1, "lstm cell: gates")?, contiguous::<f32>(s2, l2, "lstm cell: c")?, nh)),
+            CpuStorage::F64(_) => CpuStorage::F64(Self::fwd(contiguous::<f64>(s1, l1, "lstm cell: gates")?, contiguous::<f64>(s2, l2, "lstm cell: c")?, nh)),
             _ => candle_core::bail!("lstm cell: f32 or f64 expected"),
         };
         Ok((out, Shape::from((2, n, nh))))
@@ -833,11 +834,11 @@ impl candle_core::CustomOp2 for CellOp {
         };
         let (dg, dc) = match gs {
             CpuStorage::F32(_) => {
-                let (a, b) = Self::bwd(cpu_slice::<f32>(gs, gl, "lstm cell: gates")?, cpu_slice::<f32>(cs, cl, "lstm cell: c")?, cpu_slice::<f32>(ds, dl, "lstm cell: gradient")?, nh);
+                let (a, b) = Self::bwd(contiguous::<f32>(gs, gl, "lstm cell: gates")?, contiguous::<f32>(cs, cl, "lstm cell: c")?, contiguous::<f32>(ds, dl, "lstm cell: gradient")?, nh);
                 (Tensor::from_vec(a, gates.shape(), gates.device())?, Tensor::from_vec(b, c.shape(), c.device())?)
             }
             CpuStorage::F64(_) => {
-                let (a, b) = Self::bwd(cpu_slice::<f64>(gs, gl, "lstm cell: gates")?, cpu_slice::<f64>(cs, cl, "lstm cell: c")?, cpu_slice::<f64>(ds, dl, "lstm cell: gradient")?, nh);
+                let (a, b) = Self::bwd(contiguous::<f64>(gs, gl, "lstm cell: gates")?, contiguous::<f64>(cs, cl, "lstm cell: c")?, contiguous::<f64>(ds, dl, "lstm cell: gradient")?, nh);
                 (Tensor::from_vec(a, gates.shape(), gates.device())?, Tensor::from_vec(b, c.shape(), c.device())?)
             }
             _ => candle_core::bail!("lstm cell: f32 or f64 expected"),
@@ -1123,11 +1124,6 @@ impl GeneratorCe {
     }
 }
 
-fn cpu_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
-    let (o1, o2) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))?;
-    Ok(&T::cpu_storage_as_slice(s)?[o1..o2])
-}
-
 impl candle_core::CustomOp3 for GeneratorCe {
     fn name(&self) -> &'static str {
         "generator-label-smoothed-cross-entropy"
@@ -1145,11 +1141,11 @@ impl candle_core::CustomOp3 for GeneratorCe {
         let d = l1.dims()[1];
         let (total, keep) = match s1 {
             CpuStorage::F32(_) => {
-                let (t, lg) = self.fwd::<f32>(cpu_slice(s1, l1, "generator loss: h̃")?, cpu_slice(s2, l2, "generator loss: weight")?, cpu_slice(s3, l3, "generator loss: bias")?, d);
+                let (t, lg) = self.fwd::<f32>(contiguous(s1, l1, "generator loss: h̃")?, contiguous(s2, l2, "generator loss: weight")?, contiguous(s3, l3, "generator loss: bias")?, d);
                 (CpuStorage::F32(vec![t as f32]), CpuStorage::F32(lg))
             }
             CpuStorage::F64(_) => {
-                let (t, lg) = self.fwd::<f64>(cpu_slice(s1, l1, "generator loss: h̃")?, cpu_slice(s2, l2, "generator loss: weight")?, cpu_slice(s3, l3, "generator loss: bias")?, d);
+                let (t, lg) = self.fwd::<f64>(contiguous(s1, l1, "generator loss: h̃")?, contiguous(s2, l2, "generator loss: weight")?, contiguous(s3, l3, "generator loss: bias")?, d);
                 (CpuStorage::F64(vec![t]), CpuStorage::F64(lg))
             }
             _ => candle_core::bail!("generator loss: f32 or f64 expected"),
@@ -1199,7 +1195,7 @@ impl candle_core::CustomOp3 for GeneratorCe {
                     Some(CpuStorage::F32(v)) => Some(v),
                     _ => None,
                 };
-                let sl = (cpu_slice::<f32>(hs, hl, "generator loss: h̃")?, cpu_slice::<f32>(ws, wl, "generator loss: weight")?, cpu_slice::<f32>(bs, bl, "generator loss: bias")?);
+                let sl = (contiguous::<f32>(hs, hl, "generator loss: h̃")?, contiguous::<f32>(ws, wl, "generator loss: weight")?, contiguous::<f32>(bs, bl, "generator loss: bias")?);
                 grads(self, kept, sl, (h, w, b), g)
             }
             (CpuStorage::F64(_), kept) => {
@@ -1207,7 +1203,7 @@ impl candle_core::CustomOp3 for GeneratorCe {
                     Some(CpuStorage::F64(v)) => Some(v),
                     _ => None,
                 };
-                let sl = (cpu_slice::<f64>(hs, hl, "generator loss: h̃")?, cpu_slice::<f64>(ws, wl, "generator loss: weight")?, cpu_slice::<f64>(bs, bl, "generator loss: bias")?);
+                let sl = (contiguous::<f64>(hs, hl, "generator loss: h̃")?, contiguous::<f64>(ws, wl, "generator loss: weight")?, contiguous::<f64>(bs, bl, "generator loss: bias")?);
                 grads(self, kept, sl, (h, w, b), g)
             }
             _ => candle_core::bail!("generator loss: f32 or f64 expected"),
