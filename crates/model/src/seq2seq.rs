@@ -351,7 +351,7 @@ impl Seq2Seq {
         x = self.dropout(x, self.cfg.embedding_dropout, train, rng.as_deref_mut(), "source embedding dropout")?;
         let mut input = LstmInput::new().lengths(lengths);
         if train {
-            input = match rng.as_deref_mut() {
+            input = match rng {
                 Some(r) => input.train(r),
                 None => LstmInput { train: true, ..input },
             };
@@ -505,7 +505,7 @@ impl Seq2Seq {
             (true, Some(r)) => Some(r.dropout_mask((t, layers - 1, b, hdim), self.cfg.dropout, dtype, &dev)?),
             (true, None) => return Err(need_rng("decoder dropout")),
         };
-        let out_masks = match (train && self.cfg.output_dropout > 0.0, rng.as_deref_mut()) {
+        let out_masks = match (train && self.cfg.output_dropout > 0.0, rng) {
             (false, _) => None,
             (true, Some(r)) => Some(r.dropout_mask((t, b, ddim), self.cfg.output_dropout, dtype, &dev)?),
             (true, None) => return Err(need_rng("output dropout")),

@@ -182,7 +182,7 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
                 tokens as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9)
             ));
             if cfg.train.checkpoint_every > 0
-                && pos.step % cfg.train.checkpoint_every as u64 == 0
+                && pos.step.is_multiple_of(cfg.train.checkpoint_every as u64)
                 && pos.batch < num_batches
             {
                 pos.dropout_rng = rng.state();

@@ -177,7 +177,7 @@ pub fn predict_cli(dir: &RunDir, cfg: &Config, args: &super::PredictArgs) -> Res
 
 /// Label and probability of each text, from a finished run's best checkpoint.
 pub fn predict(dir: &RunDir, cfg: &Config, texts: &[String]) -> Result<Vec<(String, f32)>> {
-    let device = crate::trainer::device_of(&cfg)?;
+    let device = crate::trainer::device_of(cfg)?;
     let tok_path = dir.tokenizer();
     let tokenizer = Tok::load(&tok_path).with_context(|| format!("loading {}", tok_path.display()))?;
     let (meta, class_names) = read_model_config(&dir.best())?;

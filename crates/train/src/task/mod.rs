@@ -122,7 +122,7 @@ pub fn inputs_or_stdin(inputs: &[String]) -> Result<Vec<String>> {
         eprintln!("reading inputs from stdin, one per line (Ctrl-D to end)");
     }
     let lines = std::io::stdin().lock().lines().collect::<std::io::Result<Vec<_>>>();
-    Ok(anyhow::Context::context(lines, "reading stdin")?)
+    anyhow::Context::context(lines, "reading stdin")
 }
 
 /// Builds the task named by the config. `existing_run` reloads run artefacts (tokenizer,
