@@ -27,7 +27,8 @@ pub(crate) fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: 
     }
 }
 
-fn cpu_slice<T: WithDType, R>(t: &Tensor, what: &str, f: impl FnOnce(&[T]) -> R) -> candle_core::Result<R> {
+/// Runs `f` on a contiguous CPU tensor's values where they lie (no copy).
+pub(crate) fn cpu_slice<T: WithDType, R>(t: &Tensor, what: &str, f: impl FnOnce(&[T]) -> R) -> candle_core::Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         candle_core::Storage::Cpu(s) => Ok(f(contiguous::<T>(s, layout, what)?)),

@@ -36,7 +36,7 @@
 
 use crate::config::{CellKind, LstmConfig, Variant};
 use crate::lstm::{per_use, split_steps};
-use crate::ops::contiguous;
+use crate::ops::{contiguous, cpu_slice};
 use crate::rng::SeededRng;
 use crate::{Error, Lstm, LstmInput, Result};
 use candle_core::{CpuStorage, DType, Layout, Shape, Tensor, D};
@@ -1034,13 +1034,10 @@ impl candle_core::CustomOp1 for SmoothedCe {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (o1, o2) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("logits must be contiguous".into()))?;
         let v = layout.dims()[1];
         let rows = match storage {
-            CpuStorage::F32(x) => self.rows(&x[o1..o2], v),
-            CpuStorage::F64(x) => self.rows(&x[o1..o2], v),
+            CpuStorage::F32(_) => self.rows(contiguous::<f32>(storage, layout, "logits")?, v),
+            CpuStorage::F64(_) => self.rows(contiguous::<f64>(storage, layout, "logits")?, v),
             _ => candle_core::bail!("label-smoothed cross-entropy: f32 or f64 logits expected"),
         };
         let total: f64 = rows.iter().map(|r| r.0).sum();
@@ -1055,19 +1052,15 @@ impl candle_core::CustomOp1 for SmoothedCe {
         let (n, v) = arg.dims2()?;
         let g = grad_res.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         // The logits are read in place (the forward made them contiguous).
-        let (storage, layout) = arg.storage_and_layout();
-        let (o1, o2) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("logits must be contiguous".into()))?;
         fn go<T: CeElem>(op: &SmoothedCe, x: &[T], v: usize, g: f64) -> Vec<T> {
             let mut out = x.to_vec();
             op.grad_in_place(&mut out, v, g);
             out
         }
-        let grad = match &*storage {
-            candle_core::Storage::Cpu(CpuStorage::F32(x)) => Tensor::from_vec(go(self, &x[o1..o2], v, g), (n, v), arg.device())?,
-            candle_core::Storage::Cpu(CpuStorage::F64(x)) => Tensor::from_vec(go(self, &x[o1..o2], v, g), (n, v), arg.device())?,
-            _ => candle_core::bail!("label-smoothed cross-entropy: f32 or f64 logits on the CPU expected"),
+        let grad = match arg.dtype() {
+            DType::F32 => Tensor::from_vec(cpu_slice::<f32, _>(arg, "logits", |x| go(self, x, v, g))?, (n, v), arg.device())?,
+            DType::F64 => Tensor::from_vec(cpu_slice::<f64, _>(arg, "logits", |x| go(self, x, v, g))?, (n, v), arg.device())?,
+            _ => candle_core::bail!("label-smoothed cross-entropy: f32 or f64 logits expected"),
         };
         Ok(Some(grad))
     }

@@ -97,11 +97,7 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-        if FMA {
-            a.mul_add(b, c)
-        } else {
-            a * b + c
-        }
+        simd::madd::<FMA>(a, b, c)
     }
 }
 

@@ -38,7 +38,7 @@ const EXP_HI: f32 = 88.376_26;
 
 /// `a * b + c`, fused when `FMA`.
 #[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
         a.mul_add(b, c)
     } else {
