@@ -125,14 +125,18 @@ fn trains_reproducibly_stores_the_normaliser_and_predicts() {
     let speakers = test["speaker_accuracy"].as_object().unwrap();
     assert_eq!(speakers.keys().collect::<Vec<_>>(), ["ann", "bob"]);
     assert!(summary["validation"]["loss"].as_f64().unwrap().is_finite());
-    let norm: serde_json::Value = serde_json::from_str(&fs::read_to_string(a.join("normalizer.json")).unwrap()).unwrap();
+    let norm: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(a.join("normalizer.json")).unwrap()).unwrap();
     assert_eq!(norm["mean"].as_array().unwrap().len(), 26, "13 MFCCs + 13 deltas");
 
     // Same config and seed: identical metrics and checkpoint bytes.
     run(&cfg, &b, &[]);
     let strip = |p: &Path| -> String { fs::read_to_string(p.join("metrics.jsonl")).unwrap() };
     assert_eq!(strip(&a), strip(&b));
-    assert_eq!(fs::read(a.join("checkpoints/best.safetensors")).unwrap(), fs::read(b.join("checkpoints/best.safetensors")).unwrap());
+    assert_eq!(
+        fs::read(a.join("checkpoints/best.safetensors")).unwrap(),
+        fs::read(b.join("checkpoints/best.safetensors")).unwrap()
+    );
 
     // predict: `digit<TAB>probability<TAB>file`, agreeing with the files' own digits.
     let rec = tmp.path().join("recordings");
@@ -187,10 +191,29 @@ fn speaker_held_out_split_and_config_errors() {
     let summary = run(&cfg, &tmp.path().join("s"), &["audio.split={speaker=\"bob\"}", "train.epochs=1"]);
     let speakers = summary["test"]["speaker_accuracy"].as_object().unwrap();
     assert_eq!(speakers.keys().collect::<Vec<_>>(), ["bob"]);
-    assert_eq!(summary["test"]["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|x| x.as_u64().unwrap()).sum::<u64>(), 100);
+    assert_eq!(
+        summary["test"]["confusion"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap())
+            .map(|x| x.as_u64().unwrap())
+            .sum::<u64>(),
+        100
+    );
 
     let c = cfg.to_str().unwrap();
-    let out = train(&["--config", c, "--set", "audio.split={speaker=\"carol\"}", "--run-dir", tmp.path().join("x").to_str().unwrap()], &[]);
+    let out = train(
+        &[
+            "--config",
+            c,
+            "--set",
+            "audio.split={speaker=\"carol\"}",
+            "--run-dir",
+            tmp.path().join("x").to_str().unwrap(),
+        ],
+        &[],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("`carol`") && err.contains("ann, bob"), "{err}");
 

@@ -105,12 +105,28 @@ fn trains_reports_metrics_reproduces_and_predicts() {
     // Same seed ⇒ identical metrics and weights.
     let b = run(tmp.path(), "b", &cfg, &[]);
     assert_eq!(fs::read(a.join("metrics.jsonl")).unwrap(), fs::read(b.join("metrics.jsonl")).unwrap());
-    assert_eq!(fs::read(a.join("checkpoints/best.safetensors")).unwrap(), fs::read(b.join("checkpoints/best.safetensors")).unwrap());
+    assert_eq!(
+        fs::read(a.join("checkpoints/best.safetensors")).unwrap(),
+        fs::read(b.join("checkpoints/best.safetensors")).unwrap()
+    );
 
     // predict: CSV of every test window (header + windows × horizon rows), SVG of one window.
     let csv = tmp.path().join("fc.csv");
     let svg = tmp.path().join("fc.svg");
-    let out = train(&["predict", "--run", a.to_str().unwrap(), "--csv", csv.to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--window", "3"], &[]);
+    let out = train(
+        &[
+            "predict",
+            "--run",
+            a.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+            "--window",
+            "3",
+        ],
+        &[],
+    );
     ok(&out);
     let text = fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -122,7 +138,11 @@ fn trains_reports_metrics_reproduces_and_predicts() {
     let truth: f64 = lines[1].split(',').nth(3).unwrap().parse().unwrap();
     assert!((25.0..45.0).contains(&truth), "{truth}");
     let svg_text = fs::read_to_string(&svg).unwrap();
-    assert!(svg_text.starts_with("<svg") && svg_text.contains("test window 3") && svg_text.matches("<polyline").count() >= 3);
+    assert!(
+        svg_text.starts_with("<svg")
+            && svg_text.contains("test window 3")
+            && svg_text.matches("<polyline").count() >= 3
+    );
     // The printed test MSE is the summary's.
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
     let want = format!("test mse {:.6}", t["mse"].as_f64().unwrap());
@@ -131,14 +151,23 @@ fn trains_reports_metrics_reproduces_and_predicts() {
     // A window past the end is refused with the valid range.
     let out = train(&["predict", "--run", a.to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--window", "55"], &[]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--window 55: the test split has 55 windows"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--window 55: the test split has 55 windows"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn multivariate_seq2seq_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "");
-    let a = run(tmp.path(), "m", &cfg, &["--set", "data.features=M", "--set", "forecast.decoder=seq2seq", "--set", "train.epochs=1"]);
+    let a = run(
+        tmp.path(),
+        "m",
+        &cfg,
+        &["--set", "data.features=M", "--set", "forecast.decoder=seq2seq", "--set", "train.epochs=1"],
+    );
     let t = &summary(&a)["test"];
     assert!(t["mse"].as_f64().is_some_and(f64::is_finite));
     let by_feature = t["mse_by_feature"].as_object().unwrap();
@@ -150,11 +179,24 @@ fn bad_input_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "");
     // A forecasting task on a text corpus.
-    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "data.corpus=sst2", "--run-dir", tmp.path().join("x").to_str().unwrap()], &[]);
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "data.corpus=sst2",
+            "--run-dir",
+            tmp.path().join("x").to_str().unwrap(),
+        ],
+        &[],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("data.corpus") && err.contains("\"ett\""), "{err}");
     // The seq2seq decoder with a bidirectional encoder.
-    let out = train(&["--config", cfg.to_str().unwrap(), "--set", "forecast.decoder=seq2seq", "--set", "model.bidirectional=true"], &[]);
+    let out = train(
+        &["--config", cfg.to_str().unwrap(), "--set", "forecast.decoder=seq2seq", "--set", "model.bidirectional=true"],
+        &[],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("model.bidirectional"), "{err}");
     // A misspelt key of the [forecast] section.

@@ -13,7 +13,10 @@ fn inspect_draws_prints_and_dumps_the_gates() {
     let run = run_dir(tmp.path(), "r", &cfg, &["--set", "train.epochs=2"]);
     let r = run.to_str().unwrap();
     let svg = tmp.path().join("o.svg");
-    let out = train(&["inspect", "--run", r, "--out", svg.to_str().unwrap(), "good great film", "the awful boring story"], &[]);
+    let out = train(
+        &["inspect", "--run", r, "--out", svg.to_str().unwrap(), "good great film", "the awful boring story"],
+        &[],
+    );
     ok(&out);
     let text = fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
@@ -36,7 +39,13 @@ fn inspect_draws_prints_and_dumps_the_gates() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|s| s["values"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())))
+        .flat_map(|s| {
+            s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        })
         .collect();
     assert_eq!(all.len(), 7 * 16);
     assert!(all.iter().all(|v| (0.0..=1.0).contains(v)), "an output gate left [0, 1]");

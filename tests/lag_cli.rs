@@ -12,13 +12,20 @@ fn config(name: &str) -> PathBuf {
 }
 
 const SMALL: [&str; 14] = [
-    "--set", "run.threads=1",
-    "--set", "data.train_size=200",
-    "--set", "data.eval_size=50",
-    "--set", "model.hidden=8",
-    "--set", "train.epochs=2",
-    "--set", "train.batch_size=25",
-    "--set", "train.lr=0.01",
+    "--set",
+    "run.threads=1",
+    "--set",
+    "data.train_size=200",
+    "--set",
+    "data.eval_size=50",
+    "--set",
+    "model.hidden=8",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "train.batch_size=25",
+    "--set",
+    "train.lr=0.01",
 ];
 
 fn run(tmp: &Path, name: &str, cfg: &str, extra: &[&str]) -> (PathBuf, serde_json::Value) {

@@ -66,7 +66,8 @@ fn prune_keeps_masks_through_finetuning_and_runs_stay_usable() {
     assert_eq!(rows[0]["sparsity"], 0.0);
     assert_eq!(rows[0]["recurrent_nonzero"], 1024);
     assert_eq!(rows[2]["recurrent_nonzero"], 4 * 26);
-    let zeros_of = |row: &serde_json::Value| row["params_total"].as_u64().unwrap() - row["params_nonzero"].as_u64().unwrap();
+    let zeros_of =
+        |row: &serde_json::Value| row["params_total"].as_u64().unwrap() - row["params_nonzero"].as_u64().unwrap();
     assert_eq!(zeros_of(&rows[2]), zeros_of(&rows[0]) + 4 * 230, "only the recurrent matrices are pruned");
     let md = fs::read_to_string(run.join("prune_results.md")).unwrap();
     assert!(md.contains("| 0.9 | 104 / 1024 |"), "{md}");

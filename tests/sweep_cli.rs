@@ -23,7 +23,15 @@ seeds = [1, 2]
 "#;
 
 fn sweep(cfg: &Path, spec: &Path, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut args = vec!["sweep", "--config", cfg.to_str().unwrap(), "--sweep", spec.to_str().unwrap(), "--dir", dir.to_str().unwrap()];
+    let mut args = vec![
+        "sweep",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--sweep",
+        spec.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     train(&args, env)
 }
@@ -80,7 +88,8 @@ fn grid_sweep_writes_results_skips_finished_and_resumes_interrupted() {
     ok(&out);
     for n in ["variant-vanilla_seed-1", "variant-nog_seed-1"] {
         assert!(
-            read(dir.join(n).join("checkpoints/best.safetensors")) == read(dir2.join(n).join("checkpoints/best.safetensors")),
+            read(dir.join(n).join("checkpoints/best.safetensors"))
+                == read(dir2.join(n).join("checkpoints/best.safetensors")),
             "{n}: resumed trial differs from the uninterrupted one"
         );
     }

@@ -12,7 +12,14 @@ fn same_seed_gives_byte_identical_runs_and_predict_works() {
     let cfg = write_config(tmp.path(), "");
     let a = run_dir(tmp.path(), "a", &cfg, &[]);
     let b = run_dir(tmp.path(), "b", &cfg, &[]);
-    for f in ["checkpoints/best.safetensors", "checkpoints/last.safetensors", "checkpoints/resume.safetensors", "metrics.jsonl", "tokenizer.json", "config.toml"] {
+    for f in [
+        "checkpoints/best.safetensors",
+        "checkpoints/last.safetensors",
+        "checkpoints/resume.safetensors",
+        "metrics.jsonl",
+        "tokenizer.json",
+        "config.toml",
+    ] {
         assert!(read(a.join(f)) == read(b.join(f)), "{f} differs between two runs with one seed");
     }
     let summary: serde_json::Value = serde_json::from_slice(&read(a.join("summary.json"))).unwrap();
@@ -26,12 +33,13 @@ fn same_seed_gives_byte_identical_runs_and_predict_works() {
     assert!(read(a.join("checkpoints/last.safetensors")) != read(c.join("checkpoints/last.safetensors")));
 
     // predict from a fresh process, positional texts and --json.
-    let out = train(&["predict", "--run", a.to_str().unwrap(), "--json", "good great fine film", "awful dull boring film"], &[]);
+    let out = train(
+        &["predict", "--run", a.to_str().unwrap(), "--json", "good great fine film", "awful dull boring film"],
+        &[],
+    );
     ok(&out);
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["label"], "positive");
     assert_eq!(lines[1]["label"], "negative");

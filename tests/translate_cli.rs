@@ -176,14 +176,25 @@ fn joint_tokenizer_bahdanau_tied_and_reproducible() {
     for name in ["a", "b"] {
         let run = tmp.path().join(name);
         ok(&train(
-            &["--config", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--quiet", "--set", "train.epochs=1"],
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--run-dir",
+                run.to_str().unwrap(),
+                "--quiet",
+                "--set",
+                "train.epochs=1",
+            ],
             None,
         ));
         dirs.push(run);
     }
     assert!(dirs[0].join("tokenizer.json").exists() && !dirs[0].join("tokenizer_src.json").exists());
     for f in ["checkpoints/best.safetensors", "metrics.jsonl"] {
-        assert!(fs::read(dirs[0].join(f)).unwrap() == fs::read(dirs[1].join(f)).unwrap(), "{f} differs between identical runs");
+        assert!(
+            fs::read(dirs[0].join(f)).unwrap() == fs::read(dirs[1].join(f)).unwrap(),
+            "{f} differs between identical runs"
+        );
     }
     let out = ok(&train(&["translate", "--run", dirs[0].to_str().unwrap(), "--beam", "1", "ein Hund"], None));
     assert_eq!(out.lines().count(), 1);

@@ -8,7 +8,11 @@ fn main() {
     }
     let lock = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../Cargo.lock");
     let text = std::fs::read_to_string(&lock).unwrap_or_default();
-    for (krate, var) in [("candle-core", "SLUICE_CANDLE_VERSION"), ("tokenizers", "SLUICE_TOKENIZERS_VERSION"), ("gemm", "SLUICE_GEMM_VERSION")] {
+    for (krate, var) in [
+        ("candle-core", "SLUICE_CANDLE_VERSION"),
+        ("tokenizers", "SLUICE_TOKENIZERS_VERSION"),
+        ("gemm", "SLUICE_GEMM_VERSION"),
+    ] {
         let needle = format!("name = \"{krate}\"\nversion = \"");
         let v = text
             .find(&needle)

@@ -28,7 +28,11 @@ pub fn write_corpus(dir: &Path) {
             let words: Vec<&str> = (0..len)
                 .map(|j| {
                     if j % 2 == 0 {
-                        if label == 1 { POS[next(8)] } else { NEG[next(8)] }
+                        if label == 1 {
+                            POS[next(8)]
+                        } else {
+                            NEG[next(8)]
+                        }
                     } else {
                         FILL[next(6)]
                     }

@@ -42,7 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("file            {}", path.display());
     println!("examples        {}", examples.len());
     println!("vocab           {}", tok.vocab_size());
-    println!("batches         {} of {batch_size} ({tokens} tokens, {:.1}% padding)", batches.len(), 100.0 * (padded - tokens) as f64 / padded as f64);
+    println!(
+        "batches         {} of {batch_size} ({tokens} tokens, {:.1}% padding)",
+        batches.len(),
+        100.0 * (padded - tokens) as f64 / padded as f64
+    );
     println!("load            {:>8.3} s", t_load.as_secs_f64());
     println!("train tokenizer {:>8.3} s", t_train.as_secs_f64());
     println!("encode          {:>8.3} s", t_encode.as_secs_f64());

@@ -78,7 +78,11 @@ impl BatchOrder {
     /// Batches per epoch.
     pub fn num_batches(&self) -> usize {
         let (n, b) = (self.keys.len(), self.opts.batch_size);
-        if self.opts.drop_last { n / b } else { n.div_ceil(b) }
+        if self.opts.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
     }
 
     /// Example indices of every batch of `epoch`, in order.
@@ -268,7 +272,8 @@ impl PairBatcher {
     }
 
     pub fn batch(&self, indices: &[usize]) -> PairBatch {
-        let (src, src_lengths, src_mask, src_len) = pad_rows(indices.iter().map(|&i| self.src[i].as_slice()), self.pad_id);
+        let (src, src_lengths, src_mask, src_len) =
+            pad_rows(indices.iter().map(|&i| self.src[i].as_slice()), self.pad_id);
         let dec_in: Vec<Vec<u32>> = indices
             .iter()
             .map(|&i| std::iter::once(self.bos_id).chain(self.tgt[i].iter().copied()).collect())
@@ -380,7 +385,16 @@ impl FloatBatch {
         for (r, &i) in indices.iter().enumerate() {
             src.fill(i, &mut x[r * t * fi..(r + 1) * t * fi], &mut y[r * h * fo..(r + 1) * h * fo]);
         }
-        Self { x, y, batch_size: indices.len(), time: t, in_features: fi, horizon: h, out_features: fo, example_indices: indices.to_vec() }
+        Self {
+            x,
+            y,
+            batch_size: indices.len(),
+            time: t,
+            in_features: fi,
+            horizon: h,
+            out_features: fo,
+            example_indices: indices.to_vec(),
+        }
     }
 }
 

@@ -197,11 +197,9 @@ impl DataConfig {
             return Err(Error::config(k("dir"), "set either `hub` or `dir`, not both"));
         }
         if synthetic {
-            for (key, set) in [
-                ("hub", self.hub.is_some()),
-                ("dir", self.dir.is_some()),
-                ("revision", self.revision.is_some()),
-            ] {
+            for (key, set) in
+                [("hub", self.hub.is_some()), ("dir", self.dir.is_some()), ("revision", self.revision.is_some())]
+            {
                 if set {
                     return Err(Error::config(
                         k(key),
@@ -329,9 +327,7 @@ impl DataConfig {
 fn check_repo_id(id: &str) -> std::result::Result<(), String> {
     let parts: Vec<&str> = id.split('/').collect();
     let ok = parts.len() == 2
-        && parts.iter().all(|p| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        });
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
     if ok {
         Ok(())
     } else {
@@ -476,12 +472,18 @@ mod tests {
             (DataConfig { hub: Some("a/b".into()), dir: Some("x".into()), ..Default::default() }, "data.dir"),
             (DataConfig { hub: Some("nope".into()), ..Default::default() }, "data.hub"),
             (DataConfig { corpus: CorpusKind::Adding, dir: Some("x".into()), ..Default::default() }, "data.dir"),
-            (DataConfig { corpus: CorpusKind::Ett, train_file: Some("x".into()), ..Default::default() }, "data.train_file"),
+            (
+                DataConfig { corpus: CorpusKind::Ett, train_file: Some("x".into()), ..Default::default() },
+                "data.train_file",
+            ),
             (DataConfig { file: Some("x.csv".into()), ..Default::default() }, "data.file"),
             (DataConfig { max_len: Some(0), ..Default::default() }, "data.max_len"),
             (DataConfig { corpus: CorpusKind::Ett, horizon: 0, ..Default::default() }, "data.horizon"),
             (DataConfig { corpus: CorpusKind::Adding, length: 1, ..Default::default() }, "data.length"),
-            (DataConfig { corpus: CorpusKind::Multi30k, extra_train_file: Some("x".into()), ..Default::default() }, "data.extra_train_file"),
+            (
+                DataConfig { corpus: CorpusKind::Multi30k, extra_train_file: Some("x".into()), ..Default::default() },
+                "data.extra_train_file",
+            ),
             (DataConfig { corpus: CorpusKind::Fsdd, ..Default::default() }, "data.dir"),
             (DataConfig { corpus: CorpusKind::Fsdd, hub: Some("a/b".into()), ..Default::default() }, "data.hub"),
         ];

@@ -72,7 +72,10 @@ pub fn load_with(cfg: &DataConfig, seed: u64, hub: &HubOptions) -> Result<Corpus
             });
             if let Some(e) = &extra {
                 if !e.is_file() {
-                    return Err(Error::MissingFile { path: e.clone(), hint: Some("named by data.extra_train_file".into()) });
+                    return Err(Error::MissingFile {
+                        path: e.clone(),
+                        hint: Some("named by data.extra_train_file".into()),
+                    });
                 }
             }
             Corpus::TextClassification(crate::sst2::load([&p[0], &p[1], &p[2]], extra.as_deref())?)
@@ -139,7 +142,12 @@ mod tests {
         for f in ["train.jsonl", "val.jsonl", "test.jsonl"] {
             write(&d.join("m"), f, M30K);
         }
-        let cfg = DataConfig { corpus: CorpusKind::Multi30k, dir: Some(d.join("m")), direction: Direction::EnDe, ..Default::default() };
+        let cfg = DataConfig {
+            corpus: CorpusKind::Multi30k,
+            dir: Some(d.join("m")),
+            direction: Direction::EnDe,
+            ..Default::default()
+        };
         let corpus = load_with(&cfg, 0, &offline(d)).unwrap();
         assert_eq!(corpus.split_sizes(), [1, 1, 1]);
         let Corpus::Translation(t) = corpus else { panic!() };
@@ -210,7 +218,10 @@ mod tests {
         let e = case("{\"text\": \"x\", \"label\": -1}\n");
         assert!(matches!(e, Error::LabelOutOfRange { label: -1, .. }), "{e:?}");
         let e = case("{\"text\": \"x\", \"label\": \"1\"}\n");
-        assert!(matches!(e, Error::BadField { .. }) && e.to_string().contains("expected an integer class label"), "{e}");
+        assert!(
+            matches!(e, Error::BadField { .. }) && e.to_string().contains("expected an integer class label"),
+            "{e}"
+        );
         let e = case("{\"text\": 5, \"label\": 1}\n");
         assert!(matches!(e, Error::BadField { .. }), "{e:?}");
         let e = case("{\"text\": \"  \", \"label\": 1}\n");
@@ -260,7 +271,8 @@ mod tests {
         assert!(matches!(e, Error::Csv { line: 2, column: 3, .. }), "{e:?}");
         assert!(matches!(rows(""), Error::EmptySplit { .. }));
         assert!(matches!(rows("date,HUFL,OT\n"), Error::EmptySplit { .. }));
-        let e = rows(&format!("date,HUFL,OT\n{}", good_rows.lines().take(4).map(|l| format!("{l}\n")).collect::<String>()));
+        let e =
+            rows(&format!("date,HUFL,OT\n{}", good_rows.lines().take(4).map(|l| format!("{l}\n")).collect::<String>()));
         assert!(matches!(e, Error::TooFewRows { needed: 7, .. }), "{e:?}");
         // A split too short for one window.
         write(d, "ETTh1.csv", &format!("date,HUFL,OT\n{good_rows}"));

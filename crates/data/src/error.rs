@@ -33,12 +33,7 @@ pub enum Error {
          (instead of `hub`) in the [data] section",
         cache.display()
     )]
-    NotCached {
-        repo: String,
-        revision: String,
-        file: String,
-        cache: PathBuf,
-    },
+    NotCached { repo: String, revision: String, file: String, cache: PathBuf },
 
     /// The hub client failed (network, missing file on the hub, ...).
     #[error(
@@ -46,57 +41,27 @@ pub enum Error {
          put the file in a folder and set `dir = \"<folder>\"` in the [data] section, or set \
          HF_HUB_OFFLINE=1 with HF_HOME pointing at a cache that holds it"
     )]
-    Hub {
-        repo: String,
-        revision: String,
-        file: String,
-        msg: String,
-    },
+    Hub { repo: String, revision: String, file: String, msg: String },
 
     /// A line of a JSON Lines file is not valid JSON (or not an object).
     #[error("{}:{line}:{column}: malformed JSON line: {msg} (expected one JSON object per line)", path.display())]
-    Json {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        msg: String,
-    },
+    Json { path: PathBuf, line: usize, column: usize, msg: String },
 
     /// A required field of a JSON object is absent.
     #[error("{}:{line}: missing field `{field}` (expected {expected})", path.display())]
-    MissingField {
-        path: PathBuf,
-        line: usize,
-        field: String,
-        expected: String,
-    },
+    MissingField { path: PathBuf, line: usize, field: String, expected: String },
 
     /// A field holds a value of the wrong kind or an unusable value.
     #[error("{}:{line}: field `{field}`: expected {expected}, found {found}", path.display())]
-    BadField {
-        path: PathBuf,
-        line: usize,
-        field: String,
-        expected: String,
-        found: String,
-    },
+    BadField { path: PathBuf, line: usize, field: String, expected: String, found: String },
 
     /// A class label outside `0..num_classes`.
     #[error("{}:{line}: label {label} out of range (expected an integer in 0..{num_classes})", path.display())]
-    LabelOutOfRange {
-        path: PathBuf,
-        line: usize,
-        label: i64,
-        num_classes: usize,
-    },
+    LabelOutOfRange { path: PathBuf, line: usize, label: i64, num_classes: usize },
 
     /// A CSV header lacks a column the config asks for.
     #[error("{}:1: missing column `{column}` (header has: {header})", path.display())]
-    MissingColumn {
-        path: PathBuf,
-        column: String,
-        header: String,
-    },
+    MissingColumn { path: PathBuf, column: String, header: String },
 
     /// A CSV cell is not what was expected (not a number, wrong cell count, bad date).
     #[error("{}:{line}:{column}: expected {expected}, found `{found}`", path.display())]
@@ -111,20 +76,11 @@ pub enum Error {
 
     /// A split with no examples (or too few rows to make one window).
     #[error("{}: split `{split}` is empty{}", path.display(), detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    EmptySplit {
-        path: PathBuf,
-        split: String,
-        detail: Option<String>,
-    },
+    EmptySplit { path: PathBuf, split: String, detail: Option<String> },
 
     /// A file has fewer rows than the configured splits need.
     #[error("{}: {rows} data rows, but the splits need {needed} ({detail})", path.display())]
-    TooFewRows {
-        path: PathBuf,
-        rows: usize,
-        needed: usize,
-        detail: String,
-    },
+    TooFewRows { path: PathBuf, rows: usize, needed: usize, detail: String },
 
     /// The tokenizers crate failed, or a tokenizer file is unusable.
     #[error("tokenizer{}: {msg}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
@@ -133,10 +89,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn config(key: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::Config {
-            key: key.into(),
-            msg: msg.into(),
-        }
+        Error::Config { key: key.into(), msg: msg.into() }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -102,7 +102,8 @@ impl Stamp {
         let hour: u32 = t.next()?.parse().ok()?;
         let minute: u32 = t.next().unwrap_or("0").parse().ok()?;
         let _second: f64 = t.next().unwrap_or("0").parse().ok()?;
-        let valid = (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month) && hour < 24 && minute < 60;
+        let valid =
+            (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month) && hour < 24 && minute < 60;
         valid.then_some(Stamp { year, month, day, hour, minute })
     }
 
@@ -271,7 +272,10 @@ pub fn load(path: &Path, cfg: &DataConfig) -> Result<Forecast> {
         (None, false) => {
             return Err(Error::config(
                 "data.freq",
-                format!("{}: cannot infer the sampling interval (no date column or one row); set data.freq", path.display()),
+                format!(
+                    "{}: cannot infer the sampling interval (no date column or one row); set data.freq",
+                    path.display()
+                ),
             ))
         }
     };
@@ -410,7 +414,14 @@ pub(crate) mod tests {
     }
 
     fn cfg(features: Features) -> DataConfig {
-        DataConfig { corpus: CorpusKind::Ett, features, input_len: 4, horizon: 2, split_rows: Some([20, 8, 8]), ..Default::default() }
+        DataConfig {
+            corpus: CorpusKind::Ett,
+            features,
+            input_len: 4,
+            horizon: 2,
+            split_rows: Some([20, 8, 8]),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -12,12 +12,7 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
         let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
         let column = upto.len() - upto.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
-        Error::Json {
-            path: path.into(),
-            line,
-            column,
-            msg: "invalid UTF-8".into(),
-        }
+        Error::Json { path: path.into(), line, column, msg: "invalid UTF-8".into() }
     })
 }
 
@@ -34,12 +29,7 @@ pub(crate) fn read_objects(path: &Path) -> Result<Vec<Line>> {
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         if raw.trim().is_empty() {
-            return Err(Error::Json {
-                path: path.into(),
-                line,
-                column: 1,
-                msg: "empty line".into(),
-            });
+            return Err(Error::Json { path: path.into(), line, column: 1, msg: "empty line".into() });
         }
         let value: Value = serde_json::from_str(raw).map_err(|e| Error::Json {
             path: path.into(),
@@ -50,12 +40,7 @@ pub(crate) fn read_objects(path: &Path) -> Result<Vec<Line>> {
         match value {
             Value::Object(obj) => out.push(Line { line, obj }),
             other => {
-                return Err(Error::Json {
-                    path: path.into(),
-                    line,
-                    column: 1,
-                    msg: format!("found {}", kind(&other)),
-                })
+                return Err(Error::Json { path: path.into(), line, column: 1, msg: format!("found {}", kind(&other)) })
             }
         }
     }
@@ -122,12 +107,7 @@ impl Fields<'_> {
             found: kind(v),
         })?;
         if n < 0 || n as usize >= num_classes {
-            return Err(Error::LabelOutOfRange {
-                path: self.path(),
-                line: self.line,
-                label: n,
-                num_classes,
-            });
+            return Err(Error::LabelOutOfRange { path: self.path(), line: self.line, label: n, num_classes });
         }
         Ok(n as usize)
     }

@@ -46,24 +46,13 @@ pub fn read_file(path: &Path, split: &str, direction: Direction) -> Result<Vec<P
     let (s, t) = langs(direction);
     let lines = read_objects(path)?;
     if lines.is_empty() {
-        return Err(Error::EmptySplit {
-            path: path.into(),
-            split: split.into(),
-            detail: None,
-        });
+        return Err(Error::EmptySplit { path: path.into(), split: split.into(), detail: None });
     }
     lines
         .iter()
         .map(|l| {
-            let f = Fields {
-                path,
-                line: l.line,
-                obj: &l.obj,
-            };
-            Ok(PairExample {
-                src: f.text(s)?.trim().to_string(),
-                tgt: f.text(t)?.trim().to_string(),
-            })
+            let f = Fields { path, line: l.line, obj: &l.obj };
+            Ok(PairExample { src: f.text(s)?.trim().to_string(), tgt: f.text(t)?.trim().to_string() })
         })
         .collect()
 }
@@ -88,7 +77,11 @@ mod tests {
     fn both_directions() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("t.jsonl");
-        std::fs::write(&p, "{\"en\": \"A dog runs.\", \"de\": \"Ein Hund läuft. \"}\n{\"en\": \"Two\", \"de\": \"Zwei\"}\n").unwrap();
+        std::fs::write(
+            &p,
+            "{\"en\": \"A dog runs.\", \"de\": \"Ein Hund läuft. \"}\n{\"en\": \"Two\", \"de\": \"Zwei\"}\n",
+        )
+        .unwrap();
         let c = load([&p, &p, &p], Direction::DeEn).unwrap();
         assert_eq!(c.train[0], PairExample { src: "Ein Hund läuft.".into(), tgt: "A dog runs.".into() });
         assert_eq!((c.src_lang.as_str(), c.tgt_lang.as_str()), ("de", "en"));

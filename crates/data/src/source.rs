@@ -37,24 +37,14 @@ impl HubOptions {
             let home = var("HOME").or_else(|| var("USERPROFILE")).unwrap_or_else(|| ".".into());
             PathBuf::from(home).join(".cache").join("huggingface").join("hub")
         };
-        let offline = std::env::var("HF_HUB_OFFLINE")
-            .map(|v| is_truthy(&v))
-            .unwrap_or(false);
+        let offline = std::env::var("HF_HUB_OFFLINE").map(|v| is_truthy(&v)).unwrap_or(false);
         let endpoint = std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty());
-        Self {
-            cache_dir,
-            offline,
-            endpoint,
-        }
+        Self { cache_dir, offline, endpoint }
     }
 
     /// Offline use of the cache under `hf_home` (what `HF_HOME=hf_home HF_HUB_OFFLINE=1` gives).
     pub fn offline_at(hf_home: impl AsRef<Path>) -> Self {
-        Self {
-            cache_dir: hf_home.as_ref().join("hub"),
-            offline: true,
-            endpoint: None,
-        }
+        Self { cache_dir: hf_home.as_ref().join("hub"), offline: true, endpoint: None }
     }
 }
 
@@ -73,11 +63,7 @@ pub enum RepoKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// A hub repo "owner/name" at a revision (default "main").
-    Hub {
-        repo: String,
-        revision: Option<String>,
-        kind: RepoKind,
-    },
+    Hub { repo: String, revision: Option<String>, kind: RepoKind },
     /// A local folder.
     Dir(PathBuf),
 }
@@ -104,11 +90,9 @@ impl Source {
                     })
                 }
             }
-            Source::Hub {
-                repo,
-                revision,
-                kind,
-            } => fetch_hub(repo, revision.as_deref().unwrap_or("main"), *kind, file, opts),
+            Source::Hub { repo, revision, kind } => {
+                fetch_hub(repo, revision.as_deref().unwrap_or("main"), *kind, file, opts)
+            }
         }
     }
 
@@ -140,14 +124,9 @@ fn fetch_hub(repo: &str, revision: &str, kind: RepoKind, file: &str, opts: &HubO
             cache: opts.cache_dir.clone(),
         });
     }
-    let hub_err = |msg: String| Error::Hub {
-        repo: repo.into(),
-        revision: revision.into(),
-        file: file.into(),
-        msg,
-    };
-    let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(Cache::new(opts.cache_dir.clone()))
-        .with_progress(false);
+    let hub_err = |msg: String| Error::Hub { repo: repo.into(), revision: revision.into(), file: file.into(), msg };
+    let mut builder =
+        hf_hub::api::sync::ApiBuilder::from_cache(Cache::new(opts.cache_dir.clone())).with_progress(false);
     if let Some(e) = &opts.endpoint {
         builder = builder.with_endpoint(e.clone());
     }
@@ -158,7 +137,14 @@ fn fetch_hub(repo: &str, revision: &str, kind: RepoKind, file: &str, opts: &HubO
 /// The cache's copy: `refs/<revision>` names the snapshot. A revision that is itself a
 /// commit hash has no ref file, so its snapshot folder is looked up directly (as the
 /// Python client does).
-fn cached(cache_dir: &Path, hub_repo: &Repo, repo_type: RepoType, repo: &str, revision: &str, file: &str) -> Option<PathBuf> {
+fn cached(
+    cache_dir: &Path,
+    hub_repo: &Repo,
+    repo_type: RepoType,
+    repo: &str,
+    revision: &str,
+    file: &str,
+) -> Option<PathBuf> {
     if let Some(p) = Cache::new(cache_dir.to_path_buf()).repo(hub_repo.clone()).get(file) {
         return Some(p);
     }
@@ -197,11 +183,7 @@ pub(crate) mod tests {
     }
 
     fn hub(repo: &str, revision: Option<&str>) -> Source {
-        Source::Hub {
-            repo: repo.into(),
-            revision: revision.map(Into::into),
-            kind: RepoKind::Dataset,
-        }
+        Source::Hub { repo: repo.into(), revision: revision.map(Into::into), kind: RepoKind::Dataset }
     }
 
     #[test]
@@ -211,9 +193,7 @@ pub(crate) mod tests {
         let opts = HubOptions::offline_at(tmp.path());
         let p = hub("me/tiny", None).fetch("train.jsonl", &opts).unwrap();
         assert_eq!(std::fs::read_to_string(p).unwrap(), "x");
-        let p = hub("me/tiny", Some("0123456789abcdef0123456789abcdef01234567"))
-            .fetch("train.jsonl", &opts)
-            .unwrap();
+        let p = hub("me/tiny", Some("0123456789abcdef0123456789abcdef01234567")).fetch("train.jsonl", &opts).unwrap();
         assert!(p.ends_with("train.jsonl"));
     }
 
@@ -222,7 +202,11 @@ pub(crate) mod tests {
         let tmp = tempfile::tempdir().unwrap();
         make_cache(tmp.path(), "me/tiny", &[("train.jsonl", "x")]);
         let opts = HubOptions::offline_at(tmp.path());
-        for (src, file) in [(hub("me/tiny", None), "dev.jsonl"), (hub("me/other", None), "train.jsonl"), (hub("me/tiny", Some("v2")), "train.jsonl")] {
+        for (src, file) in [
+            (hub("me/tiny", None), "dev.jsonl"),
+            (hub("me/other", None), "train.jsonl"),
+            (hub("me/tiny", Some("v2")), "train.jsonl"),
+        ] {
             let e = src.fetch(file, &opts).unwrap_err();
             assert!(matches!(e, Error::NotCached { .. }), "{e}");
             let msg = e.to_string();

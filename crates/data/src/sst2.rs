@@ -68,26 +68,15 @@ pub fn unescape_ptb(text: &str) -> String {
 pub fn read_file(path: &Path, split: &str) -> Result<Vec<TextExample>> {
     let lines = read_objects(path)?;
     if lines.is_empty() {
-        return Err(Error::EmptySplit {
-            path: path.into(),
-            split: split.into(),
-            detail: None,
-        });
+        return Err(Error::EmptySplit { path: path.into(), split: split.into(), detail: None });
     }
     lines
         .iter()
         .map(|l| {
-            let f = Fields {
-                path,
-                line: l.line,
-                obj: &l.obj,
-            };
+            let f = Fields { path, line: l.line, obj: &l.obj };
             let text = f.text("text")?;
             let label = f.label("label", CLASS_NAMES.len())?;
-            Ok(TextExample {
-                text: unescape_ptb(text.trim()),
-                label,
-            })
+            Ok(TextExample { text: unescape_ptb(text.trim()), label })
         })
         .collect()
 }
@@ -122,10 +111,7 @@ mod tests {
 
     #[test]
     fn ptb_unescape() {
-        assert_eq!(
-            unescape_ptb(r"a -lrb- good -rrb- film \/ show \* -LRB-x-RRB-"),
-            "a ( good ) film / show * (x)"
-        );
+        assert_eq!(unescape_ptb(r"a -lrb- good -rrb- film \/ show \* -LRB-x-RRB-"), "a ( good ) film / show * (x)");
         assert_eq!(unescape_ptb("re-imagining"), "re-imagining");
     }
 

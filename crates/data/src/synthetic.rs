@@ -116,7 +116,11 @@ impl AddingTask {
             length,
             train_size,
             seed,
-            validation: AddingSet::generate(eval_size, length, &mut DataRng::new(seed, Purpose::SyntheticValidation, 0)),
+            validation: AddingSet::generate(
+                eval_size,
+                length,
+                &mut DataRng::new(seed, Purpose::SyntheticValidation, 0),
+            ),
             test: AddingSet::generate(eval_size, length, &mut DataRng::new(seed, Purpose::SyntheticTest, 0)),
         }
     }

@@ -51,10 +51,7 @@ impl std::fmt::Debug for Tok {
 }
 
 fn tok_err(path: Option<&Path>, e: impl std::fmt::Display) -> Error {
-    Error::Tokenizer {
-        path: path.map(Path::to_path_buf),
-        msg: e.to_string(),
-    }
+    Error::Tokenizer { path: path.map(Path::to_path_buf), msg: e.to_string() }
 }
 
 /// Trains a tokenizer on `train_texts` as `cfg` says, or, when `cfg` names a pretrained one
@@ -75,8 +72,12 @@ pub fn build_tokenizer_with<'a>(
     }
     let model_err = |e: tokenizers::Error| tok_err(None, e);
     let mut tk = match cfg.model {
-        TokenizerModel::WordLevel => Tokenizer::new(WordLevel::builder().unk_token(UNK.into()).build().map_err(model_err)?),
-        TokenizerModel::Wordpiece => Tokenizer::new(WordPiece::builder().unk_token(UNK.into()).build().map_err(model_err)?),
+        TokenizerModel::WordLevel => {
+            Tokenizer::new(WordLevel::builder().unk_token(UNK.into()).build().map_err(model_err)?)
+        }
+        TokenizerModel::Wordpiece => {
+            Tokenizer::new(WordPiece::builder().unk_token(UNK.into()).build().map_err(model_err)?)
+        }
         TokenizerModel::Bpe => Tokenizer::new(BPE::builder().unk_token(UNK.into()).build().map_err(model_err)?),
     };
     let mut norms: Vec<NormalizerWrapper> = Vec::new();
@@ -131,7 +132,13 @@ pub fn build_tokenizer_with<'a>(
     // The trainers put special tokens first; check rather than trust, since the model
     // relies on padding being id 0.
     if [tok.pad_id, tok.unk_id, tok.bos_id, tok.eos_id] != [0, 1, 2, 3] {
-        return Err(tok_err(None, format!("special tokens got ids {:?}, expected [0, 1, 2, 3]", [tok.pad_id, tok.unk_id, tok.bos_id, tok.eos_id])));
+        return Err(tok_err(
+            None,
+            format!(
+                "special tokens got ids {:?}, expected [0, 1, 2, 3]",
+                [tok.pad_id, tok.unk_id, tok.bos_id, tok.eos_id]
+            ),
+        ));
     }
     if tok.vocab_size() <= SPECIAL_TOKENS.len() {
         return Err(tok_err(None, "the training texts produced no vocabulary (empty training split?)"));
@@ -150,7 +157,9 @@ fn train_wordpiece<'a>(
     specials: Vec<AddedToken>,
     texts: impl Iterator<Item = &'a str>,
 ) -> Result<()> {
-    use tokenizers::{NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer as _};
+    use tokenizers::{
+        NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer as _,
+    };
     let err = |e: tokenizers::Error| tok_err(None, e);
     let mut counts: ahash::AHashMap<compact_str::CompactString, u64> =
         std::collections::HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)).into();
@@ -186,11 +195,7 @@ fn train_wordpiece<'a>(
 /// Where a pretrained tokenizer lives, if the config names one.
 fn pretrained_path(cfg: &TokenizerConfig, hub: &HubOptions) -> Result<Option<PathBuf>> {
     if let Some(repo) = &cfg.hub {
-        let src = Source::Hub {
-            repo: repo.clone(),
-            revision: cfg.revision.clone(),
-            kind: RepoKind::Model,
-        };
+        let src = Source::Hub { repo: repo.clone(), revision: cfg.revision.clone(), kind: RepoKind::Model };
         return src.fetch(&cfg.file, hub).map(Some);
     }
     if let Some(p) = &cfg.path {
@@ -199,10 +204,7 @@ fn pretrained_path(cfg: &TokenizerConfig, hub: &HubOptions) -> Result<Option<Pat
         } else if p.is_file() {
             Ok(Some(p.clone()))
         } else {
-            Err(Error::MissingFile {
-                path: p.clone(),
-                hint: Some("named by tokenizer.path".into()),
-            })
+            Err(Error::MissingFile { path: p.clone(), hint: Some("named by tokenizer.path".into()) })
         };
     }
     Ok(None)
@@ -222,28 +224,15 @@ impl Tok {
         if !missing.is_empty() {
             inner.add_special_tokens(missing).map_err(|e| tok_err(path, e))?;
         }
-        let id = |t: &str| {
-            inner
-                .token_to_id(t)
-                .ok_or_else(|| tok_err(path, format!("special token {t} has no id")))
-        };
-        Ok(Self {
-            pad_id: id(PAD)?,
-            unk_id: id(UNK)?,
-            bos_id: id(BOS)?,
-            eos_id: id(EOS)?,
-            inner,
-        })
+        let id = |t: &str| inner.token_to_id(t).ok_or_else(|| tok_err(path, format!("special token {t} has no id")));
+        Ok(Self { pad_id: id(PAD)?, unk_id: id(UNK)?, bos_id: id(BOS)?, eos_id: id(EOS)?, inner })
     }
 
     /// Loads a `tokenizer.json`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         if !path.is_file() {
-            return Err(Error::MissingFile {
-                path: path.into(),
-                hint: Some("expected a tokenizer.json".into()),
-            });
+            return Err(Error::MissingFile { path: path.into(), hint: Some("expected a tokenizer.json".into()) });
         }
         let inner = Tokenizer::from_file(path).map_err(|e| tok_err(Some(path), e))?;
         Self::from_tokenizer(inner, Some(path))
@@ -259,10 +248,7 @@ impl Tok {
 
     /// Token ids of `text` (no special tokens added, no truncation).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        self.inner
-            .encode_fast(text, false)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| tok_err(None, e))
+        self.inner.encode_fast(text, false).map(|e| e.get_ids().to_vec()).map_err(|e| tok_err(None, e))
     }
 
     /// Encodes many texts (in parallel on the tokenizers thread pool; the result does not
@@ -326,10 +312,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        Error::Io {
-            path: path.into(),
-            source: e,
-        }
+        Error::Io { path: path.into(), source: e }
     })
 }
 
@@ -337,12 +320,8 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
-    const TEXTS: [&str; 4] = [
-        "the film is good",
-        "the film is bad , really bad",
-        "a good , good film",
-        "Ｆｕｌｌ width and the end",
-    ];
+    const TEXTS: [&str; 4] =
+        ["the film is good", "the film is bad , really bad", "a good , good film", "Ｆｕｌｌ width and the end"];
 
     fn cfg(model: TokenizerModel) -> TokenizerConfig {
         TokenizerConfig { model, vocab_size: 60, ..Default::default() }
@@ -401,10 +380,12 @@ mod tests {
     /// must still come out the same every time, or reruns would not be reproducible.
     #[test]
     fn training_is_deterministic() {
-        let texts: Vec<String> = (0..300).map(|i| format!("w{} x{} shared tail{} end", i % 17, i % 5, i % 11)).collect();
+        let texts: Vec<String> =
+            (0..300).map(|i| format!("w{} x{} shared tail{} end", i % 17, i % 5, i % 11)).collect();
         for model in [TokenizerModel::WordLevel, TokenizerModel::Bpe, TokenizerModel::Wordpiece] {
             let c = TokenizerConfig { model, vocab_size: 50, ..Default::default() };
-            let json = || build_tokenizer(&c, texts.iter().map(String::as_str)).unwrap().inner().to_string(false).unwrap();
+            let json =
+                || build_tokenizer(&c, texts.iter().map(String::as_str)).unwrap().inner().to_string(false).unwrap();
             let first = json();
             for _ in 0..5 {
                 assert_eq!(json(), first, "{model:?}");

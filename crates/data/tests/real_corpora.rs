@@ -49,10 +49,21 @@ fn real_corpora_counts_from_dir_and_hub_cache() {
     assert_eq!(load_with(&m30k_hub, 0, &hub).unwrap(), load_with(&m30k, 0, &hub).unwrap());
 
     for (cfg, rows, split) in [
-        (DataConfig { corpus: CorpusKind::Ett, dir: Some(data.join("ett")), ..Default::default() }, 17_420, [8640, 2880, 2880]),
+        (
+            DataConfig { corpus: CorpusKind::Ett, dir: Some(data.join("ett")), ..Default::default() },
+            17_420,
+            [8640, 2880, 2880],
+        ),
         (DataConfig { corpus: CorpusKind::Ett, ..Default::default() }, 17_420, [8640, 2880, 2880]),
         (
-            DataConfig { corpus: CorpusKind::Ett, dir: Some(data.join("ett")), file: Some("ETTm1.csv".into()), features: Features::M, calendar: true, ..Default::default() },
+            DataConfig {
+                corpus: CorpusKind::Ett,
+                dir: Some(data.join("ett")),
+                file: Some("ETTm1.csv".into()),
+                features: Features::M,
+                calendar: true,
+                ..Default::default()
+            },
             69_680,
             [34_560, 11_520, 11_520],
         ),

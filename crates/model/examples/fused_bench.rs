@@ -122,9 +122,18 @@ fn main() -> candle_core::Result<()> {
             out
         };
         let fused_train = || {
-            let (out, _, _) =
-                model::fused::lstm_direction(x.as_tensor(), &w_ih, &w_hh, Some(&b_ih), Some(&b_hh), None, None, &lengths, false)
-                    .unwrap();
+            let (out, _, _) = model::fused::lstm_direction(
+                x.as_tensor(),
+                &w_ih,
+                &w_hh,
+                Some(&b_ih),
+                Some(&b_hh),
+                None,
+                None,
+                &lengths,
+                false,
+            )
+            .unwrap();
             let g = (out * &r).unwrap().sum_all().unwrap().backward().unwrap();
             assert!(g.get(&w_hh).is_some());
         };
@@ -146,9 +155,27 @@ fn main() -> candle_core::Result<()> {
             let g = vec![1e-3f32; b * (t + 2) * h];
             let nt = model::fused::kernel::pool_threads();
             let plan = || kernel::Plan::new(b, t, i, h, &lengths, false, kernel::CellSpec::VANILLA, nt);
-            report("kernel forward", s, fwd_flops, time(3, iters, || { let p = plan(); let w = kernel::Weights::packed(&wv, &p); drop(kernel::forward(p, &xv, w, &st, nt, false)) }));
-            let saved = { let p = plan(); let w = kernel::Weights::packed(&wv, &p); kernel::forward(p, &xv, w, &st, nt, true).1.unwrap() };
-            report("kernel backward", s, 2.0 * fwd_flops, time(3, iters, || drop(kernel::backward(&saved, &g, true, nt))));
+            report(
+                "kernel forward",
+                s,
+                fwd_flops,
+                time(3, iters, || {
+                    let p = plan();
+                    let w = kernel::Weights::packed(&wv, &p);
+                    drop(kernel::forward(p, &xv, w, &st, nt, false))
+                }),
+            );
+            let saved = {
+                let p = plan();
+                let w = kernel::Weights::packed(&wv, &p);
+                kernel::forward(p, &xv, w, &st, nt, true).1.unwrap()
+            };
+            report(
+                "kernel backward",
+                s,
+                2.0 * fwd_flops,
+                time(3, iters, || drop(kernel::backward(&saved, &g, true, nt))),
+            );
         }
         report("fused inference", s, fwd_flops, time(3, iters, || drop(fused_fwd())));
         report("fused training", s, 3.0 * fwd_flops, time(3, iters, fused_train));
@@ -156,7 +183,17 @@ fn main() -> candle_core::Result<()> {
             let (mut tf, mut tb) = (vec![], vec![]);
             for _ in 0..iters {
                 let t0 = Instant::now();
-                let (out, _, _) = model::fused::lstm_direction(x.as_tensor(), &w_ih, &w_hh, Some(&b_ih), Some(&b_hh), None, None, &lengths, false)?;
+                let (out, _, _) = model::fused::lstm_direction(
+                    x.as_tensor(),
+                    &w_ih,
+                    &w_hh,
+                    Some(&b_ih),
+                    Some(&b_hh),
+                    None,
+                    None,
+                    &lengths,
+                    false,
+                )?;
                 let loss = (out * &r)?.sum_all()?;
                 let t1 = Instant::now();
                 let g = loss.backward()?;

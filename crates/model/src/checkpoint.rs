@@ -63,10 +63,7 @@ impl Checkpoint {
     /// The tensors whose names start with `prefix.`, with the prefix removed (e.g. "lstm").
     pub fn with_prefix(&self, prefix: &str) -> HashMap<String, Tensor> {
         let p = format!("{prefix}.");
-        self.tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix(&p).map(|s| (s.to_string(), v.clone())))
-            .collect()
+        self.tensors.iter().filter_map(|(k, v)| k.strip_prefix(&p).map(|s| (s.to_string(), v.clone()))).collect()
     }
 }
 
@@ -102,10 +99,9 @@ pub fn save<T: NamedTensors + ?Sized>(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let file_name = path.file_name().ok_or_else(|| Error::Checkpoint {
-        path: path.to_path_buf(),
-        msg: "not a file path".into(),
-    })?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::Checkpoint { path: path.to_path_buf(), msg: "not a file path".into() })?;
     let tmp = dir.join(format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -176,7 +172,8 @@ pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     let format_version = match metadata.get("format").map(String::as_str) {
         None => None,
         Some(FORMAT) => {
-            let v = metadata.get("format_version").cloned().ok_or_else(|| bad("no format_version in metadata".into()))?;
+            let v =
+                metadata.get("format_version").cloned().ok_or_else(|| bad("no format_version in metadata".into()))?;
             if v != FORMAT_VERSION {
                 return Err(bad(format!("format_version {v} is not supported (this build reads {FORMAT_VERSION})")));
             }
@@ -190,8 +187,8 @@ pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     };
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
-        let t = candle_core::safetensors::Load::load(&view, device)
-            .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+        let t =
+            candle_core::safetensors::Load::load(&view, device).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
         tensors.insert(name, t);
     }
     Ok(Checkpoint { path: path.to_path_buf(), tensors, config, format_version, metadata })
@@ -205,11 +202,9 @@ pub fn check(ckpt: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<()>
     for (name, shape) in expected {
         match ckpt.tensors.get(name) {
             None => missing.push(name.clone()),
-            Some(t) if t.dims() != shape.as_slice() => mis_shaped.push(MisShaped {
-                name: name.clone(),
-                expected: shape.clone(),
-                found: t.dims().to_vec(),
-            }),
+            Some(t) if t.dims() != shape.as_slice() => {
+                mis_shaped.push(MisShaped { name: name.clone(), expected: shape.clone(), found: t.dims().to_vec() })
+            }
             Some(_) => {}
         }
     }
@@ -227,7 +222,12 @@ pub fn check(ckpt: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<()>
 
 /// [`read`] then [`check`] against `expected` (names with any prefix, shapes), converting
 /// tensors to `dtype`.
-pub fn load(path: impl AsRef<Path>, expected: &[(String, Vec<usize>)], dtype: DType, device: &Device) -> Result<Checkpoint> {
+pub fn load(
+    path: impl AsRef<Path>,
+    expected: &[(String, Vec<usize>)],
+    dtype: DType,
+    device: &Device,
+) -> Result<Checkpoint> {
     let mut ckpt = read(path, device)?;
     check(&ckpt, expected)?;
     for t in ckpt.tensors.values_mut() {
@@ -310,12 +310,17 @@ mod tests {
         save(&path2, &b, Some(&serde_json::to_value(&cfg).unwrap())).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&path2).unwrap());
         // Prefix helpers: the lstm part alone matches the layer's expected names.
-        let ck = load(&path, &{
-            let mut e = lstm_expected(&cfg, "lstm");
-            e.push(("head.weight".into(), vec![2, 8]));
-            e.push(("head.bias".into(), vec![2]));
-            e
-        }, DType::F32, &Device::Cpu)
+        let ck = load(
+            &path,
+            &{
+                let mut e = lstm_expected(&cfg, "lstm");
+                e.push(("head.weight".into(), vec![2, 8]));
+                e.push(("head.bias".into(), vec![2]));
+                e
+            },
+            DType::F32,
+            &Device::Cpu,
+        )
         .unwrap();
         assert_eq!(ck.with_prefix("lstm").len(), lstm_expected(&cfg, "").len());
         assert!(ck.with_prefix("lstm").contains_key("weight_ch_l1_reverse"));
@@ -340,13 +345,20 @@ mod tests {
                 assert!(missing.contains(&"lstm.weight_ih_l2".to_string()));
                 assert!(missing.contains(&"lstm.weight_ch_l2_reverse".to_string()));
                 assert_eq!(extra, &vec!["head.bias".to_string()]);
-                assert!(mis_shaped.iter().any(|m| m.name == "lstm.weight_hh_l0" && m.expected == [20, 5] && m.found == [16, 4]));
+                assert!(mis_shaped
+                    .iter()
+                    .any(|m| m.name == "lstm.weight_hh_l0" && m.expected == [20, 5] && m.found == [16, 4]));
                 assert_eq!(mis_shaped.len(), 5 * 4); // every lstm tensor of layers 0-1, both directions
             }
             other => panic!("wrong error {other}"),
         }
         let msg = e.to_string();
-        assert!(msg.contains("m.safetensors") && msg.contains("missing tensors [") && msg.contains("unexpected tensors [head.bias]"), "{msg}");
+        assert!(
+            msg.contains("m.safetensors")
+                && msg.contains("missing tensors [")
+                && msg.contains("unexpected tensors [head.bias]"),
+            "{msg}"
+        );
     }
 
     #[test]

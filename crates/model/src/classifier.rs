@@ -87,7 +87,15 @@ impl Classifier {
         // (batch, time, emb), the dropout mask applied in the same pass.
         let table = self.embedding.embeddings();
         let c = &self.cfg;
-        let mask = input_dropout_mask(ids, table, c.embedding_dropout, c.variational, rng.as_deref_mut(), train, "embedding dropout")?;
+        let mask = input_dropout_mask(
+            ids,
+            table,
+            c.embedding_dropout,
+            c.variational,
+            rng.as_deref_mut(),
+            train,
+            "embedding dropout",
+        )?;
         if train {
             if let Some(s) = &self.sparse_grad {
                 s.clear();

@@ -54,9 +54,7 @@ impl Variant {
     pub fn gates(self) -> &'static [Gate] {
         use Gate::*;
         match self {
-            Variant::Vanilla | Variant::Peephole | Variant::Noaf | Variant::Niaf => {
-                &[Input, Forget, Cell, Output]
-            }
+            Variant::Vanilla | Variant::Peephole | Variant::Noaf | Variant::Niaf => &[Input, Forget, Cell, Output],
             Variant::Cifg | Variant::Nig => &[Forget, Cell, Output],
             Variant::Nog => &[Input, Forget, Cell],
             Variant::Nfg => &[Input, Cell, Output],
@@ -196,21 +194,12 @@ impl LstmConfig {
             return bad("forget_bias", format!("must be finite, got {}", self.forget_bias));
         }
         if self.cell != CellKind::Lstm && self.variant != Variant::Vanilla {
-            return bad(
-                "variant",
-                format!(
-                    "gate variant \"{}\" applies only to cell = \"lstm\"",
-                    self.variant.name()
-                ),
-            );
+            return bad("variant", format!("gate variant \"{}\" applies only to cell = \"lstm\"", self.variant.name()));
         }
-        if self.forget_bias != 0.0
-            && (self.cell != CellKind::Lstm || !self.variant.gates().contains(&Gate::Forget))
-        {
+        if self.forget_bias != 0.0 && (self.cell != CellKind::Lstm || !self.variant.gates().contains(&Gate::Forget)) {
             return bad(
                 "forget_bias",
-                "needs an LSTM with a forget gate (cell = \"lstm\", variant other than \"nfg\")"
-                    .into(),
+                "needs an LSTM with a forget gate (cell = \"lstm\", variant other than \"nfg\")".into(),
             );
         }
         Ok(())
@@ -224,8 +213,7 @@ mod tests {
     #[test]
     fn serde_names_and_defaults() {
         let cfg: LstmConfig =
-            serde_json::from_str(r#"{"input_size": 3, "hidden_size": 4, "variant": "cifg"}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"input_size": 3, "hidden_size": 4, "variant": "cifg"}"#).unwrap();
         assert_eq!(cfg.variant, Variant::Cifg);
         assert_eq!(cfg.cell, CellKind::Lstm);
         assert!(cfg.fused);
@@ -240,8 +228,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let e = serde_json::from_str::<LstmConfig>(r#"{"input_size": 3, "hidden_size": 4, "layers": 2}"#)
-            .unwrap_err();
+        let e = serde_json::from_str::<LstmConfig>(r#"{"input_size": 3, "hidden_size": 4, "layers": 2}"#).unwrap_err();
         assert!(e.to_string().contains("layers"), "{e}");
         let mut cfg = LstmConfig::new(3, 4);
         cfg.dropout = 1.0;

@@ -30,13 +30,10 @@ pub fn parse_device(s: &str) -> Result<Device> {
             let ordinal = if spec == "cuda" {
                 0
             } else if let Some(n) = spec.strip_prefix("cuda:") {
-                n.parse::<usize>().map_err(|_| {
-                    err(format!("`{n}` is not a GPU index; expected \"cuda:N\" with N a number"))
-                })?
+                n.parse::<usize>()
+                    .map_err(|_| err(format!("`{n}` is not a GPU index; expected \"cuda:N\" with N a number")))?
             } else {
-                return Err(err(
-                    "expected \"cpu\", \"cuda\", \"cuda:N\", \"metal\" or \"auto\"".into(),
-                ));
+                return Err(err("expected \"cpu\", \"cuda\", \"cuda:N\", \"metal\" or \"auto\"".into()));
             };
             if !candle_core::utils::cuda_is_available() {
                 return Err(err("this build has no CUDA support (build with --features cuda)".into()));

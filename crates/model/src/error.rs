@@ -44,12 +44,7 @@ pub enum Error {
 
     /// A checkpoint whose tensors do not match the model: every offending tensor is listed.
     #[error("checkpoint {path} does not match the model: {}", mismatch_summary(.missing, .extra, .mis_shaped))]
-    CheckpointMismatch {
-        path: PathBuf,
-        missing: Vec<String>,
-        extra: Vec<String>,
-        mis_shaped: Vec<MisShaped>,
-    },
+    CheckpointMismatch { path: PathBuf, missing: Vec<String>, extra: Vec<String>, mis_shaped: Vec<MisShaped> },
 }
 
 fn mismatch_summary(missing: &[String], extra: &[String], mis_shaped: &[MisShaped]) -> String {
@@ -61,10 +56,8 @@ fn mismatch_summary(missing: &[String], extra: &[String], mis_shaped: &[MisShape
         parts.push(format!("unexpected tensors [{}]", extra.join(", ")));
     }
     if !mis_shaped.is_empty() {
-        let s: Vec<String> = mis_shaped
-            .iter()
-            .map(|m| format!("{} (expected {:?}, found {:?})", m.name, m.expected, m.found))
-            .collect();
+        let s: Vec<String> =
+            mis_shaped.iter().map(|m| format!("{} (expected {:?}, found {:?})", m.name, m.expected, m.found)).collect();
         parts.push(format!("mis-shaped tensors [{}]", s.join(", ")));
     }
     parts.join("; ")

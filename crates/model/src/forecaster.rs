@@ -107,7 +107,10 @@ impl ForecasterConfig {
             return bad("target_columns", format!("column {c} is not a value column (< {})", self.value_features));
         }
         if self.decoder == Decoder::Seq2seq && self.lstm.bidirectional {
-            return bad("bidirectional", "the seq2seq decoder needs a unidirectional encoder (its states start the decoder)".into());
+            return bad(
+                "bidirectional",
+                "the seq2seq decoder needs a unidirectional encoder (its states start the decoder)".into(),
+            );
         }
         if !(0.0..1.0).contains(&self.head_dropout) {
             return bad("head_dropout", format!("must be in [0, 1), got {}", self.head_dropout));
@@ -186,11 +189,7 @@ impl Forecaster {
         if let Some((w, b)) = &self.revin_affine {
             normed = normed.broadcast_mul(w)?.broadcast_add(b)?;
         }
-        let normed = if v < x.dim(2)? {
-            Tensor::cat(&[&normed, &x.narrow(2, v, x.dim(2)? - v)?], 2)?
-        } else {
-            normed
-        };
+        let normed = if v < x.dim(2)? { Tensor::cat(&[&normed, &x.narrow(2, v, x.dim(2)? - v)?], 2)? } else { normed };
         Ok((normed, WindowStats { mean, std }))
     }
 
@@ -232,7 +231,9 @@ impl Forecaster {
         let p = self.cfg.head_dropout;
         let drop = |t: Tensor, rng: &mut Option<&mut SeededRng>| -> Result<Tensor> {
             if train && p > 0.0 {
-                let r = rng.as_deref_mut().ok_or_else(|| Error::Input("head dropout is on in training mode but no dropout RNG was given".into()))?;
+                let r = rng.as_deref_mut().ok_or_else(|| {
+                    Error::Input("head dropout is on in training mode but no dropout RNG was given".into())
+                })?;
                 let mask = r.dropout_mask(t.shape(), p, t.dtype(), t.device())?;
                 Ok((t * mask)?)
             } else {
@@ -382,7 +383,8 @@ mod tests {
             let y = input(2, 3, 1, DType::F64);
             let loss = |net: &Forecaster| mse_loss(&net.forward(&x, false, None).unwrap(), &y).unwrap();
             let grads = loss(&net).backward().unwrap();
-            let vars: Vec<(String, Var)> = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let vars: Vec<(String, Var)> =
+                vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             for (name, var) in vars {
                 let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
                 let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
@@ -396,7 +398,11 @@ mod tests {
                     };
                     let fd = (at(eps) - at(-eps)) / (2.0 * eps);
                     var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
-                    assert!((fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()), "{decoder:?} {name}[{i}]: fd {fd} autograd {}", g[i]);
+                    assert!(
+                        (fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                        "{decoder:?} {name}[{i}]: fd {fd} autograd {}",
+                        g[i]
+                    );
                 }
             }
         }

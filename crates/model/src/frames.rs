@@ -87,7 +87,8 @@ impl FrameClassifier {
             )));
         }
         let c = &self.cfg;
-        let x = input_dropout(frames.clone(), c.input_dropout, c.variational, rng.as_deref_mut(), train, "input dropout")?;
+        let x =
+            input_dropout(frames.clone(), c.input_dropout, c.variational, rng.as_deref_mut(), train, "input dropout")?;
         encode_and_classify(&self.lstm, &self.head, &c.lstm, c.pooling, c.head_dropout, &x, lengths, train, rng, trace)
     }
 }
@@ -104,7 +105,14 @@ mod tests {
         let mut lstm = LstmConfig::new(input, 6);
         lstm.bidirectional = true;
         lstm.num_layers = 2;
-        FrameClassifierConfig { num_classes: 3, lstm, input_dropout: 0.0, head_dropout: 0.0, variational: false, pooling }
+        FrameClassifierConfig {
+            num_classes: 3,
+            lstm,
+            input_dropout: 0.0,
+            head_dropout: 0.0,
+            variational: false,
+            pooling,
+        }
     }
 
     fn frames(batch: usize, time: usize, dim: usize) -> Tensor {
@@ -118,7 +126,8 @@ mod tests {
     fn padding_is_ignored() {
         for pooling in [Pooling::Last, Pooling::Mean, Pooling::Max] {
             let varmap = VarMap::new();
-            let net = FrameClassifier::new(&cfg(pooling, 4), seeded_var_builder(&varmap, 7, DType::F32, &Device::Cpu)).unwrap();
+            let net = FrameClassifier::new(&cfg(pooling, 4), seeded_var_builder(&varmap, 7, DType::F32, &Device::Cpu))
+                .unwrap();
             let x = frames(3, 9, 4);
             let lengths = [9, 5, 1];
             // Garbage in the padding, to prove it is never read.
@@ -131,7 +140,14 @@ mod tests {
             for (i, &l) in lengths.iter().enumerate() {
                 let alone = x.i((i..i + 1, ..l, ..)).unwrap().contiguous().unwrap();
                 let one = net.forward(&alone, &[l], false, None, false).unwrap().logits;
-                let diff = (batch.i(i..i + 1).unwrap() - one).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let diff = (batch.i(i..i + 1).unwrap() - one)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 assert!(diff < 1e-5, "{pooling:?} row {i}: {diff}");
             }
         }

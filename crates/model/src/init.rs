@@ -27,14 +27,7 @@ impl SeededInit {
 }
 
 /// The values a hint asks for, drawn from the variable's own stream (f64, then cast).
-pub fn draw_init(
-    init: &Init,
-    shape: &Shape,
-    seed: u64,
-    name: &str,
-    dtype: DType,
-    device: &Device,
-) -> Result<Tensor> {
+pub fn draw_init(init: &Init, shape: &Shape, seed: u64, name: &str, dtype: DType, device: &Device) -> Result<Tensor> {
     let mut rng = SeededRng::new(seed, &format!("init/{name}"));
     match *init {
         Init::Const(v) => Tensor::full(v, shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device),

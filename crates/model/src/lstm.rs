@@ -44,8 +44,8 @@ use crate::config::{CellKind, Gate, LstmConfig, Variant};
 use crate::rng::SeededRng;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use std::cell::RefCell;
 use candle_nn::{Init, VarBuilder};
+use std::cell::RefCell;
 
 /// Hidden (and, for the LSTM, cell) state of one layer and direction, each (batch, hidden).
 #[derive(Debug, Clone)]
@@ -206,11 +206,8 @@ impl Lstm {
         let k = 1.0 / (h as f64).sqrt();
         let uniform = Init::Uniform { lo: -k, up: k };
         let gates = cfg.cell.blocks(cfg.variant);
-        let forget_block = if cfg.cell == CellKind::Lstm {
-            cfg.variant.gates().iter().position(|g| *g == Gate::Forget)
-        } else {
-            None
-        };
+        let forget_block =
+            if cfg.cell == CellKind::Lstm { cfg.variant.gates().iter().position(|g| *g == Gate::Forget) } else { None };
         let mut weights = Vec::new();
         for layer in 0..cfg.num_layers {
             let in_size = if layer == 0 { cfg.input_size } else { cfg.output_size() };
@@ -268,9 +265,9 @@ impl Lstm {
     /// Runs the stack over `x` (batch, time, input_size), f32 or f64 like the weights.
     pub fn forward(&self, x: &Tensor, input: &LstmInput) -> Result<LstmOutput> {
         let cfg = &self.cfg;
-        let (b, t, f) = x.dims3().map_err(|_| {
-            Error::Input(format!("expected input (batch, time, features), got shape {:?}", x.dims()))
-        })?;
+        let (b, t, f) = x
+            .dims3()
+            .map_err(|_| Error::Input(format!("expected input (batch, time, features), got shape {:?}", x.dims())))?;
         if f != cfg.input_size {
             return Err(Error::Input(format!("input has {f} features, config input_size is {}", cfg.input_size)));
         }
@@ -342,7 +339,11 @@ impl Lstm {
                 layer_input = layer_input.broadcast_mul(&mask)?;
             }
             if dirs == 2 {
-                let init = input.initial.as_ref().map(|v| [Some(&v[layer * 2]), Some(&v[layer * 2 + 1])]).unwrap_or([None, None]);
+                let init = input
+                    .initial
+                    .as_ref()
+                    .map(|v| [Some(&v[layer * 2]), Some(&v[layer * 2 + 1])])
+                    .unwrap_or([None, None]);
                 let w = [self.direction_weights(layer, 0), self.direction_weights(layer, 1)];
                 if let Some((out, [s0, s1])) =
                     crate::fused::hook::try_run_bidirectional(cfg, w, &layer_input, lengths, init, input.trace)?
@@ -358,7 +359,8 @@ impl Lstm {
                 let init = input.initial.as_ref().map(|v| &v[layer * dirs + dir]);
                 let w = self.direction_weights(layer, dir);
                 // The fused CPU kernel when `cfg.fused` and it covers the case, else op by op.
-                let fused = crate::fused::hook::try_run_direction(cfg, w, &layer_input, lengths, dir == 1, init, input.trace)?;
+                let fused =
+                    crate::fused::hook::try_run_direction(cfg, w, &layer_input, lengths, dir == 1, init, input.trace)?;
                 let r = match fused {
                     Some(r) => r,
                     None => run_direction(&spec, w, &layer_input, masks()?, dir == 1, init, input.trace)?,
@@ -414,10 +416,8 @@ impl StepMasks {
             keep.push(Tensor::from_vec(k, (b, 1), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?);
             hold.push(Tensor::from_vec(h, (b, 1), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?);
         }
-        let full: Vec<f64> = lengths
-            .iter()
-            .flat_map(|&n| (0..time).map(move |s| if s < n { 1.0 } else { 0.0 }))
-            .collect();
+        let full: Vec<f64> =
+            lengths.iter().flat_map(|&n| (0..time).map(move |s| if s < n { 1.0 } else { 0.0 })).collect();
         let full = Tensor::from_vec(full, (b, time, 1), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
         Ok(Self { keep, hold, full, reverse_index: reverse_index(lengths, time, device)? })
     }
@@ -571,7 +571,7 @@ pub fn run_direction(
                 let i_gate = match (zi, spec.variant) {
                     (Some(zi), _) => Some(sigmoid(&add_peep(zi, peep.as_ref().map(|p| &p.0), c_prev)?)?),
                     (None, Variant::Cifg) => Some(f_gate.as_ref().unwrap().affine(-1.0, 1.0)?), // i = 1 − f
-                    (None, _) => None, // nig: i ≡ 1
+                    (None, _) => None,                                                          // nig: i ≡ 1
                 };
                 let zg = zg.expect("every variant has a cell candidate");
                 let g = if spec.variant == Variant::Niaf { zg } else { zg.tanh()? };

@@ -227,10 +227,14 @@ fn padded_batch_equals_sequences_run_alone() {
             }
             for k in 0..s.cfg.num_layers * dirs {
                 let a = out.final_states[k].h.narrow(0, bi, 1).unwrap();
-                let d: f64 = vec_of(&(a - &alone.final_states[k].h).unwrap()).iter().map(|v| v.abs()).fold(0.0, f64::max);
+                let d: f64 =
+                    vec_of(&(a - &alone.final_states[k].h).unwrap()).iter().map(|v| v.abs()).fold(0.0, f64::max);
                 assert!(d < 1e-12, "{cell:?} final h {k} seq {bi}: {d}");
                 if let (Some(c), Some(c2)) = (&out.final_states[k].c, &alone.final_states[k].c) {
-                    let d: f64 = vec_of(&(c.narrow(0, bi, 1).unwrap() - c2).unwrap()).iter().map(|v| v.abs()).fold(0.0, f64::max);
+                    let d: f64 = vec_of(&(c.narrow(0, bi, 1).unwrap() - c2).unwrap())
+                        .iter()
+                        .map(|v| v.abs())
+                        .fold(0.0, f64::max);
                     assert!(d < 1e-12);
                 }
                 let tr = &out.trace.as_ref().unwrap().directions[k];
@@ -250,7 +254,13 @@ fn directions_and_final_states_line_up() {
     let mut cfg = LstmConfig::new(3, 4);
     cfg.bidirectional = true;
     let s = setup(cfg, true);
-    let out = s.lstm.forward(&s.x, &LstmInput { lengths: Some(s.lengths.clone()), initial: s.initial.clone(), ..Default::default() }).unwrap();
+    let out = s
+        .lstm
+        .forward(
+            &s.x,
+            &LstmInput { lengths: Some(s.lengths.clone()), initial: s.initial.clone(), ..Default::default() },
+        )
+        .unwrap();
     for (bi, &len) in s.lengths.iter().enumerate() {
         let o = out.output.get(bi).unwrap(); // (time, 8)
         let fwd_last = o.get(len - 1).unwrap().narrow(0, 0, 4).unwrap();
@@ -284,7 +294,13 @@ fn gate_trace_is_consistent() {
         if v == Variant::Cifg {
             let (i, f) = (tr.input_gate.as_ref().unwrap(), tr.forget_gate.as_ref().unwrap());
             let sum = vec_of(&(i + f).unwrap());
-            let mask = vec_of(&tr.hidden.ones_like().unwrap().broadcast_mul(&StepMasks::new(&s.lengths, 4, DType::F64, &cpu()).unwrap().full).unwrap());
+            let mask = vec_of(
+                &tr.hidden
+                    .ones_like()
+                    .unwrap()
+                    .broadcast_mul(&StepMasks::new(&s.lengths, 4, DType::F64, &cpu()).unwrap().full)
+                    .unwrap(),
+            );
             assert!(sum.iter().zip(&mask).all(|(s, m)| (s - m).abs() < 1e-12));
         }
     }
@@ -302,7 +318,9 @@ fn seeded_init_is_reproducible_and_honours_options() {
         let d = vm.data().lock().unwrap();
         let mut v: Vec<(String, Vec<u32>)> = d
             .iter()
-            .map(|(k, v)| (k.clone(), v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()))
+            .map(|(k, v)| {
+                (k.clone(), v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect())
+            })
             .collect();
         v.sort();
         v
@@ -379,11 +397,7 @@ fn bench_split() {
         let proj = Var::from_tensor(&Tensor::ones((t, b, 4 * h), DType::F32, &dev).unwrap()).unwrap();
         let time_split = |tree: bool| {
             let start = Instant::now();
-            let steps = if tree {
-                split_steps(&proj).unwrap()
-            } else {
-                (0..t).map(|s| proj.get(s).unwrap()).collect()
-            };
+            let steps = if tree { split_steps(&proj).unwrap() } else { (0..t).map(|s| proj.get(s).unwrap()).collect() };
             let mut loss = steps[0].sum_all().unwrap();
             for s in &steps[1..] {
                 loss = (loss + s.sum_all().unwrap()).unwrap();
@@ -398,7 +412,8 @@ fn bench_split() {
         cfg.fused = false;
         let vm = VarMap::new();
         let lstm = Lstm::new(&cfg, seeded_var_builder(&vm, 0, DType::F32, &dev)).unwrap();
-        let x = Var::from_tensor(&SeededRng::new(0, "x").normal_tensor((b, t, i), 0.0, 1.0, DType::F32, &dev).unwrap()).unwrap();
+        let x = Var::from_tensor(&SeededRng::new(0, "x").normal_tensor((b, t, i), 0.0, 1.0, DType::F32, &dev).unwrap())
+            .unwrap();
         let start = Instant::now();
         let out = lstm.forward(&x, &LstmInput::new()).unwrap();
         let fwd = start.elapsed().as_secs_f64();

@@ -274,17 +274,23 @@ impl CustomOp3 for Embed {
         let vocab = table.dim(0)?;
         let grad = grad.contiguous()?;
         if let (Some(slot), DType::F32) = (&self.sparse, table.dtype()) {
-            let rows = cpu_slice::<f32, _>(&grad, "gradient", |g| cpu_slice::<f32, _>(mask, "mask", |m| self.bwd_sparse(g, m)))??;
+            let rows = cpu_slice::<f32, _>(&grad, "gradient", |g| {
+                cpu_slice::<f32, _>(mask, "mask", |m| self.bwd_sparse(g, m))
+            })??;
             slot.add(rows);
             return Ok((None, None, None));
         }
         let g = match table.dtype() {
             DType::F32 => {
-                let g = cpu_slice::<f32, _>(&grad, "gradient", |g| cpu_slice::<f32, _>(mask, "mask", |m| self.bwd(vocab, g, m)))??;
+                let g = cpu_slice::<f32, _>(&grad, "gradient", |g| {
+                    cpu_slice::<f32, _>(mask, "mask", |m| self.bwd(vocab, g, m))
+                })??;
                 Tensor::from_vec(g, table.shape(), table.device())?
             }
             DType::F64 => {
-                let g = cpu_slice::<f64, _>(&grad, "gradient", |g| cpu_slice::<f64, _>(mask, "mask", |m| self.bwd(vocab, g, m)))??;
+                let g = cpu_slice::<f64, _>(&grad, "gradient", |g| {
+                    cpu_slice::<f64, _>(mask, "mask", |m| self.bwd(vocab, g, m))
+                })??;
                 Tensor::from_vec(g, table.shape(), table.device())?
             }
             dt => candle_core::bail!("embedding: dtype {dt:?} not supported"),
@@ -314,8 +320,7 @@ pub fn masked_max_pool(x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
 /// The candle-op formulation: padded steps pushed 1e4 below any tanh-bounded activation.
 pub fn masked_max_pool_ops(x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
     let (batch, time, _) = x.dims3()?;
-    let v: Vec<f32> =
-        lengths.iter().flat_map(|&l| (0..time).map(move |t| if t < l { 0.0 } else { -1e4 })).collect();
+    let v: Vec<f32> = lengths.iter().flat_map(|&l| (0..time).map(move |t| if t < l { 0.0 } else { -1e4 })).collect();
     let shift = Tensor::from_vec(v, (batch, time, 1), x.device())?.to_dtype(x.dtype())?;
     Ok(x.broadcast_add(&shift)?.max(1)?)
 }
@@ -437,18 +442,37 @@ mod tests {
                 };
                 let r = rand(&mut rng, &[2, 4, 5], dtype);
                 let ours = embed(table.as_tensor(), &ids, mask.as_ref(), None).unwrap();
-                let base = table.as_tensor().index_select(&ids.flatten_all().unwrap(), 0).unwrap().reshape((2, 4, 5)).unwrap();
+                let base =
+                    table.as_tensor().index_select(&ids.flatten_all().unwrap(), 0).unwrap().reshape((2, 4, 5)).unwrap();
                 let base = match &mask {
                     Some(m) => base.broadcast_mul(m).unwrap(),
                     None => base,
                 };
-                let d = (&ours - &base).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+                let d = (&ours - &base)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
                 assert_eq!(d, 0.0, "forward, mask kind {mask_kind}");
                 let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 let g2 = (base * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 let a = g1.get(table.as_tensor()).unwrap();
                 let b = g2.get(table.as_tensor()).unwrap();
-                let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+                let d = (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
                 assert!(d < 1e-6, "gradient differs by {d}, mask kind {mask_kind}");
             }
         }
@@ -470,7 +494,15 @@ mod tests {
             let b = embed(table.as_tensor(), &ids2, None, sparse).unwrap();
             ((a * &r).unwrap().sum_all().unwrap() + (b * &r2).unwrap().sum_all().unwrap()).unwrap()
         };
-        let dense = loss(None).backward().unwrap().get(table.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let dense = loss(None)
+            .backward()
+            .unwrap()
+            .get(table.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let slot = SparseGradSlot::default();
         let g = loss(Some(&slot)).backward().unwrap();
         assert!(g.get(table.as_tensor()).is_none());
@@ -503,13 +535,31 @@ mod tests {
             let r = rand(&mut rng, &[3, 7], dtype);
             let ours = masked_max_pool(x.as_tensor(), &lengths).unwrap();
             let base = masked_max_pool_ops(x.as_tensor(), &lengths).unwrap();
-            let d = (&ours - &base).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+            let d = (&ours - &base)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
             assert_eq!(d, 0.0);
             let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (base * &r).unwrap().sum_all().unwrap().backward().unwrap();
             let a = g1.get(x.as_tensor()).unwrap();
             let b = g2.get(x.as_tensor()).unwrap();
-            let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+            let d = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
             assert_eq!(d, 0.0);
         }
     }

@@ -54,11 +54,7 @@ impl SeededRng {
     }
 
     pub fn state(&self) -> SeededRngState {
-        SeededRngState {
-            seed: self.seed,
-            stream: self.stream.clone(),
-            word_pos: self.rng.get_word_pos().to_string(),
-        }
+        SeededRngState { seed: self.seed, stream: self.stream.clone(), word_pos: self.rng.get_word_pos().to_string() }
     }
 
     /// Resumes a generator saved with [`SeededRng::state`].
@@ -170,7 +166,9 @@ impl SeededRng {
         let n = shape.elem_count();
         let t = match dtype {
             DType::F64 => Tensor::from_vec(mask_values(key, n, threshold, scale), shape, &Device::Cpu)?,
-            _ => Tensor::from_vec(mask_values(key, n, threshold, scale as f32), shape, &Device::Cpu)?.to_dtype(dtype)?,
+            _ => {
+                Tensor::from_vec(mask_values(key, n, threshold, scale as f32), shape, &Device::Cpu)?.to_dtype(dtype)?
+            }
         };
         t.to_device(device)
     }
@@ -265,7 +263,8 @@ mod tests {
         assert!((both - 0.5625).abs() < 0.01, "{both}");
         let next = r.dropout_mask((1000, 100), 0.25, DType::F64, &Device::Cpu).unwrap();
         let next = next.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let same = vals.iter().zip(&next).filter(|(a, b)| (**a != 0.0) == (**b != 0.0)).count() as f64 / vals.len() as f64;
+        let same =
+            vals.iter().zip(&next).filter(|(a, b)| (**a != 0.0) == (**b != 0.0)).count() as f64 / vals.len() as f64;
         assert!((same - 0.625).abs() < 0.01, "{same}");
         // p is honoured to 2^-32, not to the 2^-8 or 2^-16 of a short draw.
         let m = r.dropout_mask(2_000_000, 0.001, DType::F32, &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();

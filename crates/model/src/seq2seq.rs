@@ -114,7 +114,10 @@ impl Seq2SeqConfig {
             );
         }
         if self.encoder.cell != CellKind::Lstm {
-            return cfg("encoder.cell", "the encoder–decoder needs LSTM cells (the decoder starts from h and c)".into());
+            return cfg(
+                "encoder.cell",
+                "the encoder–decoder needs LSTM cells (the decoder starts from h and c)".into(),
+            );
         }
         for (key, p) in [
             ("embedding_dropout", self.embedding_dropout),
@@ -442,7 +445,9 @@ impl Seq2Seq {
                 if let Some(m) = layer_masks.get(l - 1) {
                     x = (x * m)?;
                 }
-                Tensor::cat(&[&x, &state.h[l]], 1)?.matmul(&per_use(&w.w_rec_t[l])?)?.broadcast_add(&per_use(&w.bias[l])?)?
+                Tensor::cat(&[&x, &state.h[l]], 1)?
+                    .matmul(&per_use(&w.w_rec_t[l])?)?
+                    .broadcast_add(&per_use(&w.bias[l])?)?
             };
             let (h, c) = lstm_cell(&gates, &state.c[l])?;
             below = Some(h.clone());
@@ -700,7 +705,11 @@ impl Seq2Seq {
                         if rank < k {
                             let len = live[r].tokens.len() + 1;
                             let tokens = live[r].tokens.clone();
-                            finished[sent].push(Hypothesis { tokens, log_prob: lp, score: lp / length_penalty(len, opts.length_penalty) });
+                            finished[sent].push(Hypothesis {
+                                tokens,
+                                log_prob: lp,
+                                score: lp / length_penalty(len, opts.length_penalty),
+                            });
                         }
                         continue;
                     }
@@ -708,7 +717,11 @@ impl Seq2Seq {
                     tokens.push(tok);
                     if last_step {
                         let len = tokens.len();
-                        finished[sent].push(Hypothesis { tokens, log_prob: lp, score: lp / length_penalty(len, opts.length_penalty) });
+                        finished[sent].push(Hypothesis {
+                            tokens,
+                            log_prob: lp,
+                            score: lp / length_penalty(len, opts.length_penalty),
+                        });
                     } else {
                         new_live.push(Live { sent, tokens, log_prob: lp });
                         parents.push(r as u32);
@@ -813,32 +826,64 @@ impl candle_core::CustomOp2 for CellOp {
         "lstm-cell"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, nh) = l2.shape().dims2()?;
         let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(Self::fwd(contiguous::<f32>(s1, l1, "lstm cell: gates")?, contiguous::<f32>(s2, l2, "lstm cell: c")?, nh)),
-            CpuStorage::F64(_) => CpuStorage::F64(Self::fwd(contiguous::<f64>(s1, l1, "lstm cell: gates")?, contiguous::<f64>(s2, l2, "lstm cell: c")?, nh)),
+            CpuStorage::F32(_) => CpuStorage::F32(Self::fwd(
+                contiguous::<f32>(s1, l1, "lstm cell: gates")?,
+                contiguous::<f32>(s2, l2, "lstm cell: c")?,
+                nh,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(Self::fwd(
+                contiguous::<f64>(s1, l1, "lstm cell: gates")?,
+                contiguous::<f64>(s2, l2, "lstm cell: c")?,
+                nh,
+            )),
             _ => candle_core::bail!("lstm cell: f32 or f64 expected"),
         };
         Ok((out, Shape::from((2, n, nh))))
     }
 
-    fn bwd(&self, gates: &Tensor, c: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        gates: &Tensor,
+        c: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let nh = c.dim(1)?;
         let grad = grad.contiguous()?;
         let (gs, gl) = gates.storage_and_layout();
         let (cs, cl) = c.storage_and_layout();
         let (ds, dl) = grad.storage_and_layout();
-        let (candle_core::Storage::Cpu(gs), candle_core::Storage::Cpu(cs), candle_core::Storage::Cpu(ds)) = (&*gs, &*cs, &*ds) else {
+        let (candle_core::Storage::Cpu(gs), candle_core::Storage::Cpu(cs), candle_core::Storage::Cpu(ds)) =
+            (&*gs, &*cs, &*ds)
+        else {
             candle_core::bail!("lstm cell: CPU tensors expected")
         };
         let (dg, dc) = match gs {
             CpuStorage::F32(_) => {
-                let (a, b) = Self::bwd(contiguous::<f32>(gs, gl, "lstm cell: gates")?, contiguous::<f32>(cs, cl, "lstm cell: c")?, contiguous::<f32>(ds, dl, "lstm cell: gradient")?, nh);
+                let (a, b) = Self::bwd(
+                    contiguous::<f32>(gs, gl, "lstm cell: gates")?,
+                    contiguous::<f32>(cs, cl, "lstm cell: c")?,
+                    contiguous::<f32>(ds, dl, "lstm cell: gradient")?,
+                    nh,
+                );
                 (Tensor::from_vec(a, gates.shape(), gates.device())?, Tensor::from_vec(b, c.shape(), c.device())?)
             }
             CpuStorage::F64(_) => {
-                let (a, b) = Self::bwd(contiguous::<f64>(gs, gl, "lstm cell: gates")?, contiguous::<f64>(cs, cl, "lstm cell: c")?, contiguous::<f64>(ds, dl, "lstm cell: gradient")?, nh);
+                let (a, b) = Self::bwd(
+                    contiguous::<f64>(gs, gl, "lstm cell: gates")?,
+                    contiguous::<f64>(cs, cl, "lstm cell: c")?,
+                    contiguous::<f64>(ds, dl, "lstm cell: gradient")?,
+                    nh,
+                );
                 (Tensor::from_vec(a, gates.shape(), gates.device())?, Tensor::from_vec(b, c.shape(), c.device())?)
             }
             _ => candle_core::bail!("lstm cell: f32 or f64 expected"),
@@ -1058,8 +1103,12 @@ impl candle_core::CustomOp1 for SmoothedCe {
             out
         }
         let grad = match arg.dtype() {
-            DType::F32 => Tensor::from_vec(cpu_slice::<f32, _>(arg, "logits", |x| go(self, x, v, g))?, (n, v), arg.device())?,
-            DType::F64 => Tensor::from_vec(cpu_slice::<f64, _>(arg, "logits", |x| go(self, x, v, g))?, (n, v), arg.device())?,
+            DType::F32 => {
+                Tensor::from_vec(cpu_slice::<f32, _>(arg, "logits", |x| go(self, x, v, g))?, (n, v), arg.device())?
+            }
+            DType::F64 => {
+                Tensor::from_vec(cpu_slice::<f64, _>(arg, "logits", |x| go(self, x, v, g))?, (n, v), arg.device())?
+            }
             _ => candle_core::bail!("label-smoothed cross-entropy: f32 or f64 logits expected"),
         };
         Ok(Some(grad))
@@ -1084,7 +1133,21 @@ impl GeneratorCe {
         }
         // SAFETY: out is (r, v) row-major; h (r, d) and w (v, d) are read within bounds.
         unsafe {
-            crate::fused::kernel::matmul(r, v, d, out.as_mut_ptr(), v, true, h.as_ptr(), d, 1, w.as_ptr(), 1, d, crate::fused::kernel::pool_threads());
+            crate::fused::kernel::matmul(
+                r,
+                v,
+                d,
+                out.as_mut_ptr(),
+                v,
+                true,
+                h.as_ptr(),
+                d,
+                1,
+                w.as_ptr(),
+                1,
+                d,
+                crate::fused::kernel::pool_threads(),
+            );
         }
         out
     }
@@ -1104,8 +1167,36 @@ impl GeneratorCe {
         let (mut dh, mut dw) = (vec![T::zero(); r * d], vec![T::zero(); v * d]);
         // SAFETY: dl (r, v), w (v, d), h (r, d), dh (r, d), dw (v, d), all row-major.
         unsafe {
-            crate::fused::kernel::matmul(r, d, v, dh.as_mut_ptr(), d, false, dl.as_ptr(), v, 1, w.as_ptr(), d, 1, threads);
-            crate::fused::kernel::matmul(v, d, r, dw.as_mut_ptr(), d, false, dl.as_ptr(), 1, v, h.as_ptr(), d, 1, threads);
+            crate::fused::kernel::matmul(
+                r,
+                d,
+                v,
+                dh.as_mut_ptr(),
+                d,
+                false,
+                dl.as_ptr(),
+                v,
+                1,
+                w.as_ptr(),
+                d,
+                1,
+                threads,
+            );
+            crate::fused::kernel::matmul(
+                v,
+                d,
+                r,
+                dw.as_mut_ptr(),
+                d,
+                false,
+                dl.as_ptr(),
+                1,
+                v,
+                h.as_ptr(),
+                d,
+                1,
+                threads,
+            );
         }
         let mut db = vec![T::zero(); v];
         for row in dl.chunks_exact(v) {
@@ -1134,11 +1225,21 @@ impl candle_core::CustomOp3 for GeneratorCe {
         let d = l1.dims()[1];
         let (total, keep) = match s1 {
             CpuStorage::F32(_) => {
-                let (t, lg) = self.fwd::<f32>(contiguous(s1, l1, "generator loss: h̃")?, contiguous(s2, l2, "generator loss: weight")?, contiguous(s3, l3, "generator loss: bias")?, d);
+                let (t, lg) = self.fwd::<f32>(
+                    contiguous(s1, l1, "generator loss: h̃")?,
+                    contiguous(s2, l2, "generator loss: weight")?,
+                    contiguous(s3, l3, "generator loss: bias")?,
+                    d,
+                );
                 (CpuStorage::F32(vec![t as f32]), CpuStorage::F32(lg))
             }
             CpuStorage::F64(_) => {
-                let (t, lg) = self.fwd::<f64>(contiguous(s1, l1, "generator loss: h̃")?, contiguous(s2, l2, "generator loss: weight")?, contiguous(s3, l3, "generator loss: bias")?, d);
+                let (t, lg) = self.fwd::<f64>(
+                    contiguous(s1, l1, "generator loss: h̃")?,
+                    contiguous(s2, l2, "generator loss: weight")?,
+                    contiguous(s3, l3, "generator loss: bias")?,
+                    d,
+                );
                 (CpuStorage::F64(vec![t]), CpuStorage::F64(lg))
             }
             _ => candle_core::bail!("generator loss: f32 or f64 expected"),
@@ -1162,7 +1263,9 @@ impl candle_core::CustomOp3 for GeneratorCe {
         let (hs, hl) = h.storage_and_layout();
         let (ws, wl) = w.storage_and_layout();
         let (bs, bl) = b.storage_and_layout();
-        let (candle_core::Storage::Cpu(hs), candle_core::Storage::Cpu(ws), candle_core::Storage::Cpu(bs)) = (&*hs, &*ws, &*bs) else {
+        let (candle_core::Storage::Cpu(hs), candle_core::Storage::Cpu(ws), candle_core::Storage::Cpu(bs)) =
+            (&*hs, &*ws, &*bs)
+        else {
             candle_core::bail!("generator loss: CPU tensors expected")
         };
         fn grads<T: CeElem>(
@@ -1188,7 +1291,11 @@ impl candle_core::CustomOp3 for GeneratorCe {
                     Some(CpuStorage::F32(v)) => Some(v),
                     _ => None,
                 };
-                let sl = (contiguous::<f32>(hs, hl, "generator loss: h̃")?, contiguous::<f32>(ws, wl, "generator loss: weight")?, contiguous::<f32>(bs, bl, "generator loss: bias")?);
+                let sl = (
+                    contiguous::<f32>(hs, hl, "generator loss: h̃")?,
+                    contiguous::<f32>(ws, wl, "generator loss: weight")?,
+                    contiguous::<f32>(bs, bl, "generator loss: bias")?,
+                );
                 grads(self, kept, sl, (h, w, b), g)
             }
             (CpuStorage::F64(_), kept) => {
@@ -1196,7 +1303,11 @@ impl candle_core::CustomOp3 for GeneratorCe {
                     Some(CpuStorage::F64(v)) => Some(v),
                     _ => None,
                 };
-                let sl = (contiguous::<f64>(hs, hl, "generator loss: h̃")?, contiguous::<f64>(ws, wl, "generator loss: weight")?, contiguous::<f64>(bs, bl, "generator loss: bias")?);
+                let sl = (
+                    contiguous::<f64>(hs, hl, "generator loss: h̃")?,
+                    contiguous::<f64>(ws, wl, "generator loss: weight")?,
+                    contiguous::<f64>(bs, bl, "generator loss: bias")?,
+                );
                 grads(self, kept, sl, (h, w, b), g)
             }
             _ => candle_core::bail!("generator loss: f32 or f64 expected"),

@@ -119,7 +119,8 @@ fn beam_one_equals_greedy() {
     for kind in KINDS {
         let cfg = config(kind, 1, false, 12);
         let (_vm, m) = build(&cfg, DType::F32, 3);
-        let rows: Vec<Vec<u32>> = (0..9).map(|i| (0..(1 + i % 5)).map(|j| 4 + ((i * 3 + j) % 8) as u32).collect()).collect();
+        let rows: Vec<Vec<u32>> =
+            (0..9).map(|i| (0..(1 + i % 5)).map(|j| 4 + ((i * 3 + j) % 8) as u32).collect()).collect();
         let (s, sl) = ids(&rows);
         let opts = DecodeOptions { beam: 1, length_penalty: 0.6, max_len_ratio: 2.0, max_len_extra: 3 };
         let greedy = m.greedy(&s, &sl, &opts).unwrap();
@@ -258,7 +259,11 @@ fn gradients_match_finite_differences() {
                 let down = loss().to_scalar::<f64>().unwrap();
                 var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
                 let fd = (up - down) / (2.0 * h);
-                assert!((fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()), "{kind:?} {name}[{i}]: fd {fd} vs autograd {}", g[i]);
+                assert!(
+                    (fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "{kind:?} {name}[{i}]: fd {fd} vs autograd {}",
+                    g[i]
+                );
             }
         }
         assert_eq!(vm.data().lock().unwrap().contains_key("generator.weight"), !tie);
@@ -277,7 +282,13 @@ fn dropout_needs_rng_and_is_reproducible() {
     assert!(m.forward(&s, &sl, &t, true, None, false).is_err());
     let run = |seed| {
         let mut r = SeededRng::new(seed, "dropout");
-        m.forward(&s, &sl, &t, true, Some(&mut r), false).unwrap().hidden.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        m.forward(&s, &sl, &t, true, Some(&mut r), false)
+            .unwrap()
+            .hidden
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
     };
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));
@@ -317,7 +328,8 @@ fn tiny_translation_task_learns() {
         let w: Vec<f32> = y.iter().map(|&x| if x == 0 { 0.0 } else { 1.0 }).collect();
         let h = m.forward(&s, &sl, &t, true, None, false).unwrap().hidden;
         let logits = m.logits(&h).unwrap().flatten_to(1).unwrap();
-        let loss = (label_smoothed_cross_entropy(&logits, &y, &w, 0.0).unwrap() / w.iter().sum::<f32>() as f64).unwrap();
+        let loss =
+            (label_smoothed_cross_entropy(&logits, &y, &w, 0.0).unwrap() / w.iter().sum::<f32>() as f64).unwrap();
         opt.backward_step(&loss).unwrap();
     }
     let (s, sl) = ids(&test.iter().map(|p| p.0.clone()).collect::<Vec<_>>());
@@ -413,7 +425,9 @@ fn bench_cross_entropy() {
 /// evaluation (nothing tracked) it keeps no logits and gives the same value.
 #[test]
 fn generator_loss_matches_logits_and_cross_entropy() {
-    for (tie, dtype, tol) in [(false, DType::F64, 1e-12), (true, DType::F64, 1e-12), (false, DType::F32, 2e-5), (true, DType::F32, 2e-5)] {
+    for (tie, dtype, tol) in
+        [(false, DType::F64, 1e-12), (true, DType::F64, 1e-12), (false, DType::F32, 2e-5), (true, DType::F32, 2e-5)]
+    {
         let cfg = config(AttentionKind::General, 1, tie, 11);
         let (vm, m) = build(&cfg, dtype, 9);
         let (s, sl) = ids(&[vec![4, 5, 6], vec![7, 8]]);
@@ -422,8 +436,13 @@ fn generator_loss_matches_logits_and_cross_entropy() {
         let weights = [1f32, 1.0, 0.5, 1.0, 1.0, 0.0, 1.0, 1.0];
         let h = m.forward(&s, &sl, &t, false, None, false).unwrap().hidden;
         let fused = m.generator_loss(&h, &targets, &weights, 0.1).unwrap();
-        let reference = label_smoothed_cross_entropy(&m.logits(&h).unwrap().flatten_to(1).unwrap(), &targets, &weights, 0.1).unwrap();
-        let (a, b) = (fused.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(), reference.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap());
+        let reference =
+            label_smoothed_cross_entropy(&m.logits(&h).unwrap().flatten_to(1).unwrap(), &targets, &weights, 0.1)
+                .unwrap();
+        let (a, b) = (
+            fused.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(),
+            reference.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(),
+        );
         assert!((a - b).abs() <= tol * b.abs(), "tie {tie} {dtype:?}: loss {a} vs {b}");
         let (gf, gr) = (fused.backward().unwrap(), reference.backward().unwrap());
         for (name, var) in vm.data().lock().unwrap().iter() {
@@ -434,7 +453,10 @@ fn generator_loss_matches_logits_and_cross_entropy() {
             };
             let scale = y.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap().max(1e-3);
             let diff = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
-            assert!(diff <= tol * 10.0 * scale, "tie {tie} {dtype:?} {name}: gradients differ by {diff} (scale {scale})");
+            assert!(
+                diff <= tol * 10.0 * scale,
+                "tie {tie} {dtype:?} {name}: gradients differ by {diff} (scale {scale})"
+            );
         }
         let frozen = m.generator_loss(&h.detach(), &targets, &weights, 0.1).unwrap();
         assert_eq!(frozen.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(), a);
@@ -459,9 +481,12 @@ fn lstm_cell_op_matches_candle_ops() {
             let c = rng.normal_tensor((n, h), 0.0, 1.0, dtype, &Device::Cpu).unwrap();
             let r = rng.normal_tensor((2, n, h), 0.0, 1.0, dtype, &Device::Cpu).unwrap();
             let run = |f: fn(&Tensor, &Tensor) -> Result<(Tensor, Tensor)>| {
-                let (g, cv) = (candle_core::Var::from_tensor(&gates).unwrap(), candle_core::Var::from_tensor(&c).unwrap());
+                let (g, cv) =
+                    (candle_core::Var::from_tensor(&gates).unwrap(), candle_core::Var::from_tensor(&c).unwrap());
                 let (ho, co) = f(g.as_tensor(), cv.as_tensor()).unwrap();
-                let loss = ((&ho * r.get(0).unwrap()).unwrap().sum_all().unwrap() + (&co * r.get(1).unwrap()).unwrap().sum_all().unwrap()).unwrap();
+                let loss = ((&ho * r.get(0).unwrap()).unwrap().sum_all().unwrap()
+                    + (&co * r.get(1).unwrap()).unwrap().sum_all().unwrap())
+                .unwrap();
                 let grads = loss.backward().unwrap();
                 let vec = |t: &Tensor| t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
                 [vec(&ho), vec(&co), vec(grads.get(g.as_tensor()).unwrap()), vec(grads.get(cv.as_tensor()).unwrap())]

@@ -38,7 +38,10 @@ impl TaggerConfig {
         if self.lstm.input_size != self.vocab_size {
             return Err(Error::Config {
                 key: "lstm.input_size".into(),
-                msg: format!("must equal vocab_size {} (one-hot inputs), got {}", self.vocab_size, self.lstm.input_size),
+                msg: format!(
+                    "must equal vocab_size {} (one-hot inputs), got {}",
+                    self.vocab_size, self.lstm.input_size
+                ),
             });
         }
         if self.num_classes == 0 {

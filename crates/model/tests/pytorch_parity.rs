@@ -62,9 +62,7 @@ fn parity(name: &str, dtype: DType, tol: f64) -> f64 {
     if let Some(h0) = &h0 {
         let n = h0.dim(0).unwrap();
         input.initial = Some(
-            (0..n)
-                .map(|i| LstmState { h: h0.get(i).unwrap(), c: c0.as_ref().map(|c| c.get(i).unwrap()) })
-                .collect(),
+            (0..n).map(|i| LstmState { h: h0.get(i).unwrap(), c: c0.as_ref().map(|c| c.get(i).unwrap()) }).collect(),
         );
     }
     let out = lstm.forward(&x, &input).unwrap();
@@ -133,7 +131,8 @@ fn pytorch_state_dict_loads_and_matches() {
     let mut cfg = LstmConfig::new(5, 6);
     cfg.num_layers = 2;
     cfg.bidirectional = true;
-    let ck = checkpoint::load(fixture("lstm_state_dict"), &checkpoint::lstm_expected(&cfg, ""), DType::F32, &dev).unwrap();
+    let ck =
+        checkpoint::load(fixture("lstm_state_dict"), &checkpoint::lstm_expected(&cfg, ""), DType::F32, &dev).unwrap();
     assert!(ck.config.is_none());
     let lstm = Lstm::new(&cfg, candle_nn::VarBuilder::from_tensors(ck.tensors, DType::F32, &dev)).unwrap();
     let exp = checkpoint::read(fixture("lstm_state_dict_expected"), &dev).unwrap().tensors;
@@ -168,8 +167,14 @@ fn write_checkpoint_for_pytorch() {
     let varmap = VarMap::new();
     let lstm = Lstm::new(&cfg, model::init::seeded_var_builder(&varmap, 7, DType::F32, &Device::Cpu)).unwrap();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    checkpoint::save(dir.join("sluice_lstm_for_torch.safetensors"), &varmap, Some(&serde_json::to_value(&cfg).unwrap())).unwrap();
-    let x = Tensor::from_vec((0..40).map(|v| (v as f32 * 0.37).sin()).collect::<Vec<_>>(), (2, 4, 5), &Device::Cpu).unwrap();
+    checkpoint::save(
+        dir.join("sluice_lstm_for_torch.safetensors"),
+        &varmap,
+        Some(&serde_json::to_value(&cfg).unwrap()),
+    )
+    .unwrap();
+    let x = Tensor::from_vec((0..40).map(|v| (v as f32 * 0.37).sin()).collect::<Vec<_>>(), (2, 4, 5), &Device::Cpu)
+        .unwrap();
     let out = lstm.forward(&x, &LstmInput::new()).unwrap();
     let t: Vec<(String, Tensor)> = vec![("x".into(), x), ("out".into(), out.output)];
     checkpoint::save(dir.join("sluice_lstm_for_torch_io.safetensors"), &t, None).unwrap();

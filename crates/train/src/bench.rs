@@ -299,7 +299,12 @@ pub fn lstm_forward_flops(cfg: &Config) -> f64 {
 
 fn validate(cfg: &Config, source: &std::path::Path) -> Result<()> {
     let b = &cfg.bench;
-    for (key, v, min) in [("bench.steps", b.steps, 1), ("bench.slow_steps", b.slow_steps, 1), ("bench.seq_len", b.seq_len, 1), ("bench.vocab", b.vocab, 2)] {
+    for (key, v, min) in [
+        ("bench.steps", b.steps, 1),
+        ("bench.slow_steps", b.slow_steps, 1),
+        ("bench.seq_len", b.seq_len, 1),
+        ("bench.vocab", b.vocab, 2),
+    ] {
         if v < min {
             bail!("{}: key `{key}`: expected at least {min}, got {v}", source.display());
         }
@@ -343,7 +348,11 @@ pub fn cli(args: &BenchArgs) -> Result<()> {
     let mut results: HashMap<&str, PathResult> = HashMap::new();
     let mut rss_after_fused = None;
     for path in PATHS.iter().filter(|p| wanted.contains(p)) {
-        if *path == "candle_nn" && (m.bidirectional || m.cell != model::config::CellKind::Lstm || m.variant != model::config::Variant::default()) {
+        if *path == "candle_nn"
+            && (m.bidirectional
+                || m.cell != model::config::CellKind::Lstm
+                || m.variant != model::config::Variant::default())
+        {
             println!("  candle_nn: skipped (candle-nn's LSTM is one direction of the vanilla cell)");
             continue;
         }

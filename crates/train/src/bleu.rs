@@ -215,16 +215,9 @@ fn sub_pairs(
 
 /// sacreBLEU's `13a` tokenizer (`Tokenizer13a()(line)`), character for character.
 pub fn tokenize_13a(line: &str) -> String {
-    let mut line = line
-        .replace("<skipped>", "")
-        .replace("-\n", "")
-        .replace('\n', " ");
+    let mut line = line.replace("<skipped>", "").replace("-\n", "").replace('\n', " ");
     if line.contains('&') {
-        line = line
-            .replace("&quot;", "\"")
-            .replace("&amp;", "&")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">");
+        line = line.replace("&quot;", "\"").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">");
     }
     // f' {line} ', then the regexes of TokenizerRegexp in order.
     let mut chars: Vec<char> = Vec::with_capacity(line.len() + 2);
@@ -337,24 +330,11 @@ fn compute_bleu(
 ) -> Bleu {
     let mut bp = 1.0;
     if sys_len < ref_len {
-        bp = if sys_len > 0 {
-            (1.0 - ref_len as f64 / sys_len as f64).exp()
-        } else {
-            0.0
-        };
+        bp = if sys_len > 0 { (1.0 - ref_len as f64 / sys_len as f64).exp() } else { 0.0 };
     }
     let mut precisions = [0.0; MAX_NGRAM_ORDER];
-    let mut out = Bleu {
-        score: 0.0,
-        counts: correct,
-        totals: total,
-        precisions,
-        bp,
-        sys_len,
-        ref_len,
-        nrefs,
-        effective_order,
-    };
+    let mut out =
+        Bleu { score: 0.0, counts: correct, totals: total, precisions, bp, sys_len, ref_len, nrefs, effective_order };
     // sacreBLEU returns 0 without any smoothing when nothing matches (its issue #141).
     if correct.iter().all(|&c| c == 0) {
         return out;
@@ -376,9 +356,7 @@ fn compute_bleu(
         };
     }
     // Python's sum() starts at 0 and adds left to right (3.11; 3.12+ compensates, a ≤1-ulp change).
-    let log_sum = precisions[..eff_order]
-        .iter()
-        .fold(0.0, |acc, &p| acc + my_log(p));
+    let log_sum = precisions[..eff_order].iter().fold(0.0, |acc, &p| acc + my_log(p));
     out.score = bp * (log_sum / eff_order as f64).exp();
     out.precisions = precisions;
     out
@@ -394,10 +372,7 @@ fn nrefs_of<RS: AsRef<[R]>, R>(refs: &[RS]) -> NRefs {
 
 fn check_corpus<H, RS: AsRef<[R]>, R>(hyps: &[H], refs: &[RS]) -> Result<NRefs, BleuError> {
     if hyps.len() != refs.len() {
-        return Err(BleuError::LengthMismatch {
-            hyps: hyps.len(),
-            refs: refs.len(),
-        });
+        return Err(BleuError::LengthMismatch { hyps: hyps.len(), refs: refs.len() });
     }
     if hyps.is_empty() {
         return Err(BleuError::EmptyCorpus);
@@ -435,10 +410,7 @@ where
 }
 
 /// [`corpus_bleu`] with exactly one reference per hypothesis.
-pub fn corpus_bleu_single<H: AsRef<str>, R: AsRef<str>>(
-    hyps: &[H],
-    refs: &[R],
-) -> Result<Bleu, BleuError> {
+pub fn corpus_bleu_single<H: AsRef<str>, R: AsRef<str>>(hyps: &[H], refs: &[R]) -> Result<Bleu, BleuError> {
     let refs: Vec<[&str; 1]> = refs.iter().map(|r| [r.as_ref()]).collect();
     corpus_bleu(hyps, &refs)
 }
@@ -447,14 +419,7 @@ pub fn corpus_bleu_single<H: AsRef<str>, R: AsRef<str>>(
 /// hypothesis is too short for are left out), exp smoothing. An empty `refs` scores 0.
 pub fn sentence_bleu<R: AsRef<str>>(hyp: &str, refs: &[R]) -> Bleu {
     let s = segment_bleu_stats(hyp, refs);
-    compute_bleu(
-        s.correct,
-        s.total,
-        s.sys_len,
-        s.ref_len,
-        true,
-        NRefs::Fixed(refs.len()),
-    )
+    compute_bleu(s.correct, s.total, s.sys_len, s.ref_len, true, NRefs::Fixed(refs.len()))
 }
 
 /// `extract_all_char_ngrams(line, 6, include_whitespace=False)`: code-point n-grams of the
@@ -512,16 +477,9 @@ fn segment_chrf_stats<R: AsRef<str>>(hyp: &str, refs: &[R]) -> [[u64; 3]; CHRF_C
         let mut stats = [[0; 3]; CHRF_CHAR_ORDER];
         for (n, (h, r)) in hyp_ngrams.iter().zip(&ref_ngrams).enumerate() {
             let hyp_count: u64 = h.values().sum();
-            let matches: u64 = h
-                .iter()
-                .map(|(g, &c)| r.get(g).map_or(0, |&rc| c.min(rc)))
-                .sum();
+            let matches: u64 = h.iter().map(|(g, &c)| r.get(g).map_or(0, |&rc| c.min(rc))).sum();
             // sacreBLEU does not count hypothesis n-grams of an order the reference lacks.
-            stats[n] = [
-                if r.is_empty() { 0 } else { hyp_count },
-                r.values().sum(),
-                matches,
-            ];
+            stats[n] = [if r.is_empty() { 0 } else { hyp_count }, r.values().sum(), matches];
         }
         let f = chrf_f_score(&stats);
         if f > best_f {
@@ -550,18 +508,11 @@ where
             }
         }
     }
-    Ok(Chrf {
-        score: chrf_f_score(&stats),
-        stats,
-        nrefs,
-    })
+    Ok(Chrf { score: chrf_f_score(&stats), stats, nrefs })
 }
 
 /// [`corpus_chrf`] with exactly one reference per hypothesis.
-pub fn corpus_chrf_single<H: AsRef<str>, R: AsRef<str>>(
-    hyps: &[H],
-    refs: &[R],
-) -> Result<Chrf, BleuError> {
+pub fn corpus_chrf_single<H: AsRef<str>, R: AsRef<str>>(hyps: &[H], refs: &[R]) -> Result<Chrf, BleuError> {
     let refs: Vec<[&str; 1]> = refs.iter().map(|r| [r.as_ref()]).collect();
     corpus_chrf(hyps, &refs)
 }
@@ -569,11 +520,7 @@ pub fn corpus_chrf_single<H: AsRef<str>, R: AsRef<str>>(
 /// Sentence chrF (`CHRF().sentence_score(hyp, refs)`); an empty `refs` scores 0.
 pub fn sentence_chrf<R: AsRef<str>>(hyp: &str, refs: &[R]) -> Chrf {
     let stats = segment_chrf_stats(hyp, refs);
-    Chrf {
-        score: chrf_f_score(&stats),
-        stats,
-        nrefs: NRefs::Fixed(refs.len()),
-    }
+    Chrf { score: chrf_f_score(&stats), stats, nrefs: NRefs::Fixed(refs.len()) }
 }
 
 #[cfg(test)]
@@ -625,10 +572,7 @@ mod tests {
     const TOL: f64 = 1e-9;
 
     fn fixture() -> Fixture {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/bleu_sacrebleu.json"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bleu_sacrebleu.json");
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
@@ -636,30 +580,11 @@ mod tests {
     fn check_bleu(what: &str, got: &Bleu, want: &BleuRef) {
         assert_eq!(got.counts, want.counts, "{what}: counts");
         assert_eq!(got.totals, want.totals, "{what}: totals");
-        assert_eq!(
-            (got.sys_len, got.ref_len),
-            (want.sys_len, want.ref_len),
-            "{what}: lengths"
-        );
-        assert!(
-            (got.score - want.score).abs() <= TOL,
-            "{what}: score {} vs {}",
-            got.score,
-            want.score
-        );
-        assert!(
-            (got.bp - want.bp).abs() <= TOL,
-            "{what}: bp {} vs {}",
-            got.bp,
-            want.bp
-        );
+        assert_eq!((got.sys_len, got.ref_len), (want.sys_len, want.ref_len), "{what}: lengths");
+        assert!((got.score - want.score).abs() <= TOL, "{what}: score {} vs {}", got.score, want.score);
+        assert!((got.bp - want.bp).abs() <= TOL, "{what}: bp {} vs {}", got.bp, want.bp);
         for (g, w) in got.precisions.iter().zip(&want.precisions) {
-            assert!(
-                (g - w).abs() <= TOL,
-                "{what}: precisions {:?} vs {:?}",
-                got.precisions,
-                want.precisions
-            );
+            assert!((g - w).abs() <= TOL, "{what}: precisions {:?} vs {:?}", got.precisions, want.precisions);
         }
     }
 
@@ -682,36 +607,19 @@ mod tests {
         let fx = fixture();
         let (mut max_bleu, mut max_chrf) = (0.0f64, 0.0f64);
         for case in &fx.cases {
-            let hyps: Vec<&str> = case
-                .indices
-                .iter()
-                .map(|&i| fx.pool[i].hyp.as_str())
-                .collect();
-            let refs: Vec<&[String]> = case
-                .indices
-                .iter()
-                .map(|&i| fx.pool[i].refs.as_slice())
-                .collect();
+            let hyps: Vec<&str> = case.indices.iter().map(|&i| fx.pool[i].hyp.as_str()).collect();
+            let refs: Vec<&[String]> = case.indices.iter().map(|&i| fx.pool[i].refs.as_slice()).collect();
             let bleu = corpus_bleu(&hyps, &refs).unwrap();
             check_bleu(&case.name, &bleu, &case.bleu);
             assert_eq!(bleu.signature(), case.bleu_signature, "{}", case.name);
             assert_eq!(bleu.format(), case.bleu_format, "{}", case.name);
             let chrf = corpus_chrf(&hyps, &refs).unwrap();
-            assert!(
-                (chrf.score - case.chrf).abs() <= TOL,
-                "{}: chrF {} vs {}",
-                case.name,
-                chrf.score,
-                case.chrf
-            );
+            assert!((chrf.score - case.chrf).abs() <= TOL, "{}: chrF {} vs {}", case.name, chrf.score, case.chrf);
             assert_eq!(chrf.signature(), case.chrf_signature, "{}", case.name);
             max_bleu = max_bleu.max((bleu.score - case.bleu.score).abs());
             max_chrf = max_chrf.max((chrf.score - case.chrf).abs());
         }
-        eprintln!(
-            "{} cases: max |ΔBLEU| = {max_bleu:e}, max |ΔchrF| = {max_chrf:e}",
-            fx.cases.len()
-        );
+        eprintln!("{} cases: max |ΔBLEU| = {max_bleu:e}, max |ΔchrF| = {max_chrf:e}", fx.cases.len());
     }
 
     #[test]
@@ -719,11 +627,7 @@ mod tests {
         let fx = fixture();
         for (i, item) in fx.pool.iter().enumerate() {
             let what = format!("pool[{i}] ({}) {:?}", item.src, item.hyp);
-            check_bleu(
-                &what,
-                &sentence_bleu(&item.hyp, &item.refs),
-                &item.sentence_bleu,
-            );
+            check_bleu(&what, &sentence_bleu(&item.hyp, &item.refs), &item.sentence_bleu);
             let chrf = sentence_chrf(&item.hyp, &item.refs);
             assert!(
                 (chrf.score - item.sentence_chrf).abs() <= TOL,
@@ -739,32 +643,17 @@ mod tests {
         let hyps = ["A man is running.", "Two dogs play."];
         let refs = ["A man runs.", "Two dogs are playing."];
         let nested: Vec<[&str; 1]> = refs.iter().map(|r| [*r]).collect();
-        assert_eq!(
-            corpus_bleu_single(&hyps, &refs).unwrap(),
-            corpus_bleu(&hyps, &nested).unwrap()
-        );
-        assert_eq!(
-            corpus_chrf_single(&hyps, &refs).unwrap(),
-            corpus_chrf(&hyps, &nested).unwrap()
-        );
+        assert_eq!(corpus_bleu_single(&hyps, &refs).unwrap(), corpus_bleu(&hyps, &nested).unwrap());
+        assert_eq!(corpus_chrf_single(&hyps, &refs).unwrap(), corpus_chrf(&hyps, &nested).unwrap());
     }
 
     #[test]
     fn bad_corpora_are_typed_errors() {
         let none: [&str; 0] = [];
-        assert_eq!(
-            corpus_bleu_single(&["a"], &none),
-            Err(BleuError::LengthMismatch { hyps: 1, refs: 0 })
-        );
-        assert_eq!(
-            corpus_bleu_single(&none, &none),
-            Err(BleuError::EmptyCorpus)
-        );
+        assert_eq!(corpus_bleu_single(&["a"], &none), Err(BleuError::LengthMismatch { hyps: 1, refs: 0 }));
+        assert_eq!(corpus_bleu_single(&none, &none), Err(BleuError::EmptyCorpus));
         let refs: Vec<Vec<&str>> = vec![vec!["a"], vec![]];
-        assert_eq!(
-            corpus_chrf(&["a", "b"], &refs),
-            Err(BleuError::NoReference { segment: 1 })
-        );
+        assert_eq!(corpus_chrf(&["a", "b"], &refs), Err(BleuError::NoReference { segment: 1 }));
     }
 
     #[test]

@@ -136,13 +136,7 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        Self {
-            name: "run".into(),
-            seed: 42,
-            device: "cpu".into(),
-            threads: 0,
-            out_dir: PathBuf::from("runs"),
-        }
+        Self { name: "run".into(), seed: 42, device: "cpu".into(), threads: 0, out_dir: PathBuf::from("runs") }
     }
 }
 
@@ -313,8 +307,7 @@ pub struct Loaded {
 
 /// Reads, overrides, deserialises and validates a config file.
 pub fn load(path: &Path, sets: &[Override]) -> Result<Loaded> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
     let config = parse(&text, path, sets)?;
     Ok(Loaded { config, source: path.to_path_buf() })
 }
@@ -325,21 +318,15 @@ pub fn parse(text: &str, path: &Path, sets: &[Override]) -> Result<Config> {
     if let Err(e) = toml::from_str::<Config>(text) {
         return Err(anyhow!("{file}:{}", describe(&e, text)));
     }
-    let mut table: toml::Table =
-        text.parse().map_err(|e: toml::de::Error| anyhow!("{file}:{}", describe(&e, text)))?;
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| anyhow!("{file}:{}", describe(&e, text)))?;
     overrides::apply(&mut table, sets)?;
     let config: Config = table.clone().try_into().map_err(|e: toml::de::Error| {
         let keys: Vec<String> = sets.iter().map(|s| s.raw.clone()).collect();
         anyhow!("{file} with --set {}: {}", keys.join(" --set "), describe(&e, ""))
     })?;
     config.validate().map_err(|e| {
-        let line = e.key.as_deref().and_then(|k| {
-            if sets.iter().any(|s| s.key() == k) {
-                None
-            } else {
-                locate(text, k)
-            }
-        });
+        let line =
+            e.key.as_deref().and_then(|k| if sets.iter().any(|s| s.key() == k) { None } else { locate(text, k) });
         let from_set = e.key.as_deref().is_some_and(|k| sets.iter().any(|s| s.key() == k));
         match (line, &e.key) {
             (Some(l), Some(k)) => anyhow!("{file}:{l}: key `{k}`: {}", e.message),
@@ -436,8 +423,7 @@ impl Config {
         if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {
             return Err(invalid("run.name", "expected a non-empty name without path separators"));
         }
-        model::device::parse_device(&self.run.device)
-            .map_err(|e| invalid("run.device", e.to_string()))?;
+        model::device::parse_device(&self.run.device).map_err(|e| invalid("run.device", e.to_string()))?;
         let located = |e: data::Error| match e {
             data::Error::Config { key, msg } => Invalid { key: Some(key), message: msg },
             other => Invalid { key: None, message: other.to_string() },
@@ -588,7 +574,12 @@ impl Config {
             if self.data.corpus != kind {
                 return Err(invalid(
                     "data.corpus",
-                    format!("task {:?} reads corpus \"{}\", got \"{}\"", format!("{:?}", self.task).to_lowercase(), kind.name(), self.data.corpus.name()),
+                    format!(
+                        "task {:?} reads corpus \"{}\", got \"{}\"",
+                        format!("{:?}", self.task).to_lowercase(),
+                        kind.name(),
+                        self.data.corpus.name()
+                    ),
                 ));
             }
         }
@@ -704,7 +695,8 @@ mod audio_tests {
         let again = parse(&c.to_toml().unwrap(), Path::new("r.toml"), &[]).unwrap();
         assert_eq!(again.audio, c.audio);
         let sets = [Override::parse("audio.split={speaker=\"lucas\"}").unwrap()];
-        let c = parse("task = \"audio\"\n[data]\ncorpus = \"fsdd\"\ndir = \"rec\"\n", Path::new("a.toml"), &sets).unwrap();
+        let c =
+            parse("task = \"audio\"\n[data]\ncorpus = \"fsdd\"\ndir = \"rec\"\n", Path::new("a.toml"), &sets).unwrap();
         assert_eq!(c.audio.split, data::audio::FsddSplit::Speaker("lucas".into()));
         // Other tasks leave the section out of their resolved config.
         assert!(!Config::default().to_toml().unwrap().contains("[audio"));
@@ -720,7 +712,8 @@ mod audio_tests {
         assert!(e.contains("duplicate") || e.contains("data"), "{e}");
         let e = format!("{:#}", parse("task = \"audio\"\n", Path::new("a.toml"), &[]).unwrap_err());
         assert!(e.contains("key `data.corpus`"), "{e}");
-        let e = format!("{:#}", parse("[data]\ncorpus = \"fsdd\"\ndir = \"rec\"\n", Path::new("a.toml"), &[]).unwrap_err());
+        let e =
+            format!("{:#}", parse("[data]\ncorpus = \"fsdd\"\ndir = \"rec\"\n", Path::new("a.toml"), &[]).unwrap_err());
         assert!(e.starts_with("a.toml:1: key `task`") || e.contains("key `task`"), "{e}");
         let e = format!("{:#}", parse("[audio]\nval_fraction = 0.2\n", Path::new("a.toml"), &[]).unwrap_err());
         assert!(e.contains("key `audio`"), "{e}");

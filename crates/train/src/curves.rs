@@ -36,7 +36,9 @@ pub fn parse(lines: &[String], metric: &str) -> Result<Curves> {
             continue;
         }
         let v: Value = serde_json::from_str(line).with_context(|| format!("metrics.jsonl line {}", i + 1))?;
-        if v.get("final").and_then(Value::as_bool) == Some(true) || v.get("split").and_then(Value::as_str) != Some("validation") {
+        if v.get("final").and_then(Value::as_bool) == Some(true)
+            || v.get("split").and_then(Value::as_str) != Some("validation")
+        {
             continue;
         }
         let num = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);

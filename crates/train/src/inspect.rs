@@ -140,11 +140,13 @@ pub fn inspect(dir: &RunDir, texts: &[String], gate: Gate, layer: Option<usize>)
             ids.push(tokenizer.unk_id());
         }
         let t = ids.len();
-        let tokens: Vec<String> = ids.iter().map(|&i| tokenizer.id_to_token(i).unwrap_or_else(|| format!("#{i}"))).collect();
+        let tokens: Vec<String> =
+            ids.iter().map(|&i| tokenizer.id_to_token(i).unwrap_or_else(|| format!("#{i}"))).collect();
         let x = Tensor::from_vec(ids, (1, t), &device)?;
         let out = net.forward(&x, &[t], false, None, true)?;
         let probs = model::classifier::probabilities(&out.logits)?.to_dtype(DType::F32)?.to_vec2::<f32>()?.remove(0);
-        let (best, p) = probs.iter().enumerate().fold((0, f32::MIN), |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc });
+        let (best, p) =
+            probs.iter().enumerate().fold((0, f32::MIN), |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc });
         let trace = out.trace.ok_or_else(|| anyhow!("the model returned no gate trace"))?;
         let mut values = vec![Vec::with_capacity(dirs * hidden); t];
         for d in 0..dirs {
@@ -181,7 +183,17 @@ pub fn inspect(dir: &RunDir, texts: &[String], gate: Gate, layer: Option<usize>)
         (0..dirs).flat_map(|d| (0..hidden).map(move |k| format!("{}{k}", if d == 0 { "fw" } else { "bw" }))).collect();
     let (unit_mean, selectivity) = unit_stats(&sentences, units.len());
     let order = selectivity_order(&selectivity);
-    Ok(Inspection { run: dir.root.display().to_string(), gate, layer, variant, units, selectivity, unit_mean, order, sentences })
+    Ok(Inspection {
+        run: dir.root.display().to_string(),
+        gate,
+        layer,
+        variant,
+        units,
+        selectivity,
+        unit_mean,
+        order,
+        sentences,
+    })
 }
 
 /// Per unit: mean and population variance over every token of every sentence.
@@ -227,11 +239,7 @@ pub fn render_svg(ins: &Inspection, top: Option<usize>) -> String {
     let rows: f64 = ins.sentences.iter().map(|s| s.tokens.len() as f64 * ch + 22.0).sum();
     let width = (heat_x + n as f64 * cw + 30.0).max(560.0);
     let height = heat_y0 + rows + 80.0;
-    let m = ins
-        .sentences
-        .iter()
-        .flat_map(|s| s.values.iter().flatten())
-        .fold(0.0f64, |a, &v| a.max((v as f64).abs()));
+    let m = ins.sentences.iter().flat_map(|s| s.values.iter().flatten()).fold(0.0f64, |a, &v| a.max((v as f64).abs()));
     let mut c = Canvas::new(width, height);
     c.text(
         10.0,

@@ -19,7 +19,9 @@
 
 use crate::config::{Optimizer as Kind, TrainConfig};
 use anyhow::{bail, Context, Result};
-use candle_core::{backprop::GradStore, CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Storage, Tensor, Var};
+use candle_core::{
+    backprop::GradStore, CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Storage, Tensor, Var,
+};
 use model::ops::SparseRows;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -122,8 +124,12 @@ impl Optimizer {
                 (None, None) => continue,
                 (Some(g), None) => g.clone(),
                 (None, Some(r)) => {
-                    let (vocab, dim) = w.dims2().with_context(|| format!("{}: a row-sparse gradient needs a matrix", p.name))?;
-                    if r.dim != dim || r.rows.iter().any(|&k| k as usize >= vocab) || r.values.len() != r.rows.len() * dim {
+                    let (vocab, dim) =
+                        w.dims2().with_context(|| format!("{}: a row-sparse gradient needs a matrix", p.name))?;
+                    if r.dim != dim
+                        || r.rows.iter().any(|&k| k as usize >= vocab)
+                        || r.values.len() != r.rows.len() * dim
+                    {
                         bail!("{}: row-sparse gradient does not fit the ({vocab}, {dim}) parameter", p.name);
                     }
                     let cpu_f32 = w.device().is_cpu() && w.dtype() == DType::F32 && w.is_contiguous();
@@ -222,10 +228,7 @@ impl Optimizer {
         let mut out = BTreeMap::new();
         for (prefix, map) in [("m", &self.m), ("v", &self.v)] {
             for (name, data) in map {
-                out.insert(
-                    format!("{prefix}.{name}"),
-                    Tensor::from_slice(data, data.len(), &Device::Cpu)?,
-                );
+                out.insert(format!("{prefix}.{name}"), Tensor::from_slice(data, data.len(), &Device::Cpu)?);
             }
         }
         Ok(out)
@@ -565,7 +568,11 @@ mod tests {
                     ..Default::default()
                 };
                 let init: Vec<f32> = rng.normal_vec(vocab * dim, 0.0, 1.0).into_iter().map(|x| x as f32).collect();
-                let mk = || Param { name: "emb".into(), var: Var::from_slice(&init, (vocab, dim), &Device::Cpu).unwrap(), penalised };
+                let mk = || Param {
+                    name: "emb".into(),
+                    var: Var::from_slice(&init, (vocab, dim), &Device::Cpu).unwrap(),
+                    penalised,
+                };
                 let (pd, ps) = (vec![mk()], vec![mk()]);
                 let (mut od, mut os) = (Optimizer::new(&cfg), Optimizer::new(&cfg));
                 for step in 0..3 {
@@ -574,7 +581,8 @@ mod tests {
                         1 => vec![5],
                         _ => vec![3, 20, 21],
                     };
-                    let vals: Vec<f32> = rng.normal_vec(rows.len() * dim, 0.0, 1.0).into_iter().map(|x| x as f32).collect();
+                    let vals: Vec<f32> =
+                        rng.normal_vec(rows.len() * dim, 0.0, 1.0).into_iter().map(|x| x as f32).collect();
                     let r = SparseRows { dim, rows, values: vals };
                     let dense = Tensor::from_vec(r.to_dense(vocab), (vocab, dim), &Device::Cpu).unwrap();
                     // A GradStore holding `dense` for the dense run: the gradient of Σ w·dense.
@@ -586,7 +594,10 @@ mod tests {
                     assert_eq!(a.penalty.to_bits(), b.penalty.to_bits());
                     let flat = |p: &[Param]| p[0].var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
                     let (wd, ws) = (flat(&pd), flat(&ps));
-                    assert!(wd.iter().zip(&ws).all(|(x, y)| x.to_bits() == y.to_bits()), "{kind:?} penalised {penalised} step {step}");
+                    assert!(
+                        wd.iter().zip(&ws).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{kind:?} penalised {penalised} step {step}"
+                    );
                     assert_eq!(od.m, os.m);
                     assert_eq!(od.v, os.v);
                 }
@@ -708,7 +719,11 @@ mod tests {
             gg.push(g);
         }
         let grad_norm = sq.sqrt();
-        let scale = if cfg.clip_norm > 0.0 && grad_norm > cfg.clip_norm { (cfg.clip_norm / (grad_norm + 1e-6)) as f32 } else { 1.0 };
+        let scale = if cfg.clip_norm > 0.0 && grad_norm > cfg.clip_norm {
+            (cfg.clip_norm / (grad_norm + 1e-6)) as f32
+        } else {
+            1.0
+        };
         let t = step as i32;
         let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
         let bc1 = 1.0 - cfg.beta1.powi(t);
@@ -750,27 +765,39 @@ mod tests {
         let shapes = [(5usize, 3usize), (7, 1), (1, 11)];
         let variants: Vec<(&str, Box<dyn Fn(&mut TrainConfig)>)> = vec![
             ("adam", Box::new(|c: &mut TrainConfig| c.optimizer = Kind::Adam)),
-            ("adam+l2+l1+clip", Box::new(|c: &mut TrainConfig| {
-                c.optimizer = Kind::Adam;
-                c.l2 = 0.01;
-                c.l1 = 0.001;
-                c.clip_norm = 0.5;
-            })),
-            ("adamw", Box::new(|c: &mut TrainConfig| {
-                c.optimizer = Kind::Adamw;
-                c.weight_decay = 0.1;
-            })),
-            ("sgd momentum decay clip", Box::new(|c: &mut TrainConfig| {
-                c.optimizer = Kind::Sgd;
-                c.momentum = 0.9;
-                c.weight_decay = 0.05;
-                c.clip_norm = 0.3;
-            })),
-            ("sgd plain l2", Box::new(|c: &mut TrainConfig| {
-                c.optimizer = Kind::Sgd;
-                c.momentum = 0.0;
-                c.l2 = 0.02;
-            })),
+            (
+                "adam+l2+l1+clip",
+                Box::new(|c: &mut TrainConfig| {
+                    c.optimizer = Kind::Adam;
+                    c.l2 = 0.01;
+                    c.l1 = 0.001;
+                    c.clip_norm = 0.5;
+                }),
+            ),
+            (
+                "adamw",
+                Box::new(|c: &mut TrainConfig| {
+                    c.optimizer = Kind::Adamw;
+                    c.weight_decay = 0.1;
+                }),
+            ),
+            (
+                "sgd momentum decay clip",
+                Box::new(|c: &mut TrainConfig| {
+                    c.optimizer = Kind::Sgd;
+                    c.momentum = 0.9;
+                    c.weight_decay = 0.05;
+                    c.clip_norm = 0.3;
+                }),
+            ),
+            (
+                "sgd plain l2",
+                Box::new(|c: &mut TrainConfig| {
+                    c.optimizer = Kind::Sgd;
+                    c.momentum = 0.0;
+                    c.l2 = 0.02;
+                }),
+            ),
         ];
         for (name, set) in variants {
             let mut cfg = TrainConfig { lr: 0.05, ..Default::default() };
@@ -782,7 +809,11 @@ mod tests {
                 .enumerate()
                 .map(|(k, &(r, c))| {
                     let v: Vec<f32> = rng.normal_vec(r * c, 0.0, 1.0).into_iter().map(|x| x as f32).collect();
-                    Param { name: format!("p{k}"), var: Var::from_vec(v, (r, c), &Device::Cpu).unwrap(), penalised: penalised[k] }
+                    Param {
+                        name: format!("p{k}"),
+                        var: Var::from_vec(v, (r, c), &Device::Cpu).unwrap(),
+                        penalised: penalised[k],
+                    }
                 })
                 .collect();
             let mut ws: Vec<Vec<f32>> = params.iter().map(|p| to_vec(p.var.as_tensor()).unwrap()).collect();
@@ -799,7 +830,8 @@ mod tests {
                     loss = (loss + (p.var.as_tensor().powf(3.0).unwrap() * r).unwrap().sum_all().unwrap()).unwrap();
                 }
                 let grads = loss.backward().unwrap();
-                let gs: Vec<Vec<f32>> = params.iter().map(|p| to_vec(grads.get(p.var.as_tensor()).unwrap()).unwrap()).collect();
+                let gs: Vec<Vec<f32>> =
+                    params.iter().map(|p| to_vec(grads.get(p.var.as_tensor()).unwrap()).unwrap()).collect();
                 let report = opt.step(&params, &grads, 0.05).unwrap();
                 let norm = reference_step(&cfg, step, &mut ws, &gs, &penalised, &mut ms, &mut vs, 0.05);
                 assert_eq!(report.grad_norm.to_bits(), norm.to_bits(), "{name} step {step}");

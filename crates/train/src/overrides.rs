@@ -18,9 +18,7 @@ impl Override {
     /// `[1, 2]`, `"text"`); anything that is not valid TOML is taken as a bare string, so
     /// `--set model.variant=nog` works without quotes.
     pub fn parse(arg: &str) -> Result<Self> {
-        let (key, value) = arg
-            .split_once('=')
-            .with_context(|| format!("--set {arg:?}: expected section.key=value"))?;
+        let (key, value) = arg.split_once('=').with_context(|| format!("--set {arg:?}: expected section.key=value"))?;
         let key = key.trim();
         let path: Vec<String> = key.split('.').map(|s| s.trim().to_string()).collect();
         if path.iter().any(|p| p.is_empty()) {
@@ -55,11 +53,7 @@ pub fn apply(table: &mut Table, overrides: &[Override]) -> Result<()> {
                 let entry = cur.entry(part.clone()).or_insert_with(|| Value::Table(Table::new()));
                 cur = match entry {
                     Value::Table(t) => t,
-                    _ => bail!(
-                        "--set {}: `{}` is a value, not a section",
-                        o.raw,
-                        o.path[..=i].join(".")
-                    ),
+                    _ => bail!("--set {}: `{}` is a value, not a section", o.raw, o.path[..=i].join(".")),
                 };
             }
         }
@@ -85,14 +79,8 @@ mod tests {
         assert_eq!(Override::parse("train.epochs=3").unwrap().value, Value::Integer(3));
         assert_eq!(Override::parse("train.lr=1e-3").unwrap().value, Value::Float(1e-3));
         assert_eq!(Override::parse("model.bidirectional=true").unwrap().value, Value::Boolean(true));
-        assert_eq!(
-            Override::parse("model.variant=nog").unwrap().value,
-            Value::String("nog".into())
-        );
-        assert_eq!(
-            Override::parse("model.variant=\"nog\"").unwrap().value,
-            Value::String("nog".into())
-        );
+        assert_eq!(Override::parse("model.variant=nog").unwrap().value, Value::String("nog".into()));
+        assert_eq!(Override::parse("model.variant=\"nog\"").unwrap().value, Value::String("nog".into()));
         assert!(Override::parse("novalue").is_err());
         assert!(Override::parse("a..b=1").is_err());
     }
@@ -100,11 +88,7 @@ mod tests {
     #[test]
     fn applies_and_coerces() {
         let mut t: Table = "[train]\nlr = 0.1\n".parse().unwrap();
-        apply(
-            &mut t,
-            &[Override::parse("train.lr=1").unwrap(), Override::parse("run.seed=7").unwrap()],
-        )
-        .unwrap();
+        apply(&mut t, &[Override::parse("train.lr=1").unwrap(), Override::parse("run.seed=7").unwrap()]).unwrap();
         assert_eq!(t["train"]["lr"], Value::Float(1.0));
         assert_eq!(t["run"]["seed"], Value::Integer(7));
         let err = apply(&mut t, &[Override::parse("train.lr.x=1").unwrap()]).unwrap_err();

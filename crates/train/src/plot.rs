@@ -133,20 +133,44 @@ impl LinePlot {
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
         );
         let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-        let _ = writeln!(s, r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#, left + pw / 2.0, escape(&self.title));
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
+            left + pw / 2.0,
+            escape(&self.title)
+        );
         // Grid and ticks.
         for t in nice_ticks(y0, y1, 6) {
             let y = sy(t);
-            let _ = writeln!(s, r##"<line x1="{left}" y1="{y:.2}" x2="{:.2}" y2="{y:.2}" stroke="#e0e0e0"/>"##, left + pw);
-            let _ = writeln!(s, r#"<text x="{:.2}" y="{:.2}" text-anchor="end">{}</text>"#, left - 6.0, y + 4.0, format_tick(t));
+            let _ =
+                writeln!(s, r##"<line x1="{left}" y1="{y:.2}" x2="{:.2}" y2="{y:.2}" stroke="#e0e0e0"/>"##, left + pw);
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.2}" y="{:.2}" text-anchor="end">{}</text>"#,
+                left - 6.0,
+                y + 4.0,
+                format_tick(t)
+            );
         }
         for t in nice_ticks(x0, x1, 8) {
             let x = sx(t);
-            let _ = writeln!(s, r##"<line x1="{x:.2}" y1="{top}" x2="{x:.2}" y2="{:.2}" stroke="#f0f0f0"/>"##, top + ph);
-            let _ = writeln!(s, r#"<text x="{x:.2}" y="{:.2}" text-anchor="middle">{}</text>"#, top + ph + 16.0, format_tick(t));
+            let _ =
+                writeln!(s, r##"<line x1="{x:.2}" y1="{top}" x2="{x:.2}" y2="{:.2}" stroke="#f0f0f0"/>"##, top + ph);
+            let _ = writeln!(
+                s,
+                r#"<text x="{x:.2}" y="{:.2}" text-anchor="middle">{}</text>"#,
+                top + ph + 16.0,
+                format_tick(t)
+            );
         }
         let _ = writeln!(s, r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##);
-        let _ = writeln!(s, r#"<text x="{:.2}" y="{:.2}" text-anchor="middle">{}</text>"#, left + pw / 2.0, h - 10.0, escape(&self.x_label));
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.2}" y="{:.2}" text-anchor="middle">{}</text>"#,
+            left + pw / 2.0,
+            h - 10.0,
+            escape(&self.x_label)
+        );
         let _ = writeln!(
             s,
             r#"<text x="16" y="{:.2}" text-anchor="middle" transform="rotate(-90 16 {:.2})">{}</text>"#,
@@ -159,8 +183,18 @@ impl LinePlot {
                 continue;
             }
             let xs = sx(*x);
-            let _ = writeln!(s, r##"<line x1="{xs:.2}" y1="{top}" x2="{xs:.2}" y2="{:.2}" stroke="#888" stroke-dasharray="2,3"/>"##, top + ph);
-            let _ = writeln!(s, r##"<text x="{:.2}" y="{:.2}" fill="#666">{}</text>"##, xs + 4.0, top + 14.0, escape(label));
+            let _ = writeln!(
+                s,
+                r##"<line x1="{xs:.2}" y1="{top}" x2="{xs:.2}" y2="{:.2}" stroke="#888" stroke-dasharray="2,3"/>"##,
+                top + ph
+            );
+            let _ = writeln!(
+                s,
+                r##"<text x="{:.2}" y="{:.2}" fill="#666">{}</text>"##,
+                xs + 4.0,
+                top + 14.0,
+                escape(label)
+            );
         }
         // Series: one polyline per finite run of points.
         for (i, ser) in self.series.iter().enumerate() {
@@ -179,7 +213,11 @@ impl LinePlot {
             }
             let ly = top + 10.0 + 20.0 * i as f64;
             let lx = left + pw + 12.0;
-            let _ = writeln!(s, r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>"#, lx + 24.0);
+            let _ = writeln!(
+                s,
+                r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>"#,
+                lx + 24.0
+            );
             let _ = writeln!(s, r#"<text x="{}" y="{}">{}</text>"#, lx + 30.0, ly + 4.0, escape(&ser.name));
         }
         s.push_str("</svg>\n");
@@ -323,7 +361,10 @@ impl Canvas {
                 );
             }
             None => {
-                let _ = writeln!(self.body, r#"<rect x="{x:.2}" y="{y:.2}" width="{w:.2}" height="{h:.2}" fill="{fill}"/>"#);
+                let _ = writeln!(
+                    self.body,
+                    r#"<rect x="{x:.2}" y="{y:.2}" width="{w:.2}" height="{h:.2}" fill="{fill}"/>"#
+                );
             }
         }
     }

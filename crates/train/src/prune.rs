@@ -246,10 +246,8 @@ fn baseline_row(src: &RunDir, cfg: &Config, metric: &str) -> Result<PruneRow> {
             rec = (rec.0 + nz, rec.1 + w.len());
         }
     }
-    let summary: Value = std::fs::read_to_string(src.summary())
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
+    let summary: Value =
+        std::fs::read_to_string(src.summary()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
     let get = |split: &str| summary.get(split).and_then(|s| s.get(metric)).and_then(Value::as_f64);
     let _ = cfg;
     Ok(PruneRow {
@@ -270,10 +268,13 @@ fn baseline_row(src: &RunDir, cfg: &Config, metric: &str) -> Result<PruneRow> {
 /// A row of the table from a pruned run's summary.json.
 fn row_from_summary(dir: &std::path::Path, metric: &str) -> Result<PruneRow> {
     let p = dir.join("summary.json");
-    let s: Value = serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
-        .with_context(|| format!("parsing {}", p.display()))?;
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("parsing {}", p.display()))?;
     let num = |k: &str| s.get(k).and_then(Value::as_f64);
-    let count = |k: &str| s.get(k).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| anyhow!("{}: no `{k}`", p.display()));
+    let count = |k: &str| {
+        s.get(k).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| anyhow!("{}: no `{k}`", p.display()))
+    };
     let get = |split: &str| s.get(split).and_then(|x| x.get(metric)).and_then(Value::as_f64);
     Ok(PruneRow {
         sparsity: num("sparsity").ok_or_else(|| anyhow!("{}: no `sparsity`", p.display()))?,
@@ -467,7 +468,8 @@ mod tests {
     fn masks_hold_through_an_update() {
         let varmap = candle_nn::VarMap::new();
         let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &candle_core::Device::Cpu);
-        let w = vb.get_with_hints((4, 5), "lstm.weight_hh_l0", candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 }).unwrap();
+        let w =
+            vb.get_with_hints((4, 5), "lstm.weight_hh_l0", candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 }).unwrap();
         let _b = vb.get_with_hints(4, "lstm.bias_hh_l0", candle_nn::Init::Const(0.5)).unwrap();
         let masks = prune_varmap(&varmap, 0.8).unwrap();
         assert_eq!(masks.len(), 1);

@@ -28,7 +28,15 @@ mod tests {
     use super::*;
 
     fn cfg(schedule: Schedule, warmup: usize) -> TrainConfig {
-        TrainConfig { schedule, warmup_steps: warmup, lr: 1.0, min_lr: 0.0, step_size: 10, gamma: 0.5, ..Default::default() }
+        TrainConfig {
+            schedule,
+            warmup_steps: warmup,
+            lr: 1.0,
+            min_lr: 0.0,
+            step_size: 10,
+            gamma: 0.5,
+            ..Default::default()
+        }
     }
 
     #[test]

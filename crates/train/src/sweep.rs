@@ -221,15 +221,18 @@ pub fn parse_spec(text: &str, file: &str, default_name: &str) -> Result<SweepSpe
             "seeds" => match v {
                 Value::Integer(n) if *n > 0 => spec.seed_count = *n as usize,
                 Value::Array(a) if !a.is_empty() => {
-                    let s: Option<Vec<u64>> = a.iter().map(|x| x.as_integer().filter(|i| *i >= 0).map(|i| i as u64)).collect();
-                    spec.seeds = Some(s.ok_or_else(|| anyhow!("{}: `seeds`: expected non-negative integers", where_()))?);
+                    let s: Option<Vec<u64>> =
+                        a.iter().map(|x| x.as_integer().filter(|i| *i >= 0).map(|i| i as u64)).collect();
+                    spec.seeds =
+                        Some(s.ok_or_else(|| anyhow!("{}: `seeds`: expected non-negative integers", where_()))?);
                 }
                 _ => bail!("{}: `seeds`: expected a positive count or a non-empty list of seeds, got {v}", where_()),
             },
             "report" => {
                 let r: Option<Vec<String>> =
                     v.as_array().and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect());
-                spec.report = r.ok_or_else(|| anyhow!("{}: `report`: expected a list of \"split.metric\" strings", where_()))?;
+                spec.report =
+                    r.ok_or_else(|| anyhow!("{}: `report`: expected a list of \"split.metric\" strings", where_()))?;
             }
             "grid" => {
                 let t = v.as_table().ok_or_else(|| anyhow!("{}: `grid` must be a table", where_()))?;
@@ -243,12 +246,17 @@ pub fn parse_spec(text: &str, file: &str, default_name: &str) -> Result<SweepSpe
                 }
             }
             "adjust" => {
-                let list = v.as_array().ok_or_else(|| anyhow!("{}: `adjust` must be an array of tables ([[adjust]])", where_()))?;
+                let list = v
+                    .as_array()
+                    .ok_or_else(|| anyhow!("{}: `adjust` must be an array of tables ([[adjust]])", where_()))?;
                 for (i, a) in list.iter().enumerate() {
                     let t = a.as_table().ok_or_else(|| anyhow!("{file}: [[adjust]] #{}: expected a table", i + 1))?;
                     let part = |name: &str| -> Result<Vec<(String, Value)>> {
                         let sub = t.get(name).and_then(Value::as_table).ok_or_else(|| {
-                            anyhow!("{file}: [[adjust]] #{}: needs `{name} = {{ \"section.key\" = value, ... }}`", i + 1)
+                            anyhow!(
+                                "{file}: [[adjust]] #{}: needs `{name} = {{ \"section.key\" = value, ... }}`",
+                                i + 1
+                            )
                         })?;
                         let mut flat = Vec::new();
                         flatten("", sub, false, &mut flat);
@@ -358,7 +366,12 @@ pub fn trials(spec: &SweepSpec, base_seed: u64) -> Vec<Trial> {
     }
     let seeds = spec.seeds.clone().unwrap_or_else(|| (0..spec.seed_count as u64).map(|i| base_seed + i).collect());
     // Short names (the key's last part) unless two keys share it.
-    let keys: Vec<&String> = spec.grid.iter().map(|(k, _)| k).chain(spec.random.iter().flat_map(|r| r.keys.iter().map(|(k, _)| k))).collect();
+    let keys: Vec<&String> = spec
+        .grid
+        .iter()
+        .map(|(k, _)| k)
+        .chain(spec.random.iter().flat_map(|r| r.keys.iter().map(|(k, _)| k)))
+        .collect();
     let short = |k: &str| {
         let last = k.rsplit('.').next().unwrap_or(k);
         if keys.iter().filter(|o| o.rsplit('.').next() == Some(last)).count() > 1 {
@@ -503,7 +516,11 @@ pub fn run(opts: &SweepOptions) -> Result<PathBuf> {
                 let msg = match &outcome {
                     Ok(Outcome::Skipped) => "already finished".to_string(),
                     Ok(_) => match read_summary(&run_dir) {
-                        Ok(s) => format!("{} {}", spec.metric, metric_of(&s, &spec.metric).map(|v| format!("{v:.4}")).unwrap_or("?".into())),
+                        Ok(s) => format!(
+                            "{} {}",
+                            spec.metric,
+                            metric_of(&s, &spec.metric).map(|v| format!("{v:.4}")).unwrap_or("?".into())
+                        ),
                         Err(e) => format!("{e:#}"),
                     },
                     Err(e) => format!("FAILED: {e:#} (log: {})", run_dir.join("train.log").display()),
@@ -553,11 +570,8 @@ fn run_trial(exe: &Path, config: &Path, run_dir: &Path, sets: &[String]) -> Resu
             cmd.arg("--set").arg(s);
         }
     }
-    let status = cmd
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .with_context(|| format!("starting {}", exe.display()))?;
+    let status =
+        cmd.stdout(log.try_clone()?).stderr(log).status().with_context(|| format!("starting {}", exe.display()))?;
     if !status.success() {
         bail!("{status}");
     }
@@ -642,7 +656,12 @@ pub fn mean_std(xs: &[f64]) -> (f64, f64) {
 /// Writes `results.csv` and `results.md` for the finished trials.
 pub fn write_results(dir: &Path, spec: &SweepSpec, trials: &[Trial]) -> Result<()> {
     let rows = collect(dir, trials)?;
-    let keys: Vec<String> = spec.grid.iter().map(|(k, _)| k.clone()).chain(spec.random.iter().flat_map(|r| r.keys.iter().map(|(k, _)| k.clone()))).collect();
+    let keys: Vec<String> = spec
+        .grid
+        .iter()
+        .map(|(k, _)| k.clone())
+        .chain(spec.random.iter().flat_map(|r| r.keys.iter().map(|(k, _)| k.clone())))
+        .collect();
     let mut metric_names: Vec<String> = rows.iter().flat_map(|r| r.metrics.keys().cloned()).collect();
     metric_names.sort();
     metric_names.dedup();
@@ -857,7 +876,11 @@ seed = 3
             assert_eq!(lr, round_sig(lr));
             assert!(t.name.contains(&format!("seed-{}", t.seed)));
         }
-        assert!(ts[0].name.starts_with("hidden-8_variant-nog_lr-") || ts[0].name.starts_with("hidden-8_variant-"), "{}", ts[0].name);
+        assert!(
+            ts[0].name.starts_with("hidden-8_variant-nog_lr-") || ts[0].name.starts_with("hidden-8_variant-"),
+            "{}",
+            ts[0].name
+        );
         // Seeds innermost: consecutive trials share a setting.
         assert_eq!(ts[0].setting(), ts[1].setting());
         assert_ne!(ts[1].setting(), ts[2].setting());
@@ -916,7 +939,9 @@ seed = 3
             .zip([0.6, 0.7, 0.9, 0.8])
             .map(|(t, acc)| Row {
                 trial: t.clone(),
-                metrics: [("validation.accuracy".to_string(), acc), ("test.accuracy".to_string(), acc - 0.1)].into_iter().collect(),
+                metrics: [("validation.accuracy".to_string(), acc), ("test.accuracy".to_string(), acc - 0.1)]
+                    .into_iter()
+                    .collect(),
                 wall_seconds: 10.0,
             })
             .collect();

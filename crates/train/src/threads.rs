@@ -11,11 +11,8 @@ static THREADS: OnceLock<usize> = OnceLock::new();
 /// cannot be resized once built.
 pub fn init(requested: usize) -> usize {
     *THREADS.get_or_init(|| {
-        let n = if requested == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-        } else {
-            requested
-        };
+        let n =
+            if requested == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { requested };
         // Safe here: called at start-up, before other threads exist.
         unsafe {
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());

@@ -307,10 +307,7 @@ fn finish(
     summary.insert("steps".into(), json!(pos.step));
     summary.insert("wall_seconds".into(), json!(pos.clock.wall_seconds));
     summary.insert("train_seconds".into(), json!(pos.clock.train_seconds));
-    summary.insert(
-        "train_tokens_per_s".into(),
-        json!(pos.train_tokens as f64 / pos.clock.train_seconds.max(1e-9)),
-    );
+    summary.insert("train_tokens_per_s".into(), json!(pos.train_tokens as f64 / pos.clock.train_seconds.max(1e-9)));
     summary.insert("seed".into(), json!(cfg.run.seed));
     summary.insert("threads".into(), json!(crate::threads::effective()));
     summary.insert("parameters".into(), json!(count_params(task.varmap())));
@@ -356,7 +353,10 @@ fn save_resume(dir: &RunDir, varmap: &VarMap, optimizer: &Optimizer, pos: &Posit
     let meta = json!({"position": pos, "optimizer_step": optimizer.step});
     let path = dir.resume_state();
     model::checkpoint::save(&path, &tensors, Some(&meta)).with_context(|| format!("writing {}", path.display()))?;
-    atomic::write_json(&dir.clock(), &json!({"train_seconds": pos.clock.train_seconds, "wall_seconds": pos.clock.wall_seconds, "step": pos.step}))
+    atomic::write_json(
+        &dir.clock(),
+        &json!({"train_seconds": pos.clock.train_seconds, "wall_seconds": pos.clock.wall_seconds, "step": pos.step}),
+    )
 }
 
 fn load_resume(dir: &RunDir, varmap: &VarMap, optimizer: &mut Optimizer) -> Result<Position> {
@@ -365,16 +365,12 @@ fn load_resume(dir: &RunDir, varmap: &VarMap, optimizer: &mut Optimizer) -> Resu
     let meta = ckpt.config.as_ref().ok_or_else(|| anyhow!("{}: no position record", path.display()))?;
     let mut pos: Position = serde_json::from_value(meta["position"].clone())
         .with_context(|| format!("{}: position record", path.display()))?;
-    let step = meta["optimizer_step"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("{}: no optimizer_step", path.display()))?;
+    let step = meta["optimizer_step"].as_u64().ok_or_else(|| anyhow!("{}: no optimizer_step", path.display()))?;
     let weights = ckpt.with_prefix("model");
     {
         let data = varmap.data().lock().map_err(|_| anyhow!("varmap lock poisoned"))?;
         for (name, var) in data.iter() {
-            let t = weights
-                .get(name)
-                .ok_or_else(|| anyhow!("{}: missing tensor `model.{name}`", path.display()))?;
+            let t = weights.get(name).ok_or_else(|| anyhow!("{}: missing tensor `model.{name}`", path.display()))?;
             var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)
                 .with_context(|| format!("{}: tensor `model.{name}`", path.display()))?;
         }

@@ -1,9 +1,7 @@
 //! The Free Spoken Digit Dataset: a folder of `{digit}_{speaker}_{index}.wav` recordings
 //! (a clone of github.com/Jakobovski/free-spoken-digit-dataset, its `recordings/` folder).
 
-use super::{
-    normalize_utterance, read_wav, AudioError, Mfcc, MfccConfig, Normalization, Normalizer,
-};
+use super::{normalize_utterance, read_wav, AudioError, Mfcc, MfccConfig, Normalization, Normalizer};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -99,23 +97,13 @@ pub struct FsddCorpus {
 }
 
 fn bad_name(path: &Path, reason: impl Into<String>) -> AudioError {
-    AudioError::BadFileName {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    AudioError::BadFileName { path: path.to_path_buf(), reason: reason.into() }
 }
 
 fn parse_name(path: &Path) -> Result<FsddFile, AudioError> {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .ok_or_else(|| bad_name(path, "the name is not UTF-8"))?;
-    let (digit, rest) = stem
-        .split_once('_')
-        .ok_or_else(|| bad_name(path, "no `_` after the digit"))?;
-    let (speaker, index) = rest
-        .rsplit_once('_')
-        .ok_or_else(|| bad_name(path, "no `_` between speaker and index"))?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).ok_or_else(|| bad_name(path, "the name is not UTF-8"))?;
+    let (digit, rest) = stem.split_once('_').ok_or_else(|| bad_name(path, "no `_` after the digit"))?;
+    let (speaker, index) = rest.rsplit_once('_').ok_or_else(|| bad_name(path, "no `_` between speaker and index"))?;
     let digit = match digit.as_bytes() {
         [d @ b'0'..=b'9'] => d - b'0',
         _ => return Err(bad_name(path, format!("`{digit}` is not a digit 0-9"))),
@@ -123,32 +111,19 @@ fn parse_name(path: &Path) -> Result<FsddFile, AudioError> {
     if speaker.is_empty() {
         return Err(bad_name(path, "empty speaker name"));
     }
-    let index = index
-        .parse()
-        .map_err(|_| bad_name(path, format!("`{index}` is not a recording index")))?;
-    Ok(FsddFile {
-        path: path.to_path_buf(),
-        digit,
-        speaker: speaker.to_string(),
-        index,
-    })
+    let index = index.parse().map_err(|_| bad_name(path, format!("`{index}` is not a recording index")))?;
+    Ok(FsddFile { path: path.to_path_buf(), digit, speaker: speaker.to_string(), index })
 }
 
 /// Lists and parses the recordings in `dir`. Every `.wav` must be named
 /// `{digit}_{speaker}_{index}.wav`; anything else in the folder is returned in `ignored`.
 pub fn list_fsdd(dir: &Path) -> Result<FsddListing, AudioError> {
-    let io = |source| AudioError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let io = |source| AudioError::Io { path: dir.to_path_buf(), source };
     let mut files = Vec::new();
     let mut ignored = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
-        let is_wav = path.is_file()
-            && path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+        let is_wav = path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"));
         if is_wav {
             files.push(parse_name(&path)?);
         } else {
@@ -156,9 +131,7 @@ pub fn list_fsdd(dir: &Path) -> Result<FsddListing, AudioError> {
         }
     }
     if files.is_empty() {
-        return Err(AudioError::NoFiles {
-            dir: dir.to_path_buf(),
-        });
+        return Err(AudioError::NoFiles { dir: dir.to_path_buf() });
     }
     // read_dir order is the file system's; sorting makes the seeded split reproducible anywhere.
     files.sort_by(|a, b| (a.digit, &a.speaker, a.index).cmp(&(b.digit, &b.speaker, b.index)));
@@ -206,11 +179,7 @@ pub fn split_fsdd(
         FsddSplit::Speaker(name) => {
             if !files.iter().any(|f| &f.speaker == name) {
                 let known: BTreeSet<&str> = files.iter().map(|f| f.speaker.as_str()).collect();
-                let dir = files
-                    .first()
-                    .and_then(|f| f.path.parent())
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
+                let dir = files.first().and_then(|f| f.path.parent()).map(Path::to_path_buf).unwrap_or_default();
                 return Err(AudioError::UnknownSpeaker {
                     dir,
                     speaker: name.clone(),
@@ -227,11 +196,7 @@ pub fn split_fsdd(
     let key = |f: &FsddFile| (f.digit, f.speaker.clone(), f.index);
     train.sort_by_key(key);
     validation.sort_by_key(key);
-    Ok(SplitFiles {
-        train,
-        validation,
-        test,
-    })
+    Ok(SplitFiles { train, validation, test })
 }
 
 /// Features of one WAV file: MFCCs, then the normalisation (`normalizer` is required for
@@ -248,11 +213,11 @@ pub fn file_features(
         (Normalization::None, _) => {}
         (Normalization::Utterance, _) => normalize_utterance(&mut f.data, f.dim),
         (Normalization::TrainSet, Some(n)) => n.apply(&mut f.data)?,
-        (Normalization::TrainSet, None) => return Err(AudioError::Normalizer {
-            reason:
-                "normalization = \"train_set\" needs the normaliser fitted on the training split"
-                    .into(),
-        }),
+        (Normalization::TrainSet, None) => {
+            return Err(AudioError::Normalizer {
+                reason: "normalization = \"train_set\" needs the normaliser fitted on the training split".into(),
+            })
+        }
     }
     Ok(f)
 }
@@ -324,12 +289,8 @@ mod tests {
     use crate::audio::mfcc::tests::fsdd_dir;
 
     fn write_wav(path: &Path, sample_rate: u32, n: usize, seed: u32) {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
+        let spec =
+            hound::WavSpec { channels: 1, sample_rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         for i in 0..n as u32 {
             let v = ((i.wrapping_mul(2654435761).wrapping_add(seed * 97)) >> 20) as i16 - 2048;
@@ -344,12 +305,7 @@ mod tests {
             for digit in 0..10 {
                 for index in 0..8 {
                     let name = format!("{digit}_{speaker}_{index}.wav");
-                    write_wav(
-                        &dir.join(name),
-                        8000,
-                        1000 + 125 * index as usize,
-                        digit * 8 + index,
-                    );
+                    write_wav(&dir.join(name), 8000, 1000 + 125 * index as usize, digit * 8 + index);
                 }
             }
         }
@@ -363,24 +319,12 @@ mod tests {
         let listing = list_fsdd(dir.path()).unwrap();
         assert_eq!(listing.files.len(), 240);
         assert_eq!(listing.ignored.len(), 1);
-        assert_eq!(
-            listing.files.iter().filter(|f| f.speaker == "cy_d").count(),
-            80
-        );
+        assert_eq!(listing.files.iter().filter(|f| f.speaker == "cy_d").count(), 80);
 
         let s = split_fsdd(listing.files.clone(), &FsddSplit::Official, 0.25, 7).unwrap();
-        assert_eq!(
-            (s.train.len(), s.validation.len(), s.test.len()),
-            (67, 23, 150)
-        );
+        assert_eq!((s.train.len(), s.validation.len(), s.test.len()), (67, 23, 150));
         assert!(s.test.iter().all(|f| f.index < 5));
-        let mut all: Vec<_> = s
-            .train
-            .iter()
-            .chain(&s.validation)
-            .chain(&s.test)
-            .map(|f| f.path.clone())
-            .collect();
+        let mut all: Vec<_> = s.train.iter().chain(&s.validation).chain(&s.test).map(|f| f.path.clone()).collect();
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 240);
@@ -389,64 +333,28 @@ mod tests {
         let other = split_fsdd(listing.files.clone(), &FsddSplit::Official, 0.25, 8).unwrap();
         assert_ne!(other.validation, s.validation);
 
-        let s = split_fsdd(
-            listing.files.clone(),
-            &FsddSplit::Speaker("bob".into()),
-            0.0,
-            7,
-        )
-        .unwrap();
-        assert_eq!(
-            (s.train.len(), s.validation.len(), s.test.len()),
-            (160, 0, 80)
-        );
-        assert!(
-            s.test.iter().all(|f| f.speaker == "bob") && s.train.iter().all(|f| f.speaker != "bob")
-        );
+        let s = split_fsdd(listing.files.clone(), &FsddSplit::Speaker("bob".into()), 0.0, 7).unwrap();
+        assert_eq!((s.train.len(), s.validation.len(), s.test.len()), (160, 0, 80));
+        assert!(s.test.iter().all(|f| f.speaker == "bob") && s.train.iter().all(|f| f.speaker != "bob"));
 
-        let err = split_fsdd(
-            listing.files.clone(),
-            &FsddSplit::Speaker("zed".into()),
-            0.1,
-            7,
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("zed") && err.to_string().contains("ann, bob, cy_d"),
-            "{err}"
-        );
+        let err = split_fsdd(listing.files.clone(), &FsddSplit::Speaker("zed".into()), 0.1, 7).unwrap_err();
+        assert!(err.to_string().contains("zed") && err.to_string().contains("ann, bob, cy_d"), "{err}");
         assert!(split_fsdd(listing.files, &FsddSplit::Official, 1.0, 7).is_err());
     }
 
     #[test]
     fn bad_names_are_errors_naming_the_file() {
-        for name in [
-            "x_bob_1.wav",
-            "12_bob_1.wav",
-            "3_bob.wav",
-            "3__1.wav",
-            "3_bob_one.wav",
-            "nounderscore.wav",
-        ] {
+        for name in ["x_bob_1.wav", "12_bob_1.wav", "3_bob.wav", "3__1.wav", "3_bob_one.wav", "nounderscore.wav"] {
             let dir = tempfile::tempdir().unwrap();
             write_wav(&dir.path().join("1_ann_1.wav"), 8000, 500, 1);
             write_wav(&dir.path().join(name), 8000, 500, 1);
             let err = list_fsdd(dir.path()).unwrap_err();
-            assert!(
-                matches!(err, AudioError::BadFileName { .. }),
-                "{name}: {err}"
-            );
+            assert!(matches!(err, AudioError::BadFileName { .. }), "{name}: {err}");
             assert!(err.to_string().contains(name), "{err}");
         }
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            list_fsdd(dir.path()).unwrap_err(),
-            AudioError::NoFiles { .. }
-        ));
-        assert!(list_fsdd(&dir.path().join("nope"))
-            .unwrap_err()
-            .to_string()
-            .contains("nope"));
+        assert!(matches!(list_fsdd(dir.path()).unwrap_err(), AudioError::NoFiles { .. }));
+        assert!(list_fsdd(&dir.path().join("nope")).unwrap_err().to_string().contains("nope"));
     }
 
     #[test]
@@ -461,29 +369,17 @@ mod tests {
         assert_eq!(cfg.split, FsddSplit::Official);
         assert_eq!(cfg.normalization, Normalization::TrainSet);
         let c = load_fsdd(&cfg, 3).unwrap();
-        assert_eq!(
-            (c.train.len(), c.validation.len(), c.test.len()),
-            (81, 9, 150)
-        );
+        assert_eq!((c.train.len(), c.validation.len(), c.test.len()), (81, 9, 150));
         assert_eq!((c.dim, c.sample_rate), (26, 8000));
         let e = &c.test[0];
         assert_eq!(e.features.len(), e.frames * c.dim);
         assert_eq!(e.label, 0);
         // Train-set statistics: the training features are centred with unit variance.
         let refit = Normalizer::fit(c.dim, c.train.iter().map(|e| e.features.as_slice())).unwrap();
-        assert!(
-            refit.mean.iter().all(|m| m.abs() < 1e-4),
-            "{:?}",
-            refit.mean
-        );
-        assert!(
-            refit.std.iter().all(|s| (s - 1.0).abs() < 1e-4),
-            "{:?}",
-            refit.std
-        );
+        assert!(refit.mean.iter().all(|m| m.abs() < 1e-4), "{:?}", refit.mean);
+        assert!(refit.std.iter().all(|s| (s - 1.0).abs() < 1e-4), "{:?}", refit.std);
         // predict's path gives the same features for a file.
-        let f =
-            file_features(&e.path, &cfg.mfcc, cfg.normalization, c.normalizer.as_ref()).unwrap();
+        let f = file_features(&e.path, &cfg.mfcc, cfg.normalization, c.normalizer.as_ref()).unwrap();
         assert_eq!(f.data, e.features);
         assert!(file_features(&e.path, &cfg.mfcc, Normalization::TrainSet, None).is_err());
 
@@ -501,8 +397,7 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.split, FsddSplit::Speaker("theo".into()));
         assert_eq!(cfg.normalization, Normalization::Utterance);
-        let err =
-            serde_json::from_str::<FsddConfig>(r#"{"dir": "x", "fraction": 0.2}"#).unwrap_err();
+        let err = serde_json::from_str::<FsddConfig>(r#"{"dir": "x", "fraction": 0.2}"#).unwrap_err();
         assert!(err.to_string().contains("fraction"), "{err}");
     }
 
@@ -519,31 +414,16 @@ mod tests {
         let s = split_fsdd(listing.files.clone(), &FsddSplit::Official, 0.0, 0).unwrap();
         assert_eq!((s.train.len(), s.test.len()), (2700, 300));
         let s = split_fsdd(listing.files.clone(), &FsddSplit::Official, 0.1, 0).unwrap();
-        assert_eq!(
-            (s.train.len(), s.validation.len(), s.test.len()),
-            (2430, 270, 300)
-        );
-        let s = split_fsdd(
-            listing.files.clone(),
-            &FsddSplit::Speaker("theo".into()),
-            0.1,
-            0,
-        )
-        .unwrap();
-        assert_eq!(
-            (s.train.len(), s.validation.len(), s.test.len()),
-            (2250, 250, 500)
-        );
+        assert_eq!((s.train.len(), s.validation.len(), s.test.len()), (2430, 270, 300));
+        let s = split_fsdd(listing.files.clone(), &FsddSplit::Speaker("theo".into()), 0.1, 0).unwrap();
+        assert_eq!((s.train.len(), s.validation.len(), s.test.len()), (2250, 250, 500));
 
         #[derive(Deserialize)]
         struct Summary {
             config: MfccConfig,
             files: std::collections::BTreeMap<String, (usize, f64, f64)>,
         }
-        let text = std::fs::read_to_string(
-            crate::audio::mfcc::tests::fixtures().join("fsdd_summary.json"),
-        )
-        .unwrap();
+        let text = std::fs::read_to_string(crate::audio::mfcc::tests::fixtures().join("fsdd_summary.json")).unwrap();
         let summary: Summary = serde_json::from_str(&text).unwrap();
         let mfcc = Mfcc::new(&summary.config, 8000).unwrap();
         let start = std::time::Instant::now();
@@ -556,53 +436,37 @@ mod tests {
             feats.push(x);
         }
         let secs = start.elapsed().as_secs_f64();
-        eprintln!(
-            "FSDD: read + MFCC of {} files ({frames} frames) in {secs:.2} s on one thread",
-            listing.files.len()
-        );
+        eprintln!("FSDD: read + MFCC of {} files ({frames} frames) in {secs:.2} s on one thread", listing.files.len());
         let (mut worst_sum, mut worst_sq) = (0.0f64, 0.0f64);
         for (f, x) in listing.files.iter().zip(&feats) {
             let name = f.path.file_name().unwrap().to_str().unwrap();
-            let &(n, sum, sq) = summary
-                .files
-                .get(name)
-                .unwrap_or_else(|| panic!("{name} not in summary"));
+            let &(n, sum, sq) = summary.files.get(name).unwrap_or_else(|| panic!("{name} not in summary"));
             assert_eq!(x.frames, n, "{name}");
             let our_sum: f64 = x.data.iter().map(|&v| v as f64).sum();
             let our_sq: f64 = x.data.iter().map(|&v| v as f64 * v as f64).sum();
             // The sum can cancel, so it is scaled by the sum of squares' root times the count.
             let sum_err = (our_sum - sum).abs() / (sq.sqrt() * (x.data.len() as f64).sqrt());
             let sq_err = (our_sq - sq).abs() / sq;
-            assert!(
-                sum_err <= 1e-4 && sq_err <= 1e-4,
-                "{name}: sum {our_sum} vs {sum}, sq {our_sq} vs {sq}"
-            );
+            assert!(sum_err <= 1e-4 && sq_err <= 1e-4, "{name}: sum {our_sum} vs {sum}, sq {our_sq} vs {sq}");
             worst_sum = worst_sum.max(sum_err);
             worst_sq = worst_sq.max(sq_err);
         }
-        eprintln!("FSDD vs python_speech_features: worst scaled sum error {worst_sum:.1e}, sum-of-squares {worst_sq:.1e}");
+        eprintln!(
+            "FSDD vs python_speech_features: worst scaled sum error {worst_sum:.1e}, sum-of-squares {worst_sq:.1e}"
+        );
 
         // The whole path a run takes: list, split, MFCC + deltas + delta-deltas, train-set normalisation.
         let cfg = FsddConfig {
             dir: dir.clone(),
             split: FsddSplit::Official,
             val_fraction: 0.1,
-            mfcc: MfccConfig {
-                delta_order: 2,
-                ..MfccConfig::default()
-            },
+            mfcc: MfccConfig { delta_order: 2, ..MfccConfig::default() },
             normalization: Normalization::TrainSet,
         };
         let start = std::time::Instant::now();
         let c = load_fsdd(&cfg, 42).unwrap();
-        eprintln!(
-            "FSDD: load_fsdd (39 features, train-set normalisation) in {:.2} s",
-            start.elapsed().as_secs_f64()
-        );
-        assert_eq!(
-            (c.train.len(), c.validation.len(), c.test.len()),
-            (2430, 270, 300)
-        );
+        eprintln!("FSDD: load_fsdd (39 features, train-set normalisation) in {:.2} s", start.elapsed().as_secs_f64());
+        assert_eq!((c.train.len(), c.validation.len(), c.test.len()), (2430, 270, 300));
         assert_eq!((c.dim, c.sample_rate), (39, 8000));
         for digit in 0..10 {
             assert_eq!(c.test.iter().filter(|e| e.label == digit).count(), 30);

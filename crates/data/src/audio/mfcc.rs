@@ -107,10 +107,7 @@ impl std::fmt::Debug for Mfcc {
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> AudioError {
-    AudioError::InvalidConfig {
-        key,
-        reason: reason.into(),
-    }
+    AudioError::InvalidConfig { key, reason: reason.into() }
 }
 
 fn hz_to_mel(hz: f64) -> f64 {
@@ -136,71 +133,41 @@ impl Mfcc {
         if frame_len.is_nan() || frame_len < 1.0 {
             return Err(invalid(
                 "frame_length_s",
-                format!(
-                    "{} s is under one sample at {sample_rate} Hz",
-                    c.frame_length_s
-                ),
+                format!("{} s is under one sample at {sample_rate} Hz", c.frame_length_s),
             ));
         }
         if frame_step.is_nan() || frame_step < 1.0 {
             return Err(invalid(
                 "frame_step_s",
-                format!(
-                    "{} s is under one sample at {sample_rate} Hz",
-                    c.frame_step_s
-                ),
+                format!("{} s is under one sample at {sample_rate} Hz", c.frame_step_s),
             ));
         }
         let (frame_len, frame_step) = (frame_len as usize, frame_step as usize);
         let nfft = c.fft_size.unwrap_or_else(|| frame_len.next_power_of_two());
         if nfft < frame_len {
-            return Err(invalid(
-                "fft_size",
-                format!("{nfft} is shorter than the frame ({frame_len} samples)"),
-            ));
+            return Err(invalid("fft_size", format!("{nfft} is shorter than the frame ({frame_len} samples)")));
         }
         if !(0.0..=1.0).contains(&c.preemphasis) {
-            return Err(invalid(
-                "preemphasis",
-                format!("{} is outside [0, 1]", c.preemphasis),
-            ));
+            return Err(invalid("preemphasis", format!("{} is outside [0, 1]", c.preemphasis)));
         }
         if c.num_filters == 0 {
             return Err(invalid("num_filters", "must be at least 1"));
         }
         if c.num_ceps == 0 || c.num_ceps > c.num_filters {
-            return Err(invalid(
-                "num_ceps",
-                format!(
-                    "{} must be in 1..={} (num_filters)",
-                    c.num_ceps, c.num_filters
-                ),
-            ));
+            return Err(invalid("num_ceps", format!("{} must be in 1..={} (num_filters)", c.num_ceps, c.num_filters)));
         }
         let high = c.high_freq_hz.unwrap_or(sr / 2.0);
         if high.is_nan() || high > sr / 2.0 {
-            return Err(invalid(
-                "high_freq_hz",
-                format!("{high} Hz is above the Nyquist frequency {} Hz", sr / 2.0),
-            ));
+            return Err(invalid("high_freq_hz", format!("{high} Hz is above the Nyquist frequency {} Hz", sr / 2.0)));
         }
         if !(c.low_freq_hz >= 0.0 && c.low_freq_hz < high) {
-            return Err(invalid(
-                "low_freq_hz",
-                format!("{} Hz must be in [0, high_freq_hz = {high})", c.low_freq_hz),
-            ));
+            return Err(invalid("low_freq_hz", format!("{} Hz must be in [0, high_freq_hz = {high})", c.low_freq_hz)));
         }
         if c.delta_order > 2 {
-            return Err(invalid(
-                "delta_order",
-                format!("{} must be 0, 1 or 2", c.delta_order),
-            ));
+            return Err(invalid("delta_order", format!("{} must be 0, 1 or 2", c.delta_order)));
         }
         if c.delta_order > 0 && c.delta_window == 0 {
-            return Err(invalid(
-                "delta_window",
-                "must be at least 1 when deltas are on",
-            ));
+            return Err(invalid("delta_window", "must be at least 1 when deltas are on"));
         }
 
         // numpy.hamming: the symmetric window (divides by N − 1), 1.0 for N = 1.
@@ -208,10 +175,7 @@ impl Mfcc {
             vec![1.0]
         } else {
             (0..frame_len)
-                .map(|n| {
-                    0.54 - 0.46
-                        * (2.0 * std::f64::consts::PI * n as f64 / (frame_len - 1) as f64).cos()
-                })
+                .map(|n| 0.54 - 0.46 * (2.0 * std::f64::consts::PI * n as f64 / (frame_len - 1) as f64).cos())
                 .collect()
         };
 
@@ -222,11 +186,7 @@ impl Mfcc {
         let step = (high_mel - low_mel) / (points - 1) as f64;
         let bins: Vec<f64> = (0..points)
             .map(|i| {
-                let mel = if i == points - 1 {
-                    high_mel
-                } else {
-                    i as f64 * step + low_mel
-                };
+                let mel = if i == points - 1 { high_mel } else { i as f64 * step + low_mel };
                 ((nfft + 1) as f64 * mel_to_hz(mel) / sr).floor()
             })
             .collect();
@@ -252,11 +212,7 @@ impl Mfcc {
         let nf = c.num_filters as f64;
         let mut dct = Vec::with_capacity(c.num_ceps * c.num_filters);
         for k in 0..c.num_ceps {
-            let scale = if k == 0 {
-                (1.0 / nf).sqrt()
-            } else {
-                (2.0 / nf).sqrt()
-            };
+            let scale = if k == 0 { (1.0 / nf).sqrt() } else { (2.0 / nf).sqrt() };
             let lift = if c.lifter > 0 {
                 let l = c.lifter as f64;
                 1.0 + l / 2.0 * (std::f64::consts::PI * k as f64 / l).sin()
@@ -270,17 +226,7 @@ impl Mfcc {
         }
 
         let fft = RealFftPlanner::<f64>::new().plan_fft_forward(nfft);
-        Ok(Self {
-            config: c.clone(),
-            sample_rate,
-            frame_len,
-            frame_step,
-            nfft,
-            window,
-            filters,
-            dct,
-            fft,
-        })
+        Ok(Self { config: c.clone(), sample_rate, frame_len, frame_step, nfft, window, filters, dct, fft })
     }
 
     pub fn config(&self) -> &MfccConfig {
@@ -320,15 +266,8 @@ impl Mfcc {
     pub fn compute_f64(&self, samples: &[f64]) -> Features {
         let c = &self.config;
         let a = c.preemphasis;
-        let emphasised: Vec<f64> = (0..samples.len())
-            .map(|n| {
-                if n == 0 {
-                    samples[0]
-                } else {
-                    samples[n] - a * samples[n - 1]
-                }
-            })
-            .collect();
+        let emphasised: Vec<f64> =
+            (0..samples.len()).map(|n| if n == 0 { samples[0] } else { samples[n] - a * samples[n - 1] }).collect();
 
         let frames = self.num_frames(samples.len());
         let ceps = c.num_ceps;
@@ -357,11 +296,7 @@ impl Mfcc {
             // as numpy.finfo(float).eps in the reference.
             let floor = |v: f64| if v == 0.0 { f64::EPSILON } else { v };
             for (lf, (startbin, weights)) in log_fbank.iter_mut().zip(&self.filters) {
-                let e: f64 = weights
-                    .iter()
-                    .zip(&power[*startbin..])
-                    .map(|(w, p)| w * p)
-                    .sum();
+                let e: f64 = weights.iter().zip(&power[*startbin..]).map(|(w, p)| w * p).sum();
                 *lf = floor(e).ln();
             }
             let row = &mut cep[t * ceps..(t + 1) * ceps];
@@ -457,10 +392,7 @@ pub(crate) mod tests {
         let mut worst = 0.0f64;
         for (i, (&a, &b)) in ours.iter().zip(reference).enumerate() {
             let err = (a as f64 - b).abs() / b.abs().max(1.0);
-            assert!(
-                err <= REL,
-                "{what}[{i}]: ours {a}, reference {b}, scaled error {err:.2e}"
-            );
+            assert!(err <= REL, "{what}[{i}]: ours {a}, reference {b}, scaled error {err:.2e}");
             worst = worst.max(err);
         }
         worst
@@ -484,17 +416,9 @@ pub(crate) mod tests {
             let wav = read_wav(&path).unwrap();
             let mfcc = Mfcc::new(&case.config, wav.sample_rate).unwrap();
             let feats = mfcc.compute(&wav.samples);
-            assert_eq!(
-                (feats.frames, feats.dim),
-                (case.frames, case.dim),
-                "{}",
-                case.name
-            );
+            assert_eq!((feats.frames, feats.dim), (case.frames, case.dim), "{}", case.name);
             let worst = max_err(&feats.data, &case.mfcc, &case.name);
-            eprintln!(
-                "{}: {} frames x {}, max scaled error {worst:.1e}",
-                case.name, feats.frames, feats.dim
-            );
+            eprintln!("{}: {} frames x {}, max scaled error {worst:.1e}", case.name, feats.frames, feats.dim);
             if let Some(cmvn) = &case.cmvn {
                 let mut normed = feats.data.clone();
                 normalize_utterance(&mut normed, feats.dim);
@@ -530,62 +454,14 @@ pub(crate) mod tests {
             assert!(err.to_string().contains(key), "{err}");
         };
         let d = MfccConfig::default;
-        bad(
-            MfccConfig {
-                num_ceps: 41,
-                ..d()
-            },
-            "num_ceps",
-        );
-        bad(
-            MfccConfig {
-                num_filters: 0,
-                ..d()
-            },
-            "num_filters",
-        );
-        bad(
-            MfccConfig {
-                fft_size: Some(128),
-                ..d()
-            },
-            "fft_size",
-        );
-        bad(
-            MfccConfig {
-                high_freq_hz: Some(5000.0),
-                ..d()
-            },
-            "high_freq_hz",
-        );
-        bad(
-            MfccConfig {
-                low_freq_hz: 4000.0,
-                ..d()
-            },
-            "low_freq_hz",
-        );
-        bad(
-            MfccConfig {
-                delta_order: 3,
-                ..d()
-            },
-            "delta_order",
-        );
-        bad(
-            MfccConfig {
-                frame_step_s: 0.0,
-                ..d()
-            },
-            "frame_step_s",
-        );
-        bad(
-            MfccConfig {
-                preemphasis: 1.5,
-                ..d()
-            },
-            "preemphasis",
-        );
+        bad(MfccConfig { num_ceps: 41, ..d() }, "num_ceps");
+        bad(MfccConfig { num_filters: 0, ..d() }, "num_filters");
+        bad(MfccConfig { fft_size: Some(128), ..d() }, "fft_size");
+        bad(MfccConfig { high_freq_hz: Some(5000.0), ..d() }, "high_freq_hz");
+        bad(MfccConfig { low_freq_hz: 4000.0, ..d() }, "low_freq_hz");
+        bad(MfccConfig { delta_order: 3, ..d() }, "delta_order");
+        bad(MfccConfig { frame_step_s: 0.0, ..d() }, "frame_step_s");
+        bad(MfccConfig { preemphasis: 1.5, ..d() }, "preemphasis");
         let err = serde_json::from_str::<MfccConfig>(r#"{"num_cepz": 3}"#).unwrap_err();
         assert!(err.to_string().contains("num_cepz"), "{err}");
     }

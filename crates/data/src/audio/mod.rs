@@ -22,8 +22,8 @@ mod normalize;
 mod wav;
 
 pub use fsdd::{
-    file_features, list_fsdd, load_fsdd, split_fsdd, AudioExample, FsddConfig, FsddCorpus,
-    FsddFile, FsddListing, FsddSplit, SplitFiles,
+    file_features, list_fsdd, load_fsdd, split_fsdd, AudioExample, FsddConfig, FsddCorpus, FsddFile, FsddListing,
+    FsddSplit, SplitFiles,
 };
 pub use mfcc::{Features, Mfcc, MfccConfig};
 pub use normalize::{normalize_utterance, Normalization, Normalizer};
@@ -41,32 +41,17 @@ pub enum AudioError {
         source: hound::Error,
     },
     #[error("{path}: expected mono 16-bit integer PCM, found {channels} channel(s), {bits}-bit {format}")]
-    UnsupportedFormat {
-        path: PathBuf,
-        channels: u16,
-        bits: u16,
-        format: &'static str,
-    },
+    UnsupportedFormat { path: PathBuf, channels: u16, bits: u16, format: &'static str },
     #[error("{path}: the WAV file holds no samples")]
     Empty { path: PathBuf },
-    #[error(
-        "{path}: truncated: the header promises {expected} samples but the data ends after {got}"
-    )]
-    Truncated {
-        path: PathBuf,
-        expected: u64,
-        got: u64,
-    },
+    #[error("{path}: truncated: the header promises {expected} samples but the data ends after {got}")]
+    Truncated { path: PathBuf, expected: u64, got: u64 },
     #[error("invalid audio config `{key}`: {reason}")]
     InvalidConfig { key: &'static str, reason: String },
     #[error("{path}: expected a file name `{{digit}}_{{speaker}}_{{index}}.wav`: {reason}")]
     BadFileName { path: PathBuf, reason: String },
     #[error("{path}: sample rate {found} Hz differs from {expected} Hz of the corpus' first file")]
-    SampleRateMismatch {
-        path: PathBuf,
-        expected: u32,
-        found: u32,
-    },
+    SampleRateMismatch { path: PathBuf, expected: u32, found: u32 },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -76,11 +61,7 @@ pub enum AudioError {
     #[error("{dir}: no `.wav` files found")]
     NoFiles { dir: PathBuf },
     #[error("{dir}: held-out speaker `{speaker}` has no recordings (speakers: {known})")]
-    UnknownSpeaker {
-        dir: PathBuf,
-        speaker: String,
-        known: String,
-    },
+    UnknownSpeaker { dir: PathBuf, speaker: String, known: String },
     #[error("normaliser: {reason}")]
     Normalizer { reason: String },
     #[error("{path}: normaliser JSON: {source}")]

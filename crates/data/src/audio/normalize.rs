@@ -30,10 +30,7 @@ pub struct Normalizer {
     pub std: Vec<f32>,
 }
 
-fn stats<'a>(
-    dim: usize,
-    matrices: impl IntoIterator<Item = &'a [f32]>,
-) -> (Vec<f64>, Vec<f64>, usize) {
+fn stats<'a>(dim: usize, matrices: impl IntoIterator<Item = &'a [f32]>) -> (Vec<f64>, Vec<f64>, usize) {
     // Sums in f64: tens of thousands of frames of values in the hundreds lose digits in f32.
     let (mut sum, mut sq, mut n) = (vec![0.0f64; dim], vec![0.0f64; dim], 0usize);
     for m in matrices {
@@ -78,20 +75,13 @@ pub fn normalize_utterance(features: &mut [f32], dim: usize) {
 impl Normalizer {
     /// Fits mean and population standard deviation per coefficient over every frame of `matrices`
     /// (each row-major with `dim` columns).
-    pub fn fit<'a>(
-        dim: usize,
-        matrices: impl IntoIterator<Item = &'a [f32]>,
-    ) -> Result<Self, AudioError> {
+    pub fn fit<'a>(dim: usize, matrices: impl IntoIterator<Item = &'a [f32]>) -> Result<Self, AudioError> {
         if dim == 0 {
-            return Err(AudioError::Normalizer {
-                reason: "feature dimension 0".into(),
-            });
+            return Err(AudioError::Normalizer { reason: "feature dimension 0".into() });
         }
         let (mean, std, n) = stats(dim, matrices);
         if n == 0 {
-            return Err(AudioError::Normalizer {
-                reason: "no frames to fit on (empty training split?)".into(),
-            });
+            return Err(AudioError::Normalizer { reason: "no frames to fit on (empty training split?)".into() });
         }
         Ok(Self {
             mean: mean.into_iter().map(|v| v as f32).collect(),
@@ -126,35 +116,20 @@ impl Normalizer {
 
     /// Writes the normaliser as JSON (`{"mean": [...], "std": [...]}`), e.g. into a run directory.
     pub fn save(&self, path: &Path) -> Result<(), AudioError> {
-        let text =
-            serde_json::to_string_pretty(self).map_err(|source| AudioError::NormalizerJson {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        std::fs::write(path, text).map_err(|source| AudioError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|source| AudioError::NormalizerJson { path: path.to_path_buf(), source })?;
+        std::fs::write(path, text).map_err(|source| AudioError::Io { path: path.to_path_buf(), source })
     }
 
     /// Reads a normaliser written by [`Normalizer::save`].
     pub fn load(path: &Path) -> Result<Self, AudioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AudioError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let n: Self = serde_json::from_str(&text).map_err(|source| AudioError::NormalizerJson {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?;
+        let n: Self = serde_json::from_str(&text)
+            .map_err(|source| AudioError::NormalizerJson { path: path.to_path_buf(), source })?;
         if n.mean.len() != n.std.len() || n.mean.is_empty() {
             return Err(AudioError::Normalizer {
-                reason: format!(
-                    "{}: mean has {} values, std has {}",
-                    path.display(),
-                    n.mean.len(),
-                    n.std.len()
-                ),
+                reason: format!("{}: mean has {} values, std has {}", path.display(), n.mean.len(), n.std.len()),
             });
         }
         Ok(n)
@@ -184,15 +159,9 @@ mod tests {
         n.save(&p).unwrap();
         assert_eq!(Normalizer::load(&p).unwrap(), n);
         std::fs::write(&p, r#"{"mean": [1.0], "std": []}"#).unwrap();
-        assert!(Normalizer::load(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("normalizer.json"));
+        assert!(Normalizer::load(&p).unwrap_err().to_string().contains("normalizer.json"));
         std::fs::write(&p, r#"{"mean": [1.0], "sd": [1.0]}"#).unwrap();
-        assert!(Normalizer::load(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("normalizer.json"));
+        assert!(Normalizer::load(&p).unwrap_err().to_string().contains("normalizer.json"));
     }
 
     #[test]
@@ -208,10 +177,7 @@ mod tests {
         normalize_utterance(&mut x, 4);
         let (mean, std, _) = stats(4, [&x[..]]);
         for k in 0..4 {
-            assert!(
-                mean[k].abs() < 1e-5 && (std[k] - 1.0).abs() < 1e-5,
-                "{mean:?} {std:?}"
-            );
+            assert!(mean[k].abs() < 1e-5 && (std[k] - 1.0).abs() < 1e-5, "{mean:?} {std:?}");
         }
     }
 }

@@ -17,16 +17,10 @@ pub struct Wav {
 /// [`AudioError::Empty`] for zero samples and [`AudioError::Truncated`] when the data chunk ends
 /// before the length its header declares.
 pub fn read_wav(path: &Path) -> Result<Wav, AudioError> {
-    let wav_err = |source| AudioError::Wav {
-        path: path.to_path_buf(),
-        source,
-    };
+    let wav_err = |source| AudioError::Wav { path: path.to_path_buf(), source };
     let mut reader = hound::WavReader::open(path).map_err(wav_err)?;
     let spec = reader.spec();
-    if spec.channels != 1
-        || spec.bits_per_sample != 16
-        || spec.sample_format != hound::SampleFormat::Int
-    {
+    if spec.channels != 1 || spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int {
         return Err(AudioError::UnsupportedFormat {
             path: path.to_path_buf(),
             channels: spec.channels,
@@ -39,9 +33,7 @@ pub fn read_wav(path: &Path) -> Result<Wav, AudioError> {
     }
     let expected = reader.len() as u64;
     if expected == 0 {
-        return Err(AudioError::Empty {
-            path: path.to_path_buf(),
-        });
+        return Err(AudioError::Empty { path: path.to_path_buf() });
     }
     let mut samples = Vec::with_capacity(expected as usize);
     for s in reader.samples::<i16>() {
@@ -54,19 +46,12 @@ pub fn read_wav(path: &Path) -> Result<Wav, AudioError> {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof
                     || e.to_string().contains("Failed to read enough bytes") =>
             {
-                return Err(AudioError::Truncated {
-                    path: path.to_path_buf(),
-                    expected,
-                    got: samples.len() as u64,
-                })
+                return Err(AudioError::Truncated { path: path.to_path_buf(), expected, got: samples.len() as u64 })
             }
             Err(e) => return Err(wav_err(e)),
         }
     }
-    Ok(Wav {
-        sample_rate: spec.sample_rate,
-        samples,
-    })
+    Ok(Wav { sample_rate: spec.sample_rate, samples })
 }
 
 #[cfg(test)]
@@ -74,12 +59,7 @@ mod tests {
     use super::*;
 
     fn write(path: &Path, channels: u16, bits: u16, format: hound::SampleFormat, n: usize) {
-        let spec = hound::WavSpec {
-            channels,
-            sample_rate: 8000,
-            bits_per_sample: bits,
-            sample_format: format,
-        };
+        let spec = hound::WavSpec { channels, sample_rate: 8000, bits_per_sample: bits, sample_format: format };
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         for i in 0..n * channels as usize {
             match (format, bits) {
@@ -146,9 +126,6 @@ mod tests {
         assert!(err.to_string().contains("junk.wav"));
 
         let missing = dir.path().join("missing.wav");
-        assert!(read_wav(&missing)
-            .unwrap_err()
-            .to_string()
-            .contains("missing.wav"));
+        assert!(read_wav(&missing).unwrap_err().to_string().contains("missing.wav"));
     }
 }

@@ -67,9 +67,7 @@ impl CellSpec {
 
 /// Element type: f32 uses the SIMD approximations, f64 uses libm (the exact reference).
 /// `FMA`: fused multiply-adds available (see `simd`); f64 ignores it.
-pub trait Real:
-    candle_core::WithDType + std::ops::Neg<Output = Self> + Default + Copy + Send + Sync
-{
+pub trait Real: candle_core::WithDType + std::ops::Neg<Output = Self> + Default + Copy + Send + Sync {
     fn sigmoid_slice<const FMA: bool>(xs: &mut [Self]);
     fn tanh_slice<const FMA: bool>(xs: &mut [Self]);
     fn sigmoid<const FMA: bool>(x: Self) -> Self;
@@ -452,7 +450,14 @@ fn for_blocks(nb: usize, f: impl Fn(usize) + Sync + Send) {
 /// Forward. `x` (batch, time, input), `w` (R, wcols), `state` (2, batch, hidden), all
 /// contiguous. Returns the flat packed output (`Plan::packed_len`) and, with `save`, what the
 /// backward needs (without it, inference, only two steps of state are kept).
-pub fn forward<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], threads: usize, save: bool) -> (Vec<T>, Option<Saved<T>>) {
+pub fn forward<T: Real>(
+    plan: Plan,
+    x: &[T],
+    w: Weights<'_, T>,
+    state: &[T],
+    threads: usize,
+    save: bool,
+) -> (Vec<T>, Option<Saved<T>>) {
     // The whole time loop runs on a pool worker so that each step's join is cheap; with one
     // thread there is no join, and the caller's thread does it all.
     if threads <= 1 && plan.blocks.len() == 1 {
@@ -461,7 +466,14 @@ pub fn forward<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], thr
     rayon::scope(|_| forward_impl(plan, x, w, state, threads, save))
 }
 
-fn forward_impl<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], threads: usize, save: bool) -> (Vec<T>, Option<Saved<T>>) {
+fn forward_impl<T: Real>(
+    plan: Plan,
+    x: &[T],
+    w: Weights<'_, T>,
+    state: &[T],
+    threads: usize,
+    save: bool,
+) -> (Vec<T>, Option<Saved<T>>) {
     let (bsz, tlen, ni, nh) = (plan.batch, plan.time, plan.input, plan.hidden);
     let (ng, r_all, rows, tmax) = (plan.ng(), plan.r(), plan.rows(), plan.tmax());
     let n0 = plan.n.first().copied().unwrap_or(0);
@@ -529,7 +541,21 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], th
     let mut gates = vec![T::zero(); if all_gates { rows * r_all } else { n0 * r_all }];
     if !micro {
         unsafe {
-            matmul(rows, r_all, ni, gates.as_mut_ptr(), r_all, false, xg.as_ptr(), ni, 1, w_ih.as_ptr(), 1, ni, threads);
+            matmul(
+                rows,
+                r_all,
+                ni,
+                gates.as_mut_ptr(),
+                r_all,
+                false,
+                xg.as_ptr(),
+                ni,
+                1,
+                w_ih.as_ptr(),
+                1,
+                ni,
+                threads,
+            );
         }
     }
     // Row offsets of step s: in the gate buffer, and in the c / act(c) / h_prev buffers
@@ -556,8 +582,13 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], th
     let mut c = vec![T::zero(); state_rows * nh];
     let mut tc = vec![T::zero(); state_rows * nh];
 
-    let (pg, pc, ptc, ph, pout) =
-        (Ptr(gates.as_mut_ptr()), Ptr(c.as_mut_ptr()), Ptr(tc.as_mut_ptr()), Ptr(h_prev.as_mut_ptr()), Ptr(out.as_mut_ptr()));
+    let (pg, pc, ptc, ph, pout) = (
+        Ptr(gates.as_mut_ptr()),
+        Ptr(c.as_mut_ptr()),
+        Ptr(tc.as_mut_ptr()),
+        Ptr(h_prev.as_mut_ptr()),
+        Ptr(out.as_mut_ptr()),
+    );
     let whht = Ptr(w_hh_t.as_ptr() as *mut T);
     let plan_ref = &plan;
     let (c0_ref, peep_ref, bias_ref) = (&c0, &peep, &bias);
@@ -590,17 +621,28 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], th
                     ih.gemm_pair(m, xrow, hh, hrow, dst as *mut f32, gs * r_all);
                 }
             } else if !skip_h {
-                matmul(m, ng * w, nh, dst, gs * r_all, true, ph.at((s0 + g) * nh), gs * nh, 1, whht.at(ng * j0), r_all, 1, 1);
+                matmul(
+                    m,
+                    ng * w,
+                    nh,
+                    dst,
+                    gs * r_all,
+                    true,
+                    ph.at((s0 + g) * nh),
+                    gs * nh,
+                    1,
+                    whht.at(ng * j0),
+                    r_all,
+                    1,
+                    1,
+                );
             }
             let mut scratch = vec![T::zero(); 4 * w];
             for r in (g..n).step_by(gs) {
                 let pre = pg.slice((g0 + r) * r_all + ng * j0, ng * w);
                 let bias_k = &bias_ref[ng * j0..ng * j1];
-                let cp: &[T] = if s == 0 {
-                    &c0_ref[r * nh + j0..r * nh + j1]
-                } else {
-                    pc.slice((soff(s - 1) + r) * nh + j0, w)
-                };
+                let cp: &[T] =
+                    if s == 0 { &c0_ref[r * nh + j0..r * nh + j1] } else { pc.slice((soff(s - 1) + r) * nh + j0, w) };
                 let cc = pc.slice((s0 + r) * nh + j0, w);
                 let tcc = ptc.slice((s0 + r) * nh + j0, w);
                 let b = plan_ref.perm[r];
@@ -612,11 +654,7 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], th
                         *z += bv;
                     }
                     let pp: [&[T]; 3] = if plan_ref.spec.peephole {
-                        [
-                            &peep_ref[j0..j1],
-                            &peep_ref[nh + j0..nh + j1],
-                            &peep_ref[2 * nh + j0..2 * nh + j1],
-                        ]
+                        [&peep_ref[j0..j1], &peep_ref[nh + j0..nh + j1], &peep_ref[2 * nh + j0..2 * nh + j1]]
                     } else {
                         [&[], &[], &[]]
                     };
@@ -643,8 +681,7 @@ fn forward_impl<T: Real>(plan: Plan, x: &[T], w: Weights<'_, T>, state: &[T], th
     (out, saved)
 }
 
-type FwdGates<T> =
-    fn(&CellSpec, usize, &mut [T], &[T], &mut [T], &mut [T], &mut [T], [&[T]; 3], &mut [T]);
+type FwdGates<T> = fn(&CellSpec, usize, &mut [T], &[T], &mut [T], &mut [T], &mut [T], [&[T]; 3], &mut [T]);
 
 /// Gate math of one row of one block. `pre` holds the present gates' pre-activations and is
 /// overwritten with their activations; writes c, act(c) and h.
@@ -727,7 +764,6 @@ fn fwd_gates<T: Real, const FMA: bool>(
     }
 }
 
-
 multiversion!(fma fwd_gates_fn, fwd_gates, Real, FwdGates<T>,
     (spec: &CellSpec, w: usize, pre: &mut [T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T], peep: [&[T]; 3], scratch: &mut [T]));
 
@@ -740,7 +776,15 @@ type FwdVanilla<T> = fn(usize, &mut [T], &[T], &[T], &mut [T], &mut [T], &mut [T
 /// two shorter chains per pass overlap across iterations where one long one did not (15%
 /// faster than a single pass).
 #[inline(always)]
-fn fwd_vanilla<T: Real, const FMA: bool>(w: usize, pre: &mut [T], bias: &[T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T]) {
+fn fwd_vanilla<T: Real, const FMA: bool>(
+    w: usize,
+    pre: &mut [T],
+    bias: &[T],
+    cp: &[T],
+    c: &mut [T],
+    tc: &mut [T],
+    h: &mut [T],
+) {
     let (zi, rest) = pre.split_at_mut(w);
     let (zf, rest) = rest.split_at_mut(w);
     let (zg, zo) = rest.split_at_mut(w);
@@ -909,7 +953,8 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
     // Peephole gradients: one (3, hidden) sum per row group, added in group order at the end.
     let gs = plan.groups;
     let mut dpeep = vec![T::zero(); if plan.spec.peephole { gs * 3 * nh } else { 0 }];
-    let (pdh, pdc, pdz, pdp) = (Ptr(dh.as_mut_ptr()), Ptr(dc.as_mut_ptr()), Ptr(dz.as_mut_ptr()), Ptr(dpeep.as_mut_ptr()));
+    let (pdh, pdc, pdz, pdp) =
+        (Ptr(dh.as_mut_ptr()), Ptr(dc.as_mut_ptr()), Ptr(dz.as_mut_ptr()), Ptr(dpeep.as_mut_ptr()));
     let whh = Ptr(saved.w_hh.as_ptr() as *mut T);
     let packed = pack_blocks::<T, _>(plan, |j0, j1| unsafe {
         Packed::pack(r_all, j1 - j0, saved.w_hh.as_ptr().add(j0) as *const f32, nh, 1, plan.groups > 1)
@@ -928,9 +973,30 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
                 let m = plan.group_rows(g, plan.n[s + 1]);
                 let off1 = plan.off[s + 1] + g;
                 if let Some(p) = &packed {
-                    p[k].gemm(m, pdz.at(off1 * r_all) as *const f32, gs * r_all, pdh.at(g * nh + j0) as *mut f32, gs * nh, false);
+                    p[k].gemm(
+                        m,
+                        pdz.at(off1 * r_all) as *const f32,
+                        gs * r_all,
+                        pdh.at(g * nh + j0) as *mut f32,
+                        gs * nh,
+                        false,
+                    );
                 } else {
-                    matmul(m, w, r_all, pdh.at(g * nh + j0), gs * nh, false, pdz.at(off1 * r_all), gs * r_all, 1, whh.at(j0), nh, 1, 1);
+                    matmul(
+                        m,
+                        w,
+                        r_all,
+                        pdh.at(g * nh + j0),
+                        gs * nh,
+                        false,
+                        pdz.at(off1 * r_all),
+                        gs * r_all,
+                        1,
+                        whh.at(j0),
+                        nh,
+                        1,
+                        1,
+                    );
                 }
             }
             let mut dh_row = vec![T::zero(); w];
@@ -991,7 +1057,21 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
     // Gradient reaching h0 (rows that ran at step 0; length-0 rows keep dh_n).
     if tmax > 0 {
         unsafe {
-            matmul(plan.n[0], nh, r_all, dh.as_mut_ptr(), nh, false, dz.as_ptr(), r_all, 1, saved.w_hh.as_ptr(), nh, 1, threads);
+            matmul(
+                plan.n[0],
+                nh,
+                r_all,
+                dh.as_mut_ptr(),
+                nh,
+                false,
+                dz.as_ptr(),
+                r_all,
+                1,
+                saved.w_hh.as_ptr(),
+                nh,
+                1,
+                threads,
+            );
         }
     }
     let mut state = vec![T::zero(); 2 * bsz * nh];
@@ -1006,7 +1086,21 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
     let mut dw_hh = vec![T::zero(); r_all * nh];
     unsafe {
         matmul(r_all, ni, rows, dw_ih.as_mut_ptr(), ni, false, dz.as_ptr(), 1, r_all, saved.x.as_ptr(), ni, 1, threads);
-        matmul(r_all, nh, rows, dw_hh.as_mut_ptr(), nh, false, dz.as_ptr(), 1, r_all, saved.h_prev.as_ptr(), nh, 1, threads);
+        matmul(
+            r_all,
+            nh,
+            rows,
+            dw_hh.as_mut_ptr(),
+            nh,
+            false,
+            dz.as_ptr(),
+            1,
+            r_all,
+            saved.h_prev.as_ptr(),
+            nh,
+            1,
+            threads,
+        );
     }
     let mut db = vec![T::zero(); r_all];
     for row in dz.chunks_exact(r_all) {
@@ -1033,7 +1127,21 @@ fn backward_impl<T: Real>(saved: &Saved<T>, grad: &[T], need_dx: bool, threads: 
     let x = need_dx.then(|| {
         let mut dxg = vec![T::zero(); rows * ni];
         unsafe {
-            matmul(rows, ni, r_all, dxg.as_mut_ptr(), ni, false, dz.as_ptr(), r_all, 1, saved.w_ih.as_ptr(), ni, 1, threads);
+            matmul(
+                rows,
+                ni,
+                r_all,
+                dxg.as_mut_ptr(),
+                ni,
+                false,
+                dz.as_ptr(),
+                r_all,
+                1,
+                saved.w_ih.as_ptr(),
+                ni,
+                1,
+                threads,
+            );
         }
         let mut dx = vec![T::zero(); bsz * tlen * ni];
         for s in 0..tmax {
@@ -1060,7 +1168,15 @@ pub fn cell_forward<T: Real>(gates: &[T], c_prev: &[T], nh: usize) -> (Vec<T>, V
     let (mut c, mut tc, mut h) = (vec![T::zero(); n * nh], vec![T::zero(); n * nh], vec![T::zero(); n * nh]);
     for r in 0..n {
         let s = r * nh..(r + 1) * nh;
-        vanilla(nh, &mut act[4 * r * nh..4 * (r + 1) * nh], &zero_bias, &c_prev[s.clone()], &mut c[s.clone()], &mut tc[s.clone()], &mut h[s]);
+        vanilla(
+            nh,
+            &mut act[4 * r * nh..4 * (r + 1) * nh],
+            &zero_bias,
+            &c_prev[s.clone()],
+            &mut c[s.clone()],
+            &mut tc[s.clone()],
+            &mut h[s],
+        );
     }
     (act, c, tc, h)
 }

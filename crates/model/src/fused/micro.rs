@@ -72,12 +72,23 @@ impl Packed {
     ///
     /// # Safety
     /// Every `col(j)`, j < n, readable for k values.
-    pub unsafe fn pack_cols(k: usize, n: usize, col: impl Fn(usize) -> *const f32 + Sync, parallel: bool) -> Option<Packed> {
+    pub unsafe fn pack_cols(
+        k: usize,
+        n: usize,
+        col: impl Fn(usize) -> *const f32 + Sync,
+        parallel: bool,
+    ) -> Option<Packed> {
         Self::pack_with(k, n, 1, col, parallel)
     }
 
     /// Element (kk, j) at `col(j).add(kk * rs)`.
-    unsafe fn pack_with(k: usize, n: usize, rs: usize, col: impl Fn(usize) -> *const f32 + Sync, parallel: bool) -> Option<Packed> {
+    unsafe fn pack_with(
+        k: usize,
+        n: usize,
+        rs: usize,
+        col: impl Fn(usize) -> *const f32 + Sync,
+        parallel: bool,
+    ) -> Option<Packed> {
         use rayon::prelude::*;
         let isa = detect()?;
         let panels = n.div_ceil(NR);
@@ -133,7 +144,14 @@ impl Packed {
     ///
     /// # Safety
     /// Every `a_row(i)`, i < m, readable for k values; C as in `gemm`; no overlap.
-    pub unsafe fn gemm_rows(&self, m: usize, a_row: impl Fn(usize) -> *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    pub unsafe fn gemm_rows(
+        &self,
+        m: usize,
+        a_row: impl Fn(usize) -> *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
         let (k, n) = (self.k, self.n);
         if m == 0 || n == 0 {
             return;
@@ -204,7 +222,15 @@ impl Packed {
     /// edges (rows past `rows` read row i of A again, valid memory; their results are dropped).
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_at(&self, segs: &[([*const f32; 8], *const f32, usize)], rows: usize, cols: usize, c: *mut f32, ldc: usize, load: bool) {
+    unsafe fn tile_at(
+        &self,
+        segs: &[([*const f32; 8], *const f32, usize)],
+        rows: usize,
+        cols: usize,
+        c: *mut f32,
+        ldc: usize,
+        load: bool,
+    ) {
         if rows == self.mr() && cols == NR {
             return self.tile_segs(segs, c, ldc, load);
         }
@@ -355,7 +381,9 @@ mod tests {
             let p2 = unsafe { Packed::pack(k2, n, b2.as_ptr(), n, 1, false) }.unwrap();
             let ldc = n + 2;
             let mut c = vec![7f32; m * ldc];
-            unsafe { p1.gemm_pair(m, |i| a1.as_ptr().add(i * k1), &p2, |i| a2.as_ptr().add(i * k2), c.as_mut_ptr(), ldc) };
+            unsafe {
+                p1.gemm_pair(m, |i| a1.as_ptr().add(i * k1), &p2, |i| a2.as_ptr().add(i * k2), c.as_mut_ptr(), ldc)
+            };
             for i in 0..m {
                 for j in 0..ldc {
                     if j >= n {
@@ -370,7 +398,10 @@ mod tests {
                         want += a2[i * k2 + kk] as f64 * b2[kk * n + j] as f64;
                     }
                     let got = c[i * ldc + j] as f64;
-                    assert!((got - want).abs() <= 1e-5 * ((k1 + k2) as f64).sqrt(), "m{m} n{n} ({i},{j}): {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= 1e-5 * ((k1 + k2) as f64).sqrt(),
+                        "m{m} n{n} ({i},{j}): {got} vs {want}"
+                    );
                 }
             }
         }
@@ -383,7 +414,9 @@ mod tests {
             return;
         }
         let mut st = 7u64;
-        for &(m, n, k) in &[(1, 1, 1), (8, 32, 16), (3, 32, 5), (64, 512, 256), (7, 45, 300), (17, 100, 513), (9, 16, 1), (5, 33, 0)] {
+        for &(m, n, k) in
+            &[(1, 1, 1), (8, 32, 16), (3, 32, 5), (64, 512, 256), (7, 45, 300), (17, 100, 513), (9, 16, 1), (5, 33, 0)]
+        {
             for transposed in [false, true] {
                 for accumulate in [false, true] {
                     let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut st)).collect();
@@ -397,7 +430,8 @@ mod tests {
                     assert_eq!(par.buf[par.start..][..len], packed.buf[packed.start..][..len]);
                     if transposed {
                         let base = bsrc.as_ptr() as usize;
-                        let by_cols = unsafe { Packed::pack_cols(k, n, |j| (base as *const f32).add(j * k), false) }.unwrap();
+                        let by_cols =
+                            unsafe { Packed::pack_cols(k, n, |j| (base as *const f32).add(j * k), false) }.unwrap();
                         assert_eq!(by_cols.buf[by_cols.start..][..len], packed.buf[packed.start..][..len]);
                     }
                     let mut c = c0.clone();
@@ -414,7 +448,10 @@ mod tests {
                                 want += a[i * k + kk] as f64 * bsrc[kk * rs + j * cs] as f64;
                             }
                             let tol = 1e-5 * (k as f64).sqrt().max(1.0);
-                            assert!((got - want).abs() <= tol, "m{m} n{n} k{k} t{transposed} acc{accumulate} ({i},{j}): {got} vs {want}");
+                            assert!(
+                                (got - want).abs() <= tol,
+                                "m{m} n{n} k{k} t{transposed} acc{accumulate} ({i},{j}): {got} vs {want}"
+                            );
                         }
                     }
                 }

@@ -31,8 +31,8 @@ pub mod simd;
 #[cfg(test)]
 mod tests;
 
-pub use kernel::CellSpec;
 use candle_core::{DType, Device, Result, Tensor};
+pub use kernel::CellSpec;
 
 #[cfg(test)]
 thread_local! {
@@ -195,7 +195,11 @@ fn check_and_columns(variant: FusedVariant, p: &DirectionParams<'_>, x: &Tensor)
     let peep = match (spec.peephole, p.peephole) {
         (true, Some(pp)) => {
             if pp.dims() != [3 * hidden] {
-                candle_core::bail!("fused lstm (peephole): expected peephole weights ({}), got {:?}", 3 * hidden, pp.dims());
+                candle_core::bail!(
+                    "fused lstm (peephole): expected peephole weights ({}), got {:?}",
+                    3 * hidden,
+                    pp.dims()
+                );
             }
             let zeros = Tensor::zeros(hidden, dtype, dev)?;
             // Rows follow the gates: i, f, g (no peephole), o.
@@ -231,7 +235,9 @@ fn pack_state(h0: Option<&Tensor>, c0: Option<&Tensor>, x: &Tensor, hidden: usiz
 fn check_lengths(lengths: &[usize], b: usize, t: usize) -> Result<Vec<usize>> {
     let lengths: Vec<usize> = if lengths.is_empty() { vec![t; b] } else { lengths.to_vec() };
     if lengths.len() != b || lengths.iter().any(|&l| l > t) {
-        candle_core::bail!("fused lstm: lengths {lengths:?} must have one entry per batch row ({b}), each <= time ({t})");
+        candle_core::bail!(
+            "fused lstm: lengths {lengths:?} must have one entry per batch row ({b}), each <= time ({t})"
+        );
     }
     Ok(lengths)
 }

@@ -111,18 +111,9 @@ impl CustomOp3 for FusedLstmOp {
         }
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        state: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<Grads3> {
+    fn bwd(&self, x: &Tensor, w: &Tensor, state: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Grads3> {
         let guard = self.saved.lock().unwrap();
-        let Some(saved) = guard.as_ref() else {
-            candle_core::bail!("fused lstm: backward called before forward")
-        };
+        let Some(saved) = guard.as_ref() else { candle_core::bail!("fused lstm: backward called before forward") };
         let grad = grad.contiguous()?;
         let need_dx = x.track_op();
         let inputs = [x, w, state];
@@ -173,15 +164,8 @@ impl FusedLstmInferOp {
         let out = with_slice::<T, _>(&self.bias, |bias| {
             with_slice::<T, _>(&self.state, |st| {
                 let run = |peep: Option<&[T]>| {
-                    let w = kernel::Weights {
-                        ih,
-                        ih_rs: i,
-                        hh,
-                        hh_rs: h,
-                        bias,
-                        bias_rs: 1,
-                        peep: peep.map(|p| (p, 1)),
-                    };
+                    let w =
+                        kernel::Weights { ih, ih_rs: i, hh, hh_rs: h, bias, bias_rs: 1, peep: peep.map(|p| (p, 1)) };
                     kernel::forward(plan.clone(), x, w, st, self.threads, false).0
                 };
                 match &self.peep {
@@ -321,7 +305,11 @@ impl FusedBiLstmOp {
 }
 
 /// Both at once (`crate::par::both`) or, with a one-thread budget, one after the other.
-fn both_or_serial<A: Send, B: Send>(parallel: bool, fa: impl FnOnce() -> A + Send, fb: impl FnOnce() -> B + Send) -> (A, B) {
+fn both_or_serial<A: Send, B: Send>(
+    parallel: bool,
+    fa: impl FnOnce() -> A + Send,
+    fb: impl FnOnce() -> B + Send,
+) -> (A, B) {
     if parallel {
         crate::par::both(fa, fb)
     } else {
@@ -350,18 +338,9 @@ impl CustomOp3 for FusedBiLstmOp {
         }
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        state: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<Grads3> {
+    fn bwd(&self, x: &Tensor, w: &Tensor, state: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Grads3> {
         let guard = self.saved.lock().unwrap();
-        let Some(saved) = guard.as_ref() else {
-            candle_core::bail!("fused lstm: backward called before forward")
-        };
+        let Some(saved) = guard.as_ref() else { candle_core::bail!("fused lstm: backward called before forward") };
         let grad = grad.contiguous()?;
         let need_dx = x.track_op();
         let inputs = [x, w, state];

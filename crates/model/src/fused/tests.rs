@@ -78,7 +78,9 @@ struct Inputs {
 impl Inputs {
     fn new(c: &Case, rng: &mut TestRng, dtype: DType) -> Inputs {
         let g = c.variant.gates().len() * c.h;
-        let v = |rng: &mut TestRng, shape: &[usize], scale: f64| Var::from_tensor(&rng.tensor(shape, scale, dtype)).unwrap();
+        let v = |rng: &mut TestRng, shape: &[usize], scale: f64| {
+            Var::from_tensor(&rng.tensor(shape, scale, dtype)).unwrap()
+        };
         let ws = 1.0 / (c.h as f64).sqrt() + 0.3;
         Inputs {
             x: v(rng, &[c.b, c.t, c.i], 1.0),
@@ -98,7 +100,13 @@ impl Inputs {
     }
 
     fn vars(&self) -> Vec<(&'static str, &Var)> {
-        let mut v = vec![("x", &self.x), ("w_ih", &self.w_ih), ("w_hh", &self.w_hh), ("b_ih", &self.b_ih), ("b_hh", &self.b_hh)];
+        let mut v = vec![
+            ("x", &self.x),
+            ("w_ih", &self.w_ih),
+            ("w_hh", &self.w_hh),
+            ("b_ih", &self.b_ih),
+            ("b_hh", &self.b_hh),
+        ];
         if let Some(p) = &self.peep {
             v.push(("peephole", p));
         }
@@ -271,7 +279,8 @@ fn matches_op_by_op_with_row_groups() {
 
 #[test]
 fn row_groups_only_with_enough_rows() {
-    let plan = |b: usize, threads: usize| kernel::Plan::new(b, 4, 3, 32, &vec![4; b], false, CellSpec::VANILLA, threads);
+    let plan =
+        |b: usize, threads: usize| kernel::Plan::new(b, 4, 3, 32, &vec![4; b], false, CellSpec::VANILLA, threads);
     // Two tiles of rows per thread: rows split, one block of every hidden unit.
     let p = plan(64, 2);
     assert_eq!((p.groups, p.blocks.clone()), (2, vec![(0, 32)]));
@@ -359,7 +368,8 @@ fn layer_case(variant: Variant, dtype: DType, seed: u64) -> f64 {
         let mut tensors = vec![out.output.clone()];
         for s in &out.final_states {
             let c = s.c.as_ref().unwrap();
-            loss = (loss + (&s.h * &w_fin).unwrap().sum_all().unwrap() + (c * &w_fin).unwrap().sum_all().unwrap()).unwrap();
+            loss = (loss + (&s.h * &w_fin).unwrap().sum_all().unwrap() + (c * &w_fin).unwrap().sum_all().unwrap())
+                .unwrap();
             tensors.push(s.h.clone());
             tensors.push(c.clone());
         }
@@ -403,10 +413,18 @@ fn inference_without_graph_matches_training_forward() {
                 let d = |v: &Var| v.as_tensor().detach();
                 let (w_ih, w_hh, b_ih, b_hh) = (d(&inp.w_ih), d(&inp.w_hh), d(&inp.b_ih), d(&inp.b_hh));
                 let peep = inp.peep.as_ref().map(d);
-                let params = DirectionParams { w_ih: &w_ih, w_hh: &w_hh, b_ih: Some(&b_ih), b_hh: Some(&b_hh), peephole: peep.as_ref() };
+                let params = DirectionParams {
+                    w_ih: &w_ih,
+                    w_hh: &w_hh,
+                    b_ih: Some(&b_ih),
+                    b_hh: Some(&b_hh),
+                    peephole: peep.as_ref(),
+                };
                 let (h0, c0) = (inp.h0.as_ref().map(d), inp.c0.as_ref().map(d));
                 let fv = FusedVariant::from_name(variant.name()).unwrap();
-                let plain = lstm_direction_variant(fv, &params, &d(&inp.x), h0.as_ref(), c0.as_ref(), &c.lengths, c.reverse).unwrap();
+                let plain =
+                    lstm_direction_variant(fv, &params, &d(&inp.x), h0.as_ref(), c0.as_ref(), &c.lengths, c.reverse)
+                        .unwrap();
                 for (a, b) in tracked.iter().zip([plain.0, plain.1, plain.2].iter()) {
                     assert_eq!(rel_err(a, b), 0.0, "{variant:?} {dtype:?} reverse {reverse}");
                     assert!(!b.track_op());
@@ -427,7 +445,8 @@ fn degenerate_shapes() {
     let c0 = rng.tensor(&[2, h], 1.0, DType::F64);
     // Every sequence empty: outputs zero, final state = initial state, gradients flow to it.
     let x = Var::from_tensor(&rng.tensor(&[2, 4, i], 1.0, DType::F64)).unwrap();
-    let (o, hn, cn) = lstm_direction(x.as_tensor(), &w_ih, &w_hh, None, None, Some(&h0), Some(&c0), &[0, 0], true).unwrap();
+    let (o, hn, cn) =
+        lstm_direction(x.as_tensor(), &w_ih, &w_hh, None, None, Some(&h0), Some(&c0), &[0, 0], true).unwrap();
     assert_eq!(o.abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap(), 0.0);
     assert_eq!(rel_err(&hn, &h0), 0.0);
     assert_eq!(rel_err(&cn, &c0), 0.0);
@@ -463,11 +482,11 @@ fn bidirectional_op_matches_two_directions() {
                 let fv = FusedVariant::from_name(variant.name()).unwrap();
                 fn params(inp: &Inputs) -> DirectionParams<'_> {
                     DirectionParams {
-                    w_ih: inp.w_ih.as_tensor(),
-                    w_hh: inp.w_hh.as_tensor(),
-                    b_ih: Some(inp.b_ih.as_tensor()),
-                    b_hh: Some(inp.b_hh.as_tensor()),
-                    peephole: inp.peep.as_ref().map(|p| p.as_tensor()),
+                        w_ih: inp.w_ih.as_tensor(),
+                        w_hh: inp.w_hh.as_tensor(),
+                        b_ih: Some(inp.b_ih.as_tensor()),
+                        b_hh: Some(inp.b_hh.as_tensor()),
+                        peephole: inp.peep.as_ref().map(|p| p.as_tensor()),
                     }
                 }
                 let (pf, pb) = (params(&fw), params(&bw));
@@ -483,10 +502,13 @@ fn bidirectional_op_matches_two_directions() {
                     }
                     l
                 };
-                let (out, [(h0, c0), (h1, c1)]) = lstm_bidirectional_variant(fv, [&pf, &pb], x, [st(&fw), st(&bw)], &c.lengths).unwrap();
+                let (out, [(h0, c0), (h1, c1)]) =
+                    lstm_bidirectional_variant(fv, [&pf, &pb], x, [st(&fw), st(&bw)], &c.lengths).unwrap();
                 let g_bi = weigh(&out, [&h0, &c0, &h1, &c1]).backward().unwrap();
-                let (o0, rh0, rc0) = lstm_direction_variant(fv, &pf, x, st(&fw).0, st(&fw).1, &c.lengths, false).unwrap();
-                let (o1, rh1, rc1) = lstm_direction_variant(fv, &pb, x, st(&bw).0, st(&bw).1, &c.lengths, true).unwrap();
+                let (o0, rh0, rc0) =
+                    lstm_direction_variant(fv, &pf, x, st(&fw).0, st(&fw).1, &c.lengths, false).unwrap();
+                let (o1, rh1, rc1) =
+                    lstm_direction_variant(fv, &pb, x, st(&bw).0, st(&bw).1, &c.lengths, true).unwrap();
                 let rout = Tensor::cat(&[o0, o1], 2).unwrap();
                 let g_ref = weigh(&rout, [&rh0, &rc0, &rh1, &rc1]).backward().unwrap();
                 let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };

@@ -94,7 +94,11 @@ impl Split {
 /// Loads and featurises the corpus. A new run fits the normaliser on the training split and
 /// writes it to the run directory; an existing run applies the one it stored.
 pub fn load_corpus(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<FsddCorpus> {
-    let folder = cfg.data.dir.clone().ok_or_else(|| anyhow!("config key `data.dir`: corpus `fsdd` needs the folder of recordings"))?;
+    let folder = cfg
+        .data
+        .dir
+        .clone()
+        .ok_or_else(|| anyhow!("config key `data.dir`: corpus `fsdd` needs the folder of recordings"))?;
     let mut fsdd = cfg.audio.fsdd(folder.clone());
     let stored = normalizer_path(dir);
     let reuse = existing_run && cfg.audio.normalization == Normalization::TrainSet && stored.exists();
@@ -158,7 +162,10 @@ impl AudioTask {
         }
         let class_weights: Vec<f32> = cfg.train.class_weights.iter().map(|&w| w as f32).collect();
         if !class_weights.is_empty() && class_weights.len() != NUM_CLASSES {
-            bail!("config key `train.class_weights`: expected {NUM_CLASSES} weights (one per digit), got {}", class_weights.len());
+            bail!(
+                "config key `train.class_weights`: expected {NUM_CLASSES} weights (one per digit), got {}",
+                class_weights.len()
+            );
         }
         let opts = |shuffle| BatchOptions {
             batch_size: cfg.train.batch_size,
@@ -300,7 +307,10 @@ pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Pred
         Normalization::TrainSet => {
             let p = normalizer_path(dir);
             if !p.exists() {
-                bail!("{}: missing; the run was trained with audio.normalization = \"train_set\" and needs it", p.display());
+                bail!(
+                    "{}: missing; the run was trained with audio.normalization = \"train_set\" and needs it",
+                    p.display()
+                );
             }
             Some(Normalizer::load(&p)?)
         }
@@ -316,13 +326,24 @@ pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Pred
         // frames of a different length and band layout, so refuse rather than guess.
         let wav = data::audio::read_wav(path)?;
         if wav.sample_rate != meta.sample_rate {
-            bail!("{}: sample rate {} Hz, but the model was trained on {} Hz recordings", path.display(), wav.sample_rate, meta.sample_rate);
+            bail!(
+                "{}: sample rate {} Hz, but the model was trained on {} Hz recordings",
+                path.display(),
+                wav.sample_rate,
+                meta.sample_rate
+            );
         }
         let f = data::audio::file_features(path, &cfg.audio.mfcc, cfg.audio.normalization, normalizer.as_ref())?;
         if f.dim != dim {
             bail!("{}: {} features per frame, the model expects {dim}", path.display(), f.dim);
         }
-        examples.push(AudioExample { features: f.data, frames: f.frames, label: 0, speaker: String::new(), path: path.clone() });
+        examples.push(AudioExample {
+            features: f.data,
+            frames: f.frames,
+            label: 0,
+            speaker: String::new(),
+            path: path.clone(),
+        });
     }
     let mut out = Vec::with_capacity(files.len());
     let indices: Vec<usize> = (0..examples.len()).collect();

@@ -8,9 +8,9 @@ use crate::metrics::Confusion;
 use crate::rundir::RunDir;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarMap;
 use data::batch::{BatchOptions, Batcher, TokenBatch};
 use data::tokenizer::Tok;
-use candle_nn::VarMap;
 use model::classifier::{Classifier, ClassifierConfig};
 use model::rng::SeededRng;
 use serde_json::{json, Map, Value};
@@ -78,8 +78,8 @@ pub fn prepare(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Prepare
     let tokenizer = if existing_run && tok_path.exists() {
         Tok::load(&tok_path).with_context(|| format!("loading {}", tok_path.display()))?
     } else {
-        let t = data::tokenizer::build_tokenizer(&cfg.tokenizer, corpus.train_texts())
-            .context("building the tokenizer")?;
+        let t =
+            data::tokenizer::build_tokenizer(&cfg.tokenizer, corpus.train_texts()).context("building the tokenizer")?;
         t.save(&tok_path).with_context(|| format!("writing {}", tok_path.display()))?;
         t
     };
@@ -225,9 +225,9 @@ fn argmax_probs(logits: &Tensor) -> Result<Vec<(usize, f32)>> {
 /// The classifier config and class names stored in a checkpoint's metadata.
 pub fn read_model_config(path: &std::path::Path) -> Result<(ClassifierConfig, Vec<String>)> {
     let ckpt = model::checkpoint::read(path, &Device::Cpu)?;
-    let meta = ckpt
-        .config
-        .ok_or_else(|| anyhow!("{}: no model config in the metadata (not a sluice classifier checkpoint)", path.display()))?;
+    let meta = ckpt.config.ok_or_else(|| {
+        anyhow!("{}: no model config in the metadata (not a sluice classifier checkpoint)", path.display())
+    })?;
     let config = serde_json::from_value(meta["model"].clone())
         .with_context(|| format!("{}: model config in metadata", path.display()))?;
     let names = serde_json::from_value(meta["class_names"].clone())
@@ -256,7 +256,12 @@ impl ClassifyTask {
         let mut net = Classifier::new(&prepared.model_config, vb).context("building the model")?;
         // The optimizer reads the embedding table's used rows (`sparse_grads`).
         let embedding_grad = net.sparse_embedding_grad();
-        Ok(Self { prepared, net, varmap, device, l2_embeddings: cfg.train.l2_embeddings,
+        Ok(Self {
+            prepared,
+            net,
+            varmap,
+            device,
+            l2_embeddings: cfg.train.l2_embeddings,
             word_dropout: cfg.model.word_dropout,
             epoch_batches: Vec::new(),
             embedding_grad,
@@ -305,12 +310,7 @@ impl Task for ClassifyTask {
         let out = self.net.forward(&ids, &b.lengths, true, Some(rng), false)?;
         let loss = cross_entropy(&out.logits, &b.labels, &self.prepared.class_weights)?;
         let correct = argmax(&out.logits)?.iter().zip(&b.labels).filter(|(p, l)| **p as u32 == **l).count();
-        Ok(StepOutput {
-            loss,
-            examples: b.labels.len(),
-            tokens: b.lengths.iter().sum(),
-            correct: Some(correct),
-        })
+        Ok(StepOutput { loss, examples: b.labels.len(), tokens: b.lengths.iter().sum(), correct: Some(correct) })
     }
 
     /// Loss, accuracy, precision/recall/F1 and the confusion matrix.

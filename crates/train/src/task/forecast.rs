@@ -40,7 +40,10 @@ pub fn model_config(cfg: &Config, corpus: &Forecast) -> Result<ForecasterConfig>
         .iter()
         .map(|t| {
             corpus.input_names.iter().position(|n| n == t).ok_or_else(|| {
-                anyhow!("target column `{t}` is not among the inputs ({}); RevIN and the seq2seq decoder need it", corpus.input_names.join(", "))
+                anyhow!(
+                    "target column `{t}` is not among the inputs ({}); RevIN and the seq2seq decoder need it",
+                    corpus.input_names.join(", ")
+                )
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -154,7 +157,16 @@ impl ForecastTask {
             max_len: None,
         };
         let order = BatchOrder::uniform(n, &opts)?;
-        Ok(Self { corpus, model_config, net, varmap, device, order, plan: Vec::new(), eval_batch_size: cfg.forecast.eval_batch_size })
+        Ok(Self {
+            corpus,
+            model_config,
+            net,
+            varmap,
+            device,
+            order,
+            plan: Vec::new(),
+            eval_batch_size: cfg.forecast.eval_batch_size,
+        })
     }
 
     pub fn corpus(&self) -> &Forecast {
@@ -283,7 +295,8 @@ pub fn predict_cli(dir: &crate::rundir::RunDir, cfg: &Config, args: &super::Pred
             (0..l).map(|r| (r as f64 - l as f64 + 1.0, original(test.targets[(i + r) * f + k], k) as f64)).collect();
         let mut truth_line = vec![*history.last().expect("input_len ≥ 1")];
         truth_line.extend((0..h).map(|s| ((s + 1) as f64, original(truth(i, s, k), k) as f64)));
-        let fc: Vec<(f64, f64)> = (0..h).map(|s| ((s + 1) as f64, original(pred[(i * h + s) * f + k], k) as f64)).collect();
+        let fc: Vec<(f64, f64)> =
+            (0..h).map(|s| ((s + 1) as f64, original(pred[(i * h + s) * f + k], k) as f64)).collect();
         let z_mse = (0..h).map(|s| (pred[(i * h + s) * f + k] - truth(i, s, k)).powi(2) as f64).sum::<f64>() / h as f64;
         let name = &c.target_names[k];
         let plot = LinePlot::new(format!(
@@ -299,9 +312,14 @@ pub fn predict_cli(dir: &crate::rundir::RunDir, cfg: &Config, args: &super::Pred
         eprintln!("drew test window {i} ({name}) to {}", path.display());
     }
     let m = sums.metrics(&c.target_std, &c.target_names);
-    println!("test mse {:.6} mae {:.6} (z-scored); mse {:.6} mae {:.6} (original scale); {} windows",
-        m["mse"].as_f64().unwrap_or(f64::NAN), m["mae"].as_f64().unwrap_or(f64::NAN),
-        m["mse_original"].as_f64().unwrap_or(f64::NAN), m["mae_original"].as_f64().unwrap_or(f64::NAN), n);
+    println!(
+        "test mse {:.6} mae {:.6} (z-scored); mse {:.6} mae {:.6} (original scale); {} windows",
+        m["mse"].as_f64().unwrap_or(f64::NAN),
+        m["mae"].as_f64().unwrap_or(f64::NAN),
+        m["mse_original"].as_f64().unwrap_or(f64::NAN),
+        m["mae_original"].as_f64().unwrap_or(f64::NAN),
+        n
+    );
     Ok(())
 }
 

@@ -52,7 +52,16 @@ impl AddingTask {
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
         let net = Forecaster::new(&model_config, vb).context("building the model")?;
-        Ok(Self { data, model_config, net, varmap, device, batch_size: cfg.train.batch_size, epoch_set: None, plan: Vec::new() })
+        Ok(Self {
+            data,
+            model_config,
+            net,
+            varmap,
+            device,
+            batch_size: cfg.train.batch_size,
+            epoch_set: None,
+            plan: Vec::new(),
+        })
     }
 
     fn tensors(&self, b: &FloatBatch) -> Result<(Tensor, Tensor)> {
@@ -160,7 +169,16 @@ impl CopyTask {
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
         let net = Tagger::new(&model_config, vb).context("building the model")?;
-        Ok(Self { data, model_config, net, varmap, device, batch_size: cfg.train.batch_size, epoch_set: None, plan: Vec::new() })
+        Ok(Self {
+            data,
+            model_config,
+            net,
+            varmap,
+            device,
+            batch_size: cfg.train.batch_size,
+            epoch_set: None,
+            plan: Vec::new(),
+        })
     }
 
     fn scores(&self, b: &CopyBatch, train: bool, rng: Option<&mut SeededRng>) -> Result<(CopyScores, Vec<u32>)> {
@@ -262,7 +280,8 @@ pub fn predict_cli(dir: &crate::rundir::RunDir, cfg: &Config, args: &super::Pred
         bail!("adding/copy runs take no inputs, --csv or --plot: `train predict --run DIR [--json]` prints test sequences with the model's answers");
     }
     let load = |varmap: &VarMap| {
-        model::checkpoint::load_into_varmap(dir.best(), varmap).with_context(|| format!("loading {}", dir.best().display()))
+        model::checkpoint::load_into_varmap(dir.best(), varmap)
+            .with_context(|| format!("loading {}", dir.best().display()))
     };
     match cfg.task {
         crate::config::Task::Adding => {

@@ -89,7 +89,10 @@ impl TranslateConfig {
             return bad("max_len_ratio", format!("expected ≥ 0, got {}", self.max_len_ratio));
         }
         if self.max_len_ratio == 0.0 && self.max_len_extra == 0 {
-            return bad("max_len_extra", "max_len_ratio and max_len_extra are both 0: no output could be produced".into());
+            return bad(
+                "max_len_extra",
+                "max_len_ratio and max_len_extra are both 0: no output could be produced".into(),
+            );
         }
         Ok(())
     }
@@ -122,7 +125,9 @@ pub fn validate_config(cfg: &Config) -> std::result::Result<(), Invalid> {
     if cfg.train.early_stopping_metric == "accuracy" {
         return Err(Invalid {
             key: Some("train.early_stopping_metric".into()),
-            message: "translation has no accuracy: use \"bleu\" (mode \"max\") or \"loss\" / \"perplexity\" (mode \"min\")".into(),
+            message:
+                "translation has no accuracy: use \"bleu\" (mode \"max\") or \"loss\" / \"perplexity\" (mode \"min\")"
+                    .into(),
         });
     }
     cfg.translate.validate()
@@ -481,7 +486,15 @@ pub fn attention_svg(title: &str, rows: &[String], cols: &[String], weights: &[V
         }
     }
     c.frame(x0, y0, cell * cols.len() as f64, cell * rows.len() as f64, "#444");
-    c.colorbar(x0, y0 + cell * rows.len() as f64 + 12.0, 150.0_f64.min(cell * cols.len() as f64).max(80.0), 10.0, 0.0, 1.0, viridis);
+    c.colorbar(
+        x0,
+        y0 + cell * rows.len() as f64 + 12.0,
+        150.0_f64.min(cell * cols.len() as f64).max(80.0),
+        10.0,
+        0.0,
+        1.0,
+        viridis,
+    );
     c.to_svg()
 }
 
