@@ -19,6 +19,8 @@
 //! assert_eq!(batch.ids.len(), batch.batch_size * batch.max_len);
 //! # Ok::<(), data::Error>(())
 //! ```
+#![warn(missing_docs)]
+
 pub mod audio;
 
 pub mod batch;

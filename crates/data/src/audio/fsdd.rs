@@ -11,9 +11,14 @@ use std::path::{Path, PathBuf};
 /// One recording, as named on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsddFile {
+    /// The file, as `dir` joined with its name.
     pub path: PathBuf,
+    /// The spoken digit, 0–9 (the name's first field; the class label).
     pub digit: u8,
+    /// The speaker's name (everything between the first and the last `_`, so it may contain `_`).
     pub speaker: String,
+    /// The recording's index within its (digit, speaker), 0–49 in the released dataset; the
+    /// official split puts 0–4 in the test set.
     pub index: u32,
 }
 
@@ -21,7 +26,9 @@ pub struct FsddFile {
 /// `.wav` files (ignored, but reported so nothing disappears silently).
 #[derive(Debug, Clone)]
 pub struct FsddListing {
+    /// Every `.wav` file, sorted by (digit, speaker, index).
     pub files: Vec<FsddFile>,
+    /// Entries that are not `.wav` files (sub-folders included), sorted by path.
     pub ignored: Vec<PathBuf>,
 }
 
@@ -38,11 +45,12 @@ pub enum FsddSplit {
     Speaker(String),
 }
 
-/// The `[data]` settings of an FSDD run.
+/// The settings of an FSDD run: `data.dir` plus the `[audio]` section of a config (assembled by
+/// the train crate; keys documented in `configs/fsdd.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FsddConfig {
-    /// The folder holding the `.wav` files.
+    /// The folder holding the `.wav` files (`data.dir`).
     pub dir: PathBuf,
     /// `"official"` (default) or `{ speaker = "name" }`.
     #[serde(default)]
@@ -65,29 +73,41 @@ fn default_val_fraction() -> f64 {
 /// Files per split.
 #[derive(Debug, Clone, Default)]
 pub struct SplitFiles {
+    /// Training files (those not drawn for validation), in listing order.
     pub train: Vec<FsddFile>,
+    /// `val_fraction` of the training side, drawn by the seeded shuffle, in listing order.
     pub validation: Vec<FsddFile>,
+    /// The held-out files: index 0–4 (official split) or every file of the held-out speaker.
     pub test: Vec<FsddFile>,
 }
 
 /// One utterance: `features` is (frames × dim) row-major, `label` the spoken digit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioExample {
+    /// `frames × dim` values, row-major, normalised as the config asks.
     pub features: Vec<f32>,
+    /// Feature frames (one per 10 ms step by default; at least 1).
     pub frames: usize,
+    /// The spoken digit, 0–9.
     pub label: usize,
+    /// The speaker's name, from the file name.
     pub speaker: String,
+    /// The source WAV file.
     pub path: PathBuf,
 }
 
 /// The featurised corpus.
 #[derive(Debug, Clone)]
 pub struct FsddCorpus {
+    /// Training utterances, in listing order (digit, speaker, index).
     pub train: Vec<AudioExample>,
+    /// Validation utterances drawn from the training side, in listing order.
     pub validation: Vec<AudioExample>,
+    /// Test utterances, in listing order.
     pub test: Vec<AudioExample>,
-    /// Features per frame.
+    /// Features per frame: `num_ceps · (1 + delta_order)`.
     pub dim: usize,
+    /// Sample rate in Hz shared by every file (8000 for FSDD).
     pub sample_rate: u32,
     /// Fitted on the training split when `normalization = "train_set"`; store it with the run
     /// and give it to [`file_features`] at prediction time.
@@ -117,6 +137,9 @@ fn parse_name(path: &Path) -> Result<FsddFile, AudioError> {
 
 /// Lists and parses the recordings in `dir`. Every `.wav` must be named
 /// `{digit}_{speaker}_{index}.wav`; anything else in the folder is returned in `ignored`.
+///
+/// Errors: [`AudioError::Io`] when the folder cannot be read, [`AudioError::BadFileName`] for a
+/// misnamed `.wav`, [`AudioError::NoFiles`] when there is none.
 pub fn list_fsdd(dir: &Path) -> Result<FsddListing, AudioError> {
     let io = |source| AudioError::Io { path: dir.to_path_buf(), source };
     let mut files = Vec::new();
@@ -162,6 +185,9 @@ fn shuffle<T>(v: &mut [T], seed: u64) {
 
 /// Splits sorted recordings into train / validation / test. Validation is `val_fraction` of the
 /// training files (rounded half up), drawn by a ChaCha8 shuffle seeded with `seed`.
+///
+/// Errors: [`AudioError::InvalidConfig`] when `val_fraction` is outside [0, 1),
+/// [`AudioError::UnknownSpeaker`] when the held-out speaker has no file.
 pub fn split_fsdd(
     files: Vec<FsddFile>,
     split: &FsddSplit,
@@ -201,6 +227,9 @@ pub fn split_fsdd(
 
 /// Features of one WAV file: MFCCs, then the normalisation (`normalizer` is required for
 /// `Normalization::TrainSet`). This is what `predict` runs on a user's file.
+///
+/// Errors: those of [`read_wav`] and [`Mfcc::new`]; [`AudioError::Normalizer`] when
+/// `TrainSet` comes without a normaliser or with one of another dimension.
 pub fn file_features(
     path: &Path,
     config: &MfccConfig,
@@ -223,6 +252,11 @@ pub fn file_features(
 }
 
 /// Lists, splits and featurises the corpus of `config.dir`; `seed` draws the validation files.
+///
+/// Errors: those of [`list_fsdd`], [`split_fsdd`], [`read_wav`] and [`Mfcc::new`] (checked
+/// at the first file's sample rate); [`AudioError::SampleRateMismatch`] when a file's rate
+/// differs from the first one's; [`AudioError::Normalizer`] when the training split is empty
+/// under `normalization = "train_set"`.
 pub fn load_fsdd(config: &FsddConfig, seed: u64) -> Result<FsddCorpus, AudioError> {
     let listing = list_fsdd(&config.dir)?;
     let split = split_fsdd(listing.files, &config.split, config.val_fraction, seed)?;

@@ -66,8 +66,11 @@ impl MfccConfig {
 /// A (frames × dim) feature matrix, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Features {
+    /// `frames × dim` values, row-major; each row is `[c, Δc, ΔΔc]` as far as `delta_order` goes.
     pub data: Vec<f32>,
+    /// Frames (rows), at least 1.
     pub frames: usize,
+    /// Features per frame (columns): `num_ceps · (1 + delta_order)`.
     pub dim: usize,
 }
 
@@ -120,6 +123,11 @@ fn mel_to_hz(mel: f64) -> f64 {
 
 impl Mfcc {
     /// Validates `config` for `sample_rate` and precomputes the tables.
+    ///
+    /// Errors: [`AudioError::InvalidConfig`] naming the offending key: a zero `sample_rate`, a
+    /// frame length or step under one sample, `fft_size` shorter than the frame, `preemphasis`
+    /// outside [0, 1], `num_filters` 0, `num_ceps` outside 1..=`num_filters`, `high_freq_hz` above
+    /// Nyquist, `low_freq_hz` outside [0, high), `delta_order` > 2, or `delta_window` 0 with deltas on.
     pub fn new(config: &MfccConfig, sample_rate: u32) -> Result<Self, AudioError> {
         let c = config;
         if sample_rate == 0 {
@@ -229,10 +237,12 @@ impl Mfcc {
         Ok(Self { config: c.clone(), sample_rate, frame_len, frame_step, nfft, window, filters, dct, fft })
     }
 
+    /// The settings this extractor was built from.
     pub fn config(&self) -> &MfccConfig {
         &self.config
     }
 
+    /// The sample rate in Hz the tables were built for; signals at another rate must not be fed.
     pub fn sample_rate(&self) -> u32 {
         self.sample_rate
     }

@@ -34,39 +34,112 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the audio front end; each variant names the file or key.
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
+    /// `hound` could not open or decode the file: missing, unreadable, not a RIFF/WAVE header,
+    /// or a read error inside the data chunk ([`read_wav`]).
     #[error("{path}: not a readable WAV file: {source}")]
     Wav {
+        /// The WAV file.
         path: PathBuf,
+        /// `hound`'s error.
         #[source]
         source: hound::Error,
     },
+    /// The file is not mono 16-bit integer PCM ([`read_wav`]).
     #[error("{path}: expected mono 16-bit integer PCM, found {channels} channel(s), {bits}-bit {format}")]
-    UnsupportedFormat { path: PathBuf, channels: u16, bits: u16, format: &'static str },
+    UnsupportedFormat {
+        /// The WAV file.
+        path: PathBuf,
+        /// Channel count from the header.
+        channels: u16,
+        /// Bits per sample from the header.
+        bits: u16,
+        /// `"integer PCM"` or `"float"`.
+        format: &'static str,
+    },
+    /// The header declares zero samples ([`read_wav`]).
     #[error("{path}: the WAV file holds no samples")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The WAV file.
+        path: PathBuf,
+    },
+    /// The data chunk ends before the sample count its header declares ([`read_wav`]).
     #[error("{path}: truncated: the header promises {expected} samples but the data ends after {got}")]
-    Truncated { path: PathBuf, expected: u64, got: u64 },
+    Truncated {
+        /// The WAV file.
+        path: PathBuf,
+        /// Samples the header declares.
+        expected: u64,
+        /// Samples actually read before the data ran out.
+        got: u64,
+    },
+    /// A setting is out of range: an [`MfccConfig`] field or the sample rate ([`Mfcc::new`]), or
+    /// `val_fraction` ([`split_fsdd`]).
     #[error("invalid audio config `{key}`: {reason}")]
-    InvalidConfig { key: &'static str, reason: String },
+    InvalidConfig {
+        /// The field's name within its section, e.g. `"num_ceps"` (the `[audio.mfcc]` key) or
+        /// `"val_fraction"`.
+        key: &'static str,
+        /// What is wrong with the value, and the allowed range.
+        reason: String,
+    },
+    /// A `.wav` file is not named `{digit}_{speaker}_{index}.wav` ([`list_fsdd`]).
     #[error("{path}: expected a file name `{{digit}}_{{speaker}}_{{index}}.wav`: {reason}")]
-    BadFileName { path: PathBuf, reason: String },
+    BadFileName {
+        /// The misnamed file.
+        path: PathBuf,
+        /// Which part of the name failed to parse.
+        reason: String,
+    },
+    /// A recording's sample rate differs from that of the first file featurised ([`load_fsdd`]).
     #[error("{path}: sample rate {found} Hz differs from {expected} Hz of the corpus' first file")]
-    SampleRateMismatch { path: PathBuf, expected: u32, found: u32 },
+    SampleRateMismatch {
+        /// The odd file.
+        path: PathBuf,
+        /// The corpus' rate in Hz, fixed by the first file read.
+        expected: u32,
+        /// This file's rate in Hz.
+        found: u32,
+    },
+    /// Reading a directory or reading/writing a normaliser file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The directory or file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The corpus folder holds no `.wav` file ([`list_fsdd`]).
     #[error("{dir}: no `.wav` files found")]
-    NoFiles { dir: PathBuf },
+    NoFiles {
+        /// The corpus folder.
+        dir: PathBuf,
+    },
+    /// `split = { speaker = "..." }` names a speaker with no recordings ([`split_fsdd`]).
     #[error("{dir}: held-out speaker `{speaker}` has no recordings (speakers: {known})")]
-    UnknownSpeaker { dir: PathBuf, speaker: String, known: String },
+    UnknownSpeaker {
+        /// The corpus folder (the parent of the first listed file).
+        dir: PathBuf,
+        /// The requested speaker.
+        speaker: String,
+        /// The speakers present, sorted and comma-separated.
+        known: String,
+    },
+    /// A [`Normalizer`] cannot be fitted (dimension 0, no frames) or applied (features not whole
+    /// frames of its dimension), a loaded one is inconsistent, or `normalization = "train_set"`
+    /// was asked for without a normaliser ([`file_features`]).
     #[error("normaliser: {reason}")]
-    Normalizer { reason: String },
+    Normalizer {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A normaliser file could not be serialised or parsed as JSON ([`Normalizer::save`],
+    /// [`Normalizer::load`]).
     #[error("{path}: normaliser JSON: {source}")]
     NormalizerJson {
+        /// The normaliser file.
         path: PathBuf,
+        /// `serde_json`'s error.
         #[source]
         source: serde_json::Error,
     },

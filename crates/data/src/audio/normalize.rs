@@ -26,7 +26,10 @@ pub enum Normalization {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Normalizer {
+    /// Mean of each coefficient over the training frames (length: features per frame).
     pub mean: Vec<f32>,
+    /// Population standard deviation of each coefficient, same length as `mean`; values under
+    /// 1e-8 are stored as 1 so a constant coefficient is only centred.
     pub std: Vec<f32>,
 }
 
@@ -74,7 +77,9 @@ pub fn normalize_utterance(features: &mut [f32], dim: usize) {
 
 impl Normalizer {
     /// Fits mean and population standard deviation per coefficient over every frame of `matrices`
-    /// (each row-major with `dim` columns).
+    /// (each row-major with `dim` columns; a trailing partial row is ignored).
+    ///
+    /// Errors: [`AudioError::Normalizer`] when `dim` is 0 or there is no frame.
     pub fn fit<'a>(dim: usize, matrices: impl IntoIterator<Item = &'a [f32]>) -> Result<Self, AudioError> {
         if dim == 0 {
             return Err(AudioError::Normalizer { reason: "feature dimension 0".into() });
@@ -89,11 +94,14 @@ impl Normalizer {
         })
     }
 
+    /// Coefficients per frame the normaliser was fitted on (`mean.len()`).
     pub fn dim(&self) -> usize {
         self.mean.len()
     }
 
     /// Normalises a row-major matrix in place; its length must be a multiple of `dim()`.
+    ///
+    /// Errors: [`AudioError::Normalizer`] when it is not (or `std` and `mean` differ in length).
     pub fn apply(&self, features: &mut [f32]) -> Result<(), AudioError> {
         let dim = self.dim();
         if dim == 0 || self.std.len() != dim || !features.len().is_multiple_of(dim) {
@@ -115,6 +123,8 @@ impl Normalizer {
     }
 
     /// Writes the normaliser as JSON (`{"mean": [...], "std": [...]}`), e.g. into a run directory.
+    ///
+    /// Errors: [`AudioError::NormalizerJson`] or [`AudioError::Io`], naming `path`.
     pub fn save(&self, path: &Path) -> Result<(), AudioError> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|source| AudioError::NormalizerJson { path: path.to_path_buf(), source })?;
@@ -122,6 +132,9 @@ impl Normalizer {
     }
 
     /// Reads a normaliser written by [`Normalizer::save`].
+    ///
+    /// Errors: [`AudioError::Io`], [`AudioError::NormalizerJson`] (unknown keys included), and
+    /// [`AudioError::Normalizer`] when `mean` is empty or differs in length from `std`.
     pub fn load(path: &Path) -> Result<Self, AudioError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?;

@@ -6,7 +6,9 @@ use std::path::Path;
 /// A decoded mono 16-bit WAV.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wav {
+    /// Samples per second, from the header.
     pub sample_rate: u32,
+    /// The samples in file order (never empty).
     pub samples: Vec<i16>,
 }
 
