@@ -55,7 +55,9 @@ fn is_truthy(v: &str) -> bool {
 /// Hub repo kinds we fetch from: datasets for corpora, models for pretrained tokenizers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepoKind {
+    /// A dataset repo (cached under `datasets--owner--name`): `data.hub`.
     Dataset,
+    /// A model repo (cached under `models--owner--name`): `tokenizer.hub`.
     Model,
 }
 
@@ -63,7 +65,14 @@ pub enum RepoKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// A hub repo "owner/name" at a revision (default "main").
-    Hub { repo: String, revision: Option<String>, kind: RepoKind },
+    Hub {
+        /// The repo id, `owner/name`.
+        repo: String,
+        /// A branch, tag or 40-hex commit (`revision` in the config); `None` = `main`.
+        revision: Option<String>,
+        /// Dataset or model repo.
+        kind: RepoKind,
+    },
     /// A local folder.
     Dir(PathBuf),
 }
@@ -71,6 +80,10 @@ pub enum Source {
 impl Source {
     /// Local path of `file`: the folder's copy, or the hub cache's copy (downloading it first
     /// when online and not cached).
+    ///
+    /// Errors: [`Error::MissingFile`] when the folder lacks `file` (the hint says whether the
+    /// folder itself exists), [`Error::NotCached`] when offline and the cache has no copy,
+    /// [`Error::Hub`] when the download fails.
     pub fn fetch(&self, file: &str, opts: &HubOptions) -> Result<PathBuf> {
         match self {
             Source::Dir(dir) => {
