@@ -61,6 +61,9 @@ pub struct BatchOrder {
 
 impl BatchOrder {
     /// Examples sorted within pools by `keys` (longest first).
+    ///
+    /// Errors: [`Error::Config`] for `batch_size` 0 (`train.batch_size`), `pool` 0
+    /// (`data.bucket_pool`) or `max_len` `Some(0)` (`data.max_len`).
     pub fn new(keys: Vec<u64>, opts: &BatchOptions) -> Result<Self> {
         opts.check()?;
         Ok(Self { keys, opts: opts.clone() })
@@ -71,6 +74,7 @@ impl BatchOrder {
         Self::new(vec![0; n], opts)
     }
 
+    /// Examples in the split (one key each).
     pub fn num_examples(&self) -> usize {
         self.keys.len()
     }
@@ -117,6 +121,7 @@ pub struct TokenBatch {
     pub lengths: Vec<usize>,
     /// (batch, max_len): 1.0 on real tokens, 0.0 on padding.
     pub mask: Vec<f32>,
+    /// Rows in this batch: `batch_size` of the options, or fewer for the last batch.
     pub batch_size: usize,
     /// The time dimension of this batch: its longest row.
     pub max_len: usize,
@@ -153,6 +158,9 @@ pub struct Batcher {
 
 impl Batcher {
     /// `labels` is empty or one per sequence. Sequences longer than `opts.max_len` are cut.
+    ///
+    /// Errors: [`Error::Config`] with key `labels` when the counts differ, and those of
+    /// [`BatchOrder::new`].
     pub fn new(mut seqs: Vec<Vec<u32>>, labels: Vec<u32>, pad_id: u32, opts: &BatchOptions) -> Result<Self> {
         if !labels.is_empty() && labels.len() != seqs.len() {
             return Err(Error::config("labels", format!("{} labels for {} sequences", labels.len(), seqs.len())));
@@ -166,9 +174,11 @@ impl Batcher {
     pub fn truncated(&self) -> usize {
         self.truncated
     }
+    /// The epoch plans (sort keys: sequence lengths after truncation).
     pub fn order(&self) -> &BatchOrder {
         &self.order
     }
+    /// Batches per epoch ([`BatchOrder::num_batches`]).
     pub fn num_batches(&self) -> usize {
         self.order.num_batches()
     }
@@ -211,9 +221,11 @@ fn truncate<'a>(seqs: impl Iterator<Item = &'a mut Vec<u32>>, max_len: Option<us
 pub struct PairBatch {
     /// (batch, src_len) source ids.
     pub src: Vec<u32>,
+    /// Real source tokens per row (after truncation).
     pub src_lengths: Vec<usize>,
     /// (batch, src_len) 1.0 on real tokens.
     pub src_mask: Vec<f32>,
+    /// The source time dimension: the longest source row.
     pub src_len: usize,
     /// (batch, tgt_len): BOS followed by the target.
     pub dec_input: Vec<u32>,
@@ -223,8 +235,11 @@ pub struct PairBatch {
     pub tgt_lengths: Vec<usize>,
     /// (batch, tgt_len) 1.0 on real decoder steps (where the loss counts).
     pub tgt_mask: Vec<f32>,
+    /// The decoder time dimension: the longest target + 1.
     pub tgt_len: usize,
+    /// Rows in this batch: `batch_size` of the options, or fewer for the last batch.
     pub batch_size: usize,
+    /// Which pair each row is (index into the split).
     pub example_indices: Vec<usize>,
 }
 
@@ -244,6 +259,9 @@ impl PairBatcher {
     /// Sources are cut to `max_len` tokens, targets to `max_len - 1` so that the decoder
     /// sequences (with BOS or EOS) fit in `max_len` too. Buckets sort by source length, then
     /// target length.
+    ///
+    /// Errors: [`Error::Config`] with key `pairs` when the counts differ, and those of
+    /// [`BatchOrder::new`].
     pub fn new(
         mut src: Vec<Vec<u32>>,
         mut tgt: Vec<Vec<u32>>,
@@ -261,16 +279,22 @@ impl PairBatcher {
         Ok(Self { order: BatchOrder::new(keys, opts)?, src, tgt, pad_id, bos_id, eos_id, truncated })
     }
 
+    /// How many sequences `max_len` cut, sources and targets counted separately (a pair cut on
+    /// both sides counts twice).
     pub fn truncated(&self) -> usize {
         self.truncated
     }
+    /// The epoch plans (sort keys: source length, then target length, after truncation).
     pub fn order(&self) -> &BatchOrder {
         &self.order
     }
+    /// Batches per epoch ([`BatchOrder::num_batches`]).
     pub fn num_batches(&self) -> usize {
         self.order.num_batches()
     }
 
+    /// The batch made of pairs `indices`, rows in that order; source and decoder sides are each
+    /// padded to their own longest row.
     pub fn batch(&self, indices: &[usize]) -> PairBatch {
         let (src, src_lengths, src_mask, src_len) =
             pad_rows(indices.iter().map(|&i| self.src[i].as_slice()), self.pad_id);
@@ -299,6 +323,7 @@ impl PairBatcher {
         }
     }
 
+    /// Every batch of `epoch`; resume at batch k with `.into_iter().skip(k)`.
     pub fn batches_for_epoch(&self, epoch: u64) -> Vec<PairBatch> {
         self.order.plan(epoch).iter().map(|ix| self.batch(ix)).collect()
     }
@@ -306,12 +331,15 @@ impl PairBatcher {
 
 /// Fixed-length real-valued examples: forecasting windows, adding-problem sequences.
 pub trait FloatSource {
+    /// Examples in the set (windows of a forecast split, sequences of an adding set).
     fn num_examples(&self) -> usize;
     /// Input steps per example.
     fn time(&self) -> usize;
+    /// Values per input step (2 for the adding problem: value and marker).
     fn in_features(&self) -> usize;
     /// Target steps per example.
     fn horizon(&self) -> usize;
+    /// Values per target step.
     fn out_features(&self) -> usize;
     /// Writes example `i` into `x` (time × in_features) and `y` (horizon × out_features).
     fn fill(&self, i: usize, x: &mut [f32], y: &mut [f32]);
@@ -368,11 +396,17 @@ pub struct FloatBatch {
     pub x: Vec<f32>,
     /// (batch, horizon, out_features).
     pub y: Vec<f32>,
+    /// Rows in this batch.
     pub batch_size: usize,
+    /// Input steps per row ([`FloatSource::time`]).
     pub time: usize,
+    /// Values per input step.
     pub in_features: usize,
+    /// Target steps per row.
     pub horizon: usize,
+    /// Values per target step.
     pub out_features: usize,
+    /// Which example each row is (index into the set).
     pub example_indices: Vec<usize>,
 }
 
@@ -405,12 +439,16 @@ pub struct CopyBatch {
     pub input: Vec<u32>,
     /// (batch, time) target symbols.
     pub target: Vec<u32>,
+    /// Rows in this batch.
     pub batch_size: usize,
+    /// Steps per row: the set's `seq_len()`.
     pub time: usize,
+    /// Which sequence each row is (index into the set).
     pub example_indices: Vec<usize>,
 }
 
 impl CopyBatch {
+    /// Gathers sequences `indices` of `set`, rows in that order.
     pub fn gather(set: &CopySet, indices: &[usize]) -> Self {
         let l = set.seq_len();
         let mut input = Vec::with_capacity(indices.len() * l);
