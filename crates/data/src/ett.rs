@@ -21,9 +21,14 @@ pub struct ForecastSplit {
     pub inputs: Vec<f32>,
     /// (rows, out_features): normalised target columns.
     pub targets: Vec<f32>,
+    /// Values per input row: the input columns (1 for `features = "S"`), plus 4 calendar
+    /// features (5 at 15-minute frequency) when `data.calendar` is on.
     pub in_features: usize,
+    /// Values per target row: all value columns for `features = "M"`, else 1 (`data.target`).
     pub out_features: usize,
+    /// Input steps per window (`data.input_len`).
     pub input_len: usize,
+    /// Target steps per window, the rows right after the inputs (`data.horizon`).
     pub horizon: usize,
     /// The dates of the rows (for plots and CSV output); empty when the file has no date column.
     pub dates: Vec<String>,
@@ -46,20 +51,28 @@ impl ForecastSplit {
 /// A forecasting corpus: three splits plus the statistics needed to undo the z-score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forecast {
+    /// The first `split_rows[0]` rows, no context.
     pub train: ForecastSplit,
+    /// The next `split_rows[1]` rows, preceded by (up to) `input_len` rows of context from train.
     pub validation: ForecastSplit,
+    /// The next `split_rows[2]` rows, preceded by (up to) `input_len` rows of context; rows of the file
+    /// beyond the three splits are not used.
     pub test: ForecastSplit,
     /// Names of the input features (value columns, then calendar features).
     pub input_names: Vec<String>,
     /// Names of the target columns.
     pub target_names: Vec<String>,
-    /// Training-row mean and standard deviation (population, as sklearn's StandardScaler;
-    /// 1 where a column is constant) of each input value column.
+    /// Training-row mean of each input value column (calendar features excluded, so it may
+    /// be shorter than `input_names`).
     pub input_mean: Vec<f32>,
+    /// Training-row standard deviation of each input value column (population, as sklearn's
+    /// StandardScaler; 1 where a column is constant).
     pub input_std: Vec<f32>,
-    /// The same for each target column: original = normalised * std + mean.
+    /// Training-row mean of each target column: original = normalised * std + mean.
     pub target_mean: Vec<f32>,
+    /// Training-row standard deviation of each target column (population; 1 where constant).
     pub target_std: Vec<f32>,
+    /// Sampling interval: `data.freq`, or inferred from the first two dates (60 or 15 minutes).
     pub freq: Freq,
     /// Data rows in the file (header excluded).
     pub file_rows: usize,
@@ -164,6 +177,13 @@ fn calendar_names(freq: Freq) -> Vec<String> {
 
 /// Loads `path` and cuts it by `cfg` (features, target, input_len, horizon, calendar, freq,
 /// split_rows).
+///
+/// Errors: [`Error::MissingFile`] / [`Error::Io`] / [`Error::Json`] (not UTF-8) reading the
+/// file; [`Error::EmptySplit`] for an empty file, a header without rows, or a split too short
+/// for one window; [`Error::MissingColumn`] for an absent `target` (or `date` with `calendar`);
+/// [`Error::Csv`] for a wrong cell count, a non-finite number or a bad date;
+/// [`Error::Config`] (`data.freq`) when the interval is neither 60 nor 15 minutes or cannot be
+/// inferred; [`Error::TooFewRows`] when the file is shorter than the three splits.
 pub fn load(path: &Path, cfg: &DataConfig) -> Result<Forecast> {
     let text = read_text(path)?;
     let mut lines = text.lines().enumerate();

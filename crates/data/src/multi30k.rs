@@ -8,18 +8,24 @@ use std::path::Path;
 /// A source sentence and its reference translation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairExample {
+    /// The source-language sentence, trimmed.
     pub src: String,
+    /// The target-language sentence, trimmed.
     pub tgt: String,
 }
 
 /// A translation corpus.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Translation {
+    /// Training pairs, in file order.
     pub train: Vec<PairExample>,
+    /// Validation pairs, in file order.
     pub validation: Vec<PairExample>,
+    /// Test pairs, in file order.
     pub test: Vec<PairExample>,
-    /// Language codes, e.g. "de" and "en" for de-en.
+    /// Source language code: "de" for de-en, "en" for en-de (`data.direction`).
     pub src_lang: String,
+    /// Target language code: "en" for de-en, "de" for en-de.
     pub tgt_lang: String,
 }
 
@@ -42,6 +48,12 @@ fn langs(direction: Direction) -> (&'static str, &'static str) {
 }
 
 /// Reads one file. Texts are trimmed (upstream has stray trailing whitespace and a tab).
+/// `split` only names the split in errors.
+///
+/// Errors: [`Error::MissingFile`] / [`Error::Io`] reading it, [`Error::Json`] for a line that is
+/// not a JSON object (or invalid UTF-8, or empty), [`Error::MissingField`] /
+/// [`Error::BadField`] when `en` or `de` is absent or not a non-empty string,
+/// [`Error::EmptySplit`] when the file has no line.
 pub fn read_file(path: &Path, split: &str, direction: Direction) -> Result<Vec<PairExample>> {
     let (s, t) = langs(direction);
     let lines = read_objects(path)?;
@@ -57,7 +69,8 @@ pub fn read_file(path: &Path, split: &str, direction: Direction) -> Result<Vec<P
         .collect()
 }
 
-/// Reads the three splits.
+/// Reads the three splits, `paths` in the order train, validation, test; errors as
+/// [`read_file`].
 pub fn load(paths: [&Path; 3], direction: Direction) -> Result<Translation> {
     let (s, t) = langs(direction);
     Ok(Translation {

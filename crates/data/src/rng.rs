@@ -9,9 +9,13 @@ use rand_chacha::ChaCha8Rng;
 /// Purposes, each its own stream.
 #[derive(Debug, Clone, Copy)]
 pub enum Purpose {
+    /// Batch order of a training epoch ([`crate::batch::BatchOrder::plan`]); the epoch is mixed in.
     Batches = 1,
+    /// A synthetic task's training set, regenerated per epoch.
     SyntheticTrain = 2,
+    /// A synthetic task's validation set (fixed: epoch 0).
     SyntheticValidation = 3,
+    /// A synthetic task's test set (fixed: epoch 0).
     SyntheticTest = 4,
 }
 
@@ -33,6 +37,7 @@ impl DataRng {
         DataRng(ChaCha8Rng::seed_from_u64(s))
     }
 
+    /// The next raw 64-bit word of the ChaCha8 stream.
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
     }

@@ -8,7 +8,9 @@ use std::path::Path;
 /// One labelled text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextExample {
+    /// The sentence (or phrase), trimmed, Penn Treebank escapes undone ([`unescape_ptb`]).
     pub text: String,
+    /// The class: 0 negative, 1 positive (index into [`CLASS_NAMES`]).
     pub label: usize,
 }
 
@@ -17,10 +19,13 @@ pub struct TextExample {
 pub struct TextClassification {
     /// Training examples; the extra training file's examples (if any) come last.
     pub train: Vec<TextExample>,
+    /// Validation examples, in file order.
     pub validation: Vec<TextExample>,
+    /// Test examples, in file order.
     pub test: Vec<TextExample>,
     /// How many of `train` came from `extra_train_file`.
     pub extra_train: usize,
+    /// Number of classes: 2 for SST-2.
     pub num_classes: usize,
     /// `class_names[label]`.
     pub class_names: Vec<String>,
@@ -33,6 +38,7 @@ impl TextClassification {
     }
 }
 
+/// The SST-2 class names, indexed by label: 0 negative, 1 positive.
 pub const CLASS_NAMES: [&str; 2] = ["negative", "positive"];
 
 /// Undoes the Penn Treebank escapes of the sentence-level files (`-lrb-` → `(`, `\/` → `/`,
@@ -65,6 +71,12 @@ pub fn unescape_ptb(text: &str) -> String {
 }
 
 /// Reads one SST-2 style file. An empty file is an error: a split with no examples.
+/// `split` only names the split in errors.
+///
+/// Errors: [`Error::MissingFile`] / [`Error::Io`] reading it, [`Error::Json`] for a line that is
+/// not a JSON object (or invalid UTF-8, or empty), [`Error::MissingField`] /
+/// [`Error::BadField`] when `text` is not a non-empty string or `label` not an integer,
+/// [`Error::LabelOutOfRange`] for a label outside 0..2, [`Error::EmptySplit`] for no line.
 pub fn read_file(path: &Path, split: &str) -> Result<Vec<TextExample>> {
     let lines = read_objects(path)?;
     if lines.is_empty() {
@@ -81,7 +93,8 @@ pub fn read_file(path: &Path, split: &str) -> Result<Vec<TextExample>> {
         .collect()
 }
 
-/// Reads the three splits (and the extra training file, if given).
+/// Reads the three splits, `paths` in the order train, validation, test (and the extra
+/// training file, if given, appended to train); errors as [`read_file`].
 pub fn load(paths: [&Path; 3], extra: Option<&Path>) -> Result<TextClassification> {
     let mut train = read_file(paths[0], "train")?;
     let validation = read_file(paths[1], "validation")?;

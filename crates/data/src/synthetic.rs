@@ -17,7 +17,9 @@ use crate::rng::{DataRng, Purpose};
 pub const COPY_SYMBOLS: usize = 10;
 /// Copy-task vocabulary: 0 blank, 1..=8 symbols, 9 delimiter.
 pub const COPY_VOCAB: usize = 10;
+/// The copy task's blank symbol: the filler of both input and target.
 pub const COPY_BLANK: u32 = 0;
+/// The copy task's delimiter, the input's signal to start recalling (at step 10 + T − 1).
 pub const COPY_DELIMITER: u32 = 9;
 
 /// A set of adding-problem sequences.
@@ -32,14 +34,17 @@ pub struct AddingSet {
 }
 
 impl AddingSet {
+    /// Number of sequences n.
     pub fn len(&self) -> usize {
         self.y.len()
     }
+    /// True when the set holds no sequence.
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
 
-    /// Draws `n` sequences of length `t` from `rng`.
+    /// Draws `n` sequences of length `t` from `rng`. `t` must be at least 2 (one marker per
+    /// half); smaller values panic.
     pub fn generate(n: usize, t: usize, rng: &mut DataRng) -> Self {
         let mut x = vec![0f32; n * t * 2];
         let mut y = Vec::with_capacity(n);
@@ -75,14 +80,17 @@ impl CopySet {
     pub fn seq_len(&self) -> usize {
         self.length + 2 * COPY_SYMBOLS
     }
+    /// Number of sequences n.
     pub fn len(&self) -> usize {
         self.input.len() / self.seq_len()
     }
+    /// True when the set holds no sequence.
     pub fn is_empty(&self) -> bool {
         self.input.is_empty()
     }
 
-    /// Draws `n` sequences with T = `t` from `rng`.
+    /// Draws `n` sequences with T = `t` from `rng`; `t` must be at least 1 (T = 0 would put the
+    /// delimiter over the last symbol).
     pub fn generate(n: usize, t: usize, rng: &mut DataRng) -> Self {
         let len = t + 2 * COPY_SYMBOLS;
         let mut input = vec![COPY_BLANK; n * len];
@@ -103,14 +111,21 @@ impl CopySet {
 /// The adding problem: fixed evaluation sets and a per-epoch training generator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddingTask {
+    /// T, the sequence length (`data.length`).
     pub length: usize,
+    /// Training sequences generated per epoch (`data.train_size`).
     pub train_size: usize,
+    /// The run seed every set is drawn from.
     pub seed: u64,
+    /// `data.eval_size` sequences, fixed by the seed.
     pub validation: AddingSet,
+    /// `data.eval_size` sequences, fixed by the seed, drawn from a stream of their own.
     pub test: AddingSet,
 }
 
 impl AddingTask {
+    /// Draws the validation and test sets (`eval_size` each) from `seed`; training sets come
+    /// from [`AddingTask::train_epoch`]. `length` must be at least 2.
     pub fn new(length: usize, train_size: usize, eval_size: usize, seed: u64) -> Self {
         Self {
             length,
@@ -134,14 +149,21 @@ impl AddingTask {
 /// The copy task: fixed evaluation sets and a per-epoch training generator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyTask {
+    /// T, the blanks between the symbols and the recall, plus one (`data.length`).
     pub length: usize,
+    /// Training sequences generated per epoch (`data.train_size`).
     pub train_size: usize,
+    /// The run seed every set is drawn from.
     pub seed: u64,
+    /// `data.eval_size` sequences, fixed by the seed.
     pub validation: CopySet,
+    /// `data.eval_size` sequences, fixed by the seed, drawn from a stream of their own.
     pub test: CopySet,
 }
 
 impl CopyTask {
+    /// Draws the validation and test sets (`eval_size` each) from `seed`; training sets come
+    /// from [`CopyTask::train_epoch`]. `length` must be at least 1.
     pub fn new(length: usize, train_size: usize, eval_size: usize, seed: u64) -> Self {
         Self {
             length,

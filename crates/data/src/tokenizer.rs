@@ -21,9 +21,13 @@ use tokenizers::pre_tokenizers::whitespace::{Whitespace, WhitespaceSplit};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, DecoderWrapper, Tokenizer};
 
+/// Padding token (id 0 when trained): fills batches past each row's length.
 pub const PAD: &str = "[PAD]";
+/// Unknown token (id 1 when trained): stands for text outside the vocabulary.
 pub const UNK: &str = "[UNK]";
+/// Beginning of sequence (id 2 when trained): the first decoder input of a translation.
 pub const BOS: &str = "[BOS]";
+/// End of sequence (id 3 when trained): the last decoder target of a translation.
 pub const EOS: &str = "[EOS]";
 /// The special tokens in id order for trained tokenizers.
 pub const SPECIAL_TOKENS: [&str; 4] = [PAD, UNK, BOS, EOS];
@@ -56,6 +60,11 @@ fn tok_err(path: Option<&Path>, e: impl std::fmt::Display) -> Error {
 
 /// Trains a tokenizer on `train_texts` as `cfg` says, or, when `cfg` names a pretrained one
 /// (`hub` or `path`), loads it (reading HF_HOME / HF_HUB_OFFLINE from the environment).
+///
+/// Errors: [`Error::Config`] for an invalid `[tokenizer]` section; for a pretrained one, those
+/// of [`crate::Source::fetch`] and [`Tok::load`] ([`Error::MissingFile`] when `path` does not
+/// exist); when training, [`Error::Tokenizer`] if the tokenizers crate fails or the training
+/// texts yield no vocabulary beyond the four special tokens.
 pub fn build_tokenizer<'a>(cfg: &TokenizerConfig, train_texts: impl Iterator<Item = &'a str> + Send) -> Result<Tok> {
     build_tokenizer_with(cfg, train_texts, &HubOptions::from_env())
 }
@@ -275,15 +284,20 @@ impl Tok {
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
+    /// Id of [`PAD`]: 0 when trained; a pretrained tokenizer's own id (or one appended past
+    /// its vocabulary if it had none).
     pub fn pad_id(&self) -> u32 {
         self.pad_id
     }
+    /// Id of [`UNK`]: 1 when trained; otherwise as for [`Tok::pad_id`].
     pub fn unk_id(&self) -> u32 {
         self.unk_id
     }
+    /// Id of [`BOS`]: 2 when trained; otherwise as for [`Tok::pad_id`].
     pub fn bos_id(&self) -> u32 {
         self.bos_id
     }
+    /// Id of [`EOS`]: 3 when trained; otherwise as for [`Tok::pad_id`].
     pub fn eos_id(&self) -> u32 {
         self.eos_id
     }
