@@ -339,7 +339,7 @@ fn check_repo_id(id: &str) -> std::result::Result<(), String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenizerModel {
-    /// One id per word; words below `min_frequency` or beyond `vocab_size` map to [UNK].
+    /// One id per word; words below `min_frequency` or beyond `vocab_size` map to `[UNK]`.
     #[default]
     WordLevel,
     /// WordPiece subwords ("##" continuation prefix).

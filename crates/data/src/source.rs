@@ -16,7 +16,7 @@ pub struct HubOptions {
     pub cache_dir: PathBuf,
     /// Only look in the cache (HF_HUB_OFFLINE).
     pub offline: bool,
-    /// Hub endpoint (HF_ENDPOINT); `None` = https://huggingface.co.
+    /// Hub endpoint (HF_ENDPOINT); `None` = <https://huggingface.co>.
     pub endpoint: Option<String>,
 }
 

@@ -15,7 +15,7 @@ pub struct MfccConfig {
     pub frame_length_s: f64,
     /// Step between frame starts in seconds (0.010).
     pub frame_step_s: f64,
-    /// Pre-emphasis coefficient a in y[n] = x[n] − a·x[n−1] (0.97; 0 disables).
+    /// Pre-emphasis coefficient a in `y[n] = x[n] − a·x[n−1]` (0.97; 0 disables).
     pub preemphasis: f64,
     /// Triangular mel filters (40).
     pub num_filters: usize,
