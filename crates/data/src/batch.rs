@@ -121,7 +121,7 @@ pub struct TokenBatch {
     pub lengths: Vec<usize>,
     /// (batch, max_len): 1.0 on real tokens, 0.0 on padding.
     pub mask: Vec<f32>,
-    /// Rows in this batch: `batch_size` of the options, or fewer for the last batch.
+    /// Rows in this batch: the options' `batch_size`, fewer for the one short batch of an epoch.
     pub batch_size: usize,
     /// The time dimension of this batch: its longest row.
     pub max_len: usize,
@@ -237,7 +237,7 @@ pub struct PairBatch {
     pub tgt_mask: Vec<f32>,
     /// The decoder time dimension: the longest target + 1.
     pub tgt_len: usize,
-    /// Rows in this batch: `batch_size` of the options, or fewer for the last batch.
+    /// Rows in this batch: the options' `batch_size`, fewer for the one short batch of an epoch.
     pub batch_size: usize,
     /// Which pair each row is (index into the split).
     pub example_indices: Vec<usize>,

@@ -19,12 +19,12 @@ pub enum Error {
         msg: String,
     },
 
-    /// A file could not be opened or read.
+    /// A file could not be opened, read or written.
     #[error("{}: {source}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// The I/O error (never `NotFound`: that is [`Error::MissingFile`]).
+        /// The I/O error (a file that is not found on reading is [`Error::MissingFile`] instead).
         #[source]
         source: std::io::Error,
     },

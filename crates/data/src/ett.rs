@@ -24,7 +24,7 @@ pub struct ForecastSplit {
     /// Values per input row: the input columns (1 for `features = "S"`), plus 4 calendar
     /// features (5 at 15-minute frequency) when `data.calendar` is on.
     pub in_features: usize,
-    /// Values per target row: all value columns for `features = "M"`, else 1 (`data.target`).
+    /// Values per target row: all value columns for `data.features = "M"`, else 1 (`data.target`).
     pub out_features: usize,
     /// Input steps per window (`data.input_len`).
     pub input_len: usize,

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 /// Purposes, each its own stream.
 #[derive(Debug, Clone, Copy)]
 pub enum Purpose {
-    /// Batch order of a training epoch ([`crate::batch::BatchOrder::plan`]); the epoch is mixed in.
+    /// Batch order of an epoch ([`crate::batch::BatchOrder::plan`]); the epoch is mixed in.
     Batches = 1,
     /// A synthetic task's training set, regenerated per epoch.
     SyntheticTrain = 2,

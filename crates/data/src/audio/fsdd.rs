@@ -229,7 +229,7 @@ pub fn split_fsdd(
 /// `Normalization::TrainSet`). This is what `predict` runs on a user's file.
 ///
 /// Errors: those of [`read_wav`] and [`Mfcc::new`]; [`AudioError::Normalizer`] when
-/// `TrainSet` comes without a normaliser or with one of another dimension.
+/// `TrainSet` comes without a normaliser or the features are not whole frames of its dimension.
 pub fn file_features(
     path: &Path,
     config: &MfccConfig,
