@@ -623,6 +623,19 @@ mod tests {
         }
     }
 
+    /// The one dispatch refuses other dtypes naming the op, and the backward's slices refuse a
+    /// strided tensor naming it.
+    #[test]
+    fn dispatch_refuses_other_dtypes_and_strided_inputs() {
+        let x = Tensor::zeros((2, 3, 4), DType::F16, &Device::Cpu).unwrap();
+        let op = MaxPool { lengths: vec![3, 3], argmax: Mutex::new(Vec::new()) };
+        let e = x.apply_op1(op).unwrap_err().to_string();
+        assert!(e.contains("max pooling: dtype F16 not supported (f32, f64)"), "{e}");
+        let t = Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap().t().unwrap();
+        let e = cpu_slices::<f32, _, 1>([(&t, "the table")], |_| ()).unwrap_err().to_string();
+        assert!(e.contains("the table must be contiguous"), "{e}");
+    }
+
     #[test]
     fn max_pool_empty_row_is_zero() {
         let x = Tensor::new(&[[[-3f32, -1.0], [-2.0, -5.0]], [[-1.0, -2.0], [-4.0, -0.5]]], &Device::Cpu).unwrap();

@@ -220,7 +220,10 @@ impl GeneratorCe {
         for _ in 0..r {
             out.extend_from_slice(b);
         }
-        // SAFETY: out is (r, v) row-major; h (r, d) and w (v, d) are read within bounds.
+        // SAFETY: `out` holds r·v initialised values (r copies of b), written at row stride v;
+        // `h` holds r·d values read as (r, d) with strides (d, 1) and `w` v·d values read as
+        // Wᵀ (d, v) with strides (1, d), so every access is in bounds; `out` is a fresh
+        // allocation, so it aliases neither input.
         unsafe {
             crate::fused::kernel::matmul(
                 r,
@@ -254,7 +257,10 @@ impl GeneratorCe {
         self.ce.grad_in_place(&mut dl, v, g);
         let threads = crate::fused::kernel::pool_threads();
         let (mut dh, mut dw) = (vec![T::zero(); r * d], vec![T::zero(); v * d]);
-        // SAFETY: dl (r, v), w (v, d), h (r, d), dh (r, d), dw (v, d), all row-major.
+        // SAFETY: `dl` holds r·v values (the logits), `w` v·d and `h` r·d (r = h.len() / d,
+        // v = w.len() / d), read with the strides of those row-major shapes (or of their
+        // transposes), so every access is in bounds; `dh` (r·d) and `dw` (v·d) are fresh
+        // zeroed allocations, written at row stride d, aliasing no input.
         unsafe {
             crate::fused::kernel::matmul(
                 r,
