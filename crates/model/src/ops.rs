@@ -12,6 +12,12 @@
 //!
 //! Both are checked against the candle-op formulation they replace (`tests`) and fall back to
 //! it off the CPU.
+//!
+//! Also the crate's one dtype dispatch for custom ops (these two, the fused LSTM ops and
+//! seq2seq's cell and loss ops): an op writes its CPU forward and backward once, generic over
+//! the element type (`FloatFwd`, `FloatBwd`), and `dispatch_fwd` / `dispatch_bwd` run them at
+//! f32 or f64, refusing any other dtype in one place; `contiguous` and `cpu_slices` open the
+//! storages.
 
 use crate::Result;
 use candle_core::backend::BackendStorage;
