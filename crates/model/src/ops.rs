@@ -12,6 +12,12 @@
 //!
 //! Both are checked against the candle-op formulation they replace (`tests`) and fall back to
 //! it off the CPU.
+//!
+//! Also the crate's one dtype dispatch for custom ops (these two, the fused LSTM ops and
+//! seq2seq's cell and loss ops): an op writes its CPU forward and backward once, generic over
+//! the element type (`FloatFwd`, `FloatBwd`), and `dispatch_fwd` / `dispatch_bwd` run them at
+//! f32 or f64, refusing any other dtype in one place; `contiguous` and `cpu_slices` open the
+//! storages.
 
 use crate::Result;
 use candle_core::backend::BackendStorage;
@@ -27,13 +33,81 @@ pub(crate) fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: 
     }
 }
 
-/// Runs `f` on a contiguous CPU tensor's values where they lie (no copy).
-pub(crate) fn cpu_slice<T: WithDType, R>(t: &Tensor, what: &str, f: impl FnOnce(&[T]) -> R) -> candle_core::Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(s) => Ok(f(contiguous::<T>(s, layout, what)?)),
-        _ => candle_core::bail!("{what} must be on the CPU"),
+/// Runs `f` on the values of CPU tensors, each contiguous, where they lie (no copy): what a
+/// custom op's backward reads its inputs and the output gradient with. `what` names each tensor
+/// in the error when one is elsewhere, strided or of another dtype.
+pub(crate) fn cpu_slices<T: WithDType, R, const N: usize>(
+    tensors: [(&Tensor, &str); N],
+    f: impl FnOnce([&[T]; N]) -> R,
+) -> candle_core::Result<R> {
+    // The read guards live until `f` has returned: the slices borrow from them.
+    let guards = tensors.map(|(t, _)| t.storage_and_layout());
+    let mut slices: [&[T]; N] = [&[]; N];
+    for ((slot, (storage, layout)), (_, what)) in slices.iter_mut().zip(&guards).zip(tensors) {
+        *slot = match &**storage {
+            candle_core::Storage::Cpu(s) => contiguous::<T>(s, layout, what)?,
+            _ => candle_core::bail!("{what} must be on the CPU"),
+        };
     }
+    Ok(f(slices))
+}
+
+/// A custom op's CPU forward written once, generic over the element type `T`: an op
+/// implements it for f32 and f64 at once (`impl<T: Real> FloatFwd<T, 3> for MyOp`, with the
+/// bound its code needs) and its `cpu_fwd` hands candle's arguments to [`dispatch_fwd`], which
+/// picks the implementation for the data's dtype. `N` is the op's number of inputs.
+pub(crate) trait FloatFwd<T, const N: usize> {
+    /// The output's values and shape from the inputs' storages and layouts as candle gives
+    /// them (read them with [`contiguous`]).
+    fn forward(&self, inputs: [(&CpuStorage, &Layout); N]) -> candle_core::Result<(Vec<T>, Shape)>;
+}
+
+/// A custom op's backward written once, generic over the element type `T`, like [`FloatFwd`];
+/// its `bwd` calls [`dispatch_bwd`].
+pub(crate) trait FloatBwd<T, const N: usize> {
+    /// The gradients of the op's `N` inputs, given the output's gradient `grad` (contiguous;
+    /// read the tensors with [`cpu_slices`]).
+    fn backward(&self, inputs: [&Tensor; N], grad: &Tensor) -> candle_core::Result<[Option<Tensor>; N]>;
+}
+
+/// The one dtype dispatch of the custom ops' forward: runs `op`'s f32 or f64 [`FloatFwd`] by
+/// the dtype of its first input, and refuses any other dtype naming the op (`name`).
+pub(crate) fn dispatch_fwd<Op, const N: usize>(
+    op: &Op,
+    name: &str,
+    inputs: [(&CpuStorage, &Layout); N],
+) -> candle_core::Result<(CpuStorage, Shape)>
+where
+    Op: FloatFwd<f32, N> + FloatFwd<f64, N>,
+{
+    match inputs[0].0.dtype() {
+        DType::F32 => FloatFwd::<f32, N>::forward(op, inputs).map(|(v, shape)| (CpuStorage::F32(v), shape)),
+        DType::F64 => FloatFwd::<f64, N>::forward(op, inputs).map(|(v, shape)| (CpuStorage::F64(v), shape)),
+        dt => Err(unsupported(name, dt)),
+    }
+}
+
+/// The backward's counterpart of [`dispatch_fwd`]: runs `op`'s [`FloatBwd`] by the dtype of
+/// its first input, with `grad` made contiguous.
+pub(crate) fn dispatch_bwd<Op, const N: usize>(
+    op: &Op,
+    name: &str,
+    inputs: [&Tensor; N],
+    grad: &Tensor,
+) -> candle_core::Result<[Option<Tensor>; N]>
+where
+    Op: FloatBwd<f32, N> + FloatBwd<f64, N>,
+{
+    let grad = grad.contiguous()?;
+    match inputs[0].dtype() {
+        DType::F32 => FloatBwd::<f32, N>::backward(op, inputs, &grad),
+        DType::F64 => FloatBwd::<f64, N>::backward(op, inputs, &grad),
+        dt => Err(unsupported(name, dt)),
+    }
+}
+
+fn unsupported(name: &str, dt: DType) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{name}: dtype {dt:?} not supported (f32, f64)")).bt()
 }
 
 /// `table[ids] * mask`: `table` (vocab, dim), `ids` (batch, time) u32, `mask` (batch, time,
@@ -87,8 +161,11 @@ pub fn embed(table: &Tensor, ids: &Tensor, mask: Option<&Tensor>, sparse: Option
 /// and each once, and their gradient rows (`values`, rows.len() × dim).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SparseRows {
+    /// Width of a row (the table's second dimension).
     pub dim: usize,
+    /// The used rows' indices, ascending, each once.
     pub rows: Vec<u32>,
+    /// Their gradients, `rows.len()` × `dim`, row-major.
     pub values: Vec<f32>,
 }
 
@@ -139,6 +216,7 @@ impl SparseGradSlot {
         self.0.lock().unwrap().take()
     }
 
+    /// Drops any gradient left in the slot.
     pub fn clear(&self) {
         *self.0.lock().unwrap() = None;
     }
@@ -235,6 +313,24 @@ impl Embed {
     }
 }
 
+impl<T: WithDType> FloatFwd<T, 3> for Embed {
+    fn forward(
+        &self,
+        [(table, lt), _, (mask, lm)]: [(&CpuStorage, &Layout); 3],
+    ) -> candle_core::Result<(Vec<T>, Shape)> {
+        let out = self.fwd(contiguous::<T>(table, lt, "embedding table")?, contiguous::<T>(mask, lm, "mask")?);
+        Ok((out, Shape::from((self.batch, self.time, self.dim))))
+    }
+}
+
+impl<T: WithDType> FloatBwd<T, 3> for Embed {
+    fn backward(&self, [table, _, mask]: [&Tensor; 3], grad: &Tensor) -> candle_core::Result<[Option<Tensor>; 3]> {
+        let vocab = table.dim(0)?;
+        let g = cpu_slices::<T, _, 2>([(grad, "gradient"), (mask, "mask")], |[g, m]| self.bwd(vocab, g, m))?;
+        Ok([Some(Tensor::from_vec(g, table.shape(), table.device())?), None, None])
+    }
+}
+
 impl CustomOp3 for Embed {
     fn name(&self) -> &'static str {
         "sluice-embed"
@@ -244,58 +340,30 @@ impl CustomOp3 for Embed {
         &self,
         s1: &CpuStorage,
         l1: &Layout,
-        _s2: &CpuStorage,
-        _l2: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let shape = Shape::from((self.batch, self.time, self.dim));
-        match s1.dtype() {
-            DType::F32 => {
-                let out = self.fwd(contiguous::<f32>(s1, l1, "embedding table")?, contiguous::<f32>(s3, l3, "mask")?);
-                Ok((CpuStorage::F32(out), shape))
-            }
-            DType::F64 => {
-                let out = self.fwd(contiguous::<f64>(s1, l1, "embedding table")?, contiguous::<f64>(s3, l3, "mask")?);
-                Ok((CpuStorage::F64(out), shape))
-            }
-            dt => candle_core::bail!("embedding: dtype {dt:?} not supported"),
-        }
+        dispatch_fwd(self, "embedding", [(s1, l1), (s2, l2), (s3, l3)])
     }
 
     fn bwd(
         &self,
         table: &Tensor,
-        _ids: &Tensor,
+        ids: &Tensor,
         mask: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let vocab = table.dim(0)?;
-        let grad = grad.contiguous()?;
         if let (Some(slot), DType::F32) = (&self.sparse, table.dtype()) {
-            let rows = cpu_slice::<f32, _>(&grad, "gradient", |g| {
-                cpu_slice::<f32, _>(mask, "mask", |m| self.bwd_sparse(g, m))
-            })??;
+            let grad = grad.contiguous()?;
+            let rows = cpu_slices::<f32, _, 2>([(&grad, "gradient"), (mask, "mask")], |[g, m]| self.bwd_sparse(g, m))?;
             slot.add(rows);
             return Ok((None, None, None));
         }
-        let g = match table.dtype() {
-            DType::F32 => {
-                let g = cpu_slice::<f32, _>(&grad, "gradient", |g| {
-                    cpu_slice::<f32, _>(mask, "mask", |m| self.bwd(vocab, g, m))
-                })??;
-                Tensor::from_vec(g, table.shape(), table.device())?
-            }
-            DType::F64 => {
-                let g = cpu_slice::<f64, _>(&grad, "gradient", |g| {
-                    cpu_slice::<f64, _>(mask, "mask", |m| self.bwd(vocab, g, m))
-                })??;
-                Tensor::from_vec(g, table.shape(), table.device())?
-            }
-            dt => candle_core::bail!("embedding: dtype {dt:?} not supported"),
-        };
-        Ok((Some(g), None, None))
+        let [dt, di, dm] = dispatch_bwd(self, "embedding", [table, ids, mask], grad)?;
+        Ok((dt, di, dm))
     }
 }
 
@@ -368,51 +436,48 @@ fn max_step<T: WithDType>(o: &mut [T], a: &mut [u32], row: &[T], t: u32) {
 type MaxStep<T> = fn(&mut [T], &mut [u32], &[T], u32);
 multiversion!(max_step_fn, max_step, WithDType, MaxStep<T>, (o: &mut [T], a: &mut [u32], row: &[T], t: u32));
 
+/// Each (batch, feature)'s gradient to its arg-max step; zeros elsewhere.
+fn scatter_to_argmax<T: WithDType>(g: &[T], arg: &[u32], batch: usize, time: usize, feats: usize) -> Vec<T> {
+    let mut dx = vec![T::zero(); batch * time * feats];
+    for b in 0..batch {
+        for f in 0..feats {
+            let t = arg[b * feats + f];
+            if t != u32::MAX {
+                dx[(b * time + t as usize) * feats + f] = g[b * feats + f];
+            }
+        }
+    }
+    dx
+}
+
+impl<T: WithDType> FloatFwd<T, 1> for MaxPool {
+    fn forward(&self, [(s, l)]: [(&CpuStorage, &Layout); 1]) -> candle_core::Result<(Vec<T>, Shape)> {
+        let (batch, time, feats) = l.shape().dims3()?;
+        Ok((self.fwd(contiguous::<T>(s, l, "x")?, time, feats), Shape::from((batch, feats))))
+    }
+}
+
+impl<T: WithDType> FloatBwd<T, 1> for MaxPool {
+    fn backward(&self, [x]: [&Tensor; 1], grad: &Tensor) -> candle_core::Result<[Option<Tensor>; 1]> {
+        let (batch, time, feats) = x.dims3()?;
+        let arg = self.argmax.lock().unwrap();
+        let dx = cpu_slices::<T, _, 1>([(grad, "gradient")], |[g]| scatter_to_argmax(g, &arg, batch, time, feats))?;
+        Ok([Some(Tensor::from_vec(dx, x.shape(), x.device())?)])
+    }
+}
+
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
         "sluice-masked-max-pool"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (batch, time, feats) = l.shape().dims3()?;
-        let shape = Shape::from((batch, feats));
-        match s.dtype() {
-            DType::F32 => Ok((CpuStorage::F32(self.fwd(contiguous::<f32>(s, l, "x")?, time, feats)), shape)),
-            DType::F64 => Ok((CpuStorage::F64(self.fwd(contiguous::<f64>(s, l, "x")?, time, feats)), shape)),
-            dt => candle_core::bail!("max pooling: dtype {dt:?} not supported"),
-        }
+        dispatch_fwd(self, "max pooling", [(s, l)])
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (batch, time, feats) = x.dims3()?;
-        let arg = self.argmax.lock().unwrap();
-        let grad = grad.contiguous()?;
-        fn scatter<T: WithDType>(g: &[T], arg: &[u32], batch: usize, time: usize, feats: usize) -> Vec<T> {
-            let mut dx = vec![T::zero(); batch * time * feats];
-            for b in 0..batch {
-                for f in 0..feats {
-                    let t = arg[b * feats + f];
-                    if t != u32::MAX {
-                        dx[(b * time + t as usize) * feats + f] = g[b * feats + f];
-                    }
-                }
-            }
-            dx
-        }
-        let dx = match x.dtype() {
-            DType::F32 => Tensor::from_vec(
-                cpu_slice::<f32, _>(&grad, "gradient", |g| scatter(g, &arg, batch, time, feats))?,
-                x.shape(),
-                x.device(),
-            )?,
-            DType::F64 => Tensor::from_vec(
-                cpu_slice::<f64, _>(&grad, "gradient", |g| scatter(g, &arg, batch, time, feats))?,
-                x.shape(),
-                x.device(),
-            )?,
-            dt => candle_core::bail!("max pooling: dtype {dt:?} not supported"),
-        };
-        Ok(Some(dx))
+        let [dx] = dispatch_bwd(self, "max pooling", [x], grad)?;
+        Ok(dx)
     }
 }
 
@@ -562,6 +627,19 @@ mod tests {
                 .unwrap();
             assert_eq!(d, 0.0);
         }
+    }
+
+    /// The one dispatch refuses other dtypes naming the op, and the backward's slices refuse a
+    /// strided tensor naming it.
+    #[test]
+    fn dispatch_refuses_other_dtypes_and_strided_inputs() {
+        let x = Tensor::zeros((2, 3, 4), DType::F16, &Device::Cpu).unwrap();
+        let op = MaxPool { lengths: vec![3, 3], argmax: Mutex::new(Vec::new()) };
+        let e = x.apply_op1(op).unwrap_err().to_string();
+        assert!(e.contains("max pooling: dtype F16 not supported (f32, f64)"), "{e}");
+        let t = Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap().t().unwrap();
+        let e = cpu_slices::<f32, _, 1>([(&t, "the table")], |_| ()).unwrap_err().to_string();
+        assert!(e.contains("the table must be contiguous"), "{e}");
     }
 
     #[test]

@@ -3,13 +3,45 @@
 //! by `bwd` (candle keeps the op alive in the graph as long as the output tensor lives).
 
 use super::kernel::{self, CellSpec, Plan, Real, Saved};
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use crate::ops::{contiguous, cpu_slices, dispatch_bwd, dispatch_fwd, FloatBwd, FloatFwd};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use std::sync::{Arc, Mutex};
 
+/// A forward's saved activations, of either element type.
 enum AnySaved {
     F32(Saved<f32>),
     F64(Saved<f64>),
+}
+
+/// The element types whose saved activations have an [`AnySaved`] arm: what lets the ops'
+/// generic forward keep them and the backward of the same type find them.
+trait Keep: Real {
+    fn keep(saved: Saved<Self>) -> AnySaved;
+    fn kept(saved: &AnySaved) -> Option<&Saved<Self>>;
+}
+
+impl Keep for f32 {
+    fn keep(saved: Saved<f32>) -> AnySaved {
+        AnySaved::F32(saved)
+    }
+    fn kept(saved: &AnySaved) -> Option<&Saved<f32>> {
+        match saved {
+            AnySaved::F32(s) => Some(s),
+            AnySaved::F64(_) => None,
+        }
+    }
+}
+
+impl Keep for f64 {
+    fn keep(saved: Saved<f64>) -> AnySaved {
+        AnySaved::F64(saved)
+    }
+    fn kept(saved: &AnySaved) -> Option<&Saved<f64>> {
+        match saved {
+            AnySaved::F64(s) => Some(s),
+            AnySaved::F32(_) => None,
+        }
+    }
 }
 
 /// The training op (it always keeps the activations for `bwd`); inference, where no input
@@ -31,62 +63,49 @@ impl FusedLstmOp {
     }
 }
 
-fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
-    let data = T::cpu_storage_as_slice(s)?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("fused lstm: {what} must be contiguous"),
-    }
-}
-
-/// Runs `f` on a contiguous CPU tensor's values where they lie (no host copy).
-fn with_slice<T: Real, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(s) => Ok(f(contiguous::<T>(s, layout, "every tensor")?)),
-        _ => candle_core::bail!("fused lstm: every tensor must be on the CPU"),
-    }
-}
-
 /// Gradients of a custom op's three inputs.
 type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
 
 /// The op's three input gradients as tensors shaped like `inputs` (x, weights, state); the
 /// state's only when the caller gave one (`has_state`) and it tracks a gradient.
-fn grad_tensors<T: Real>(g: kernel::Grads<T>, inputs: [&Tensor; 3], has_state: bool) -> Result<Grads3> {
+fn grad_tensors<T: Real>(g: kernel::Grads<T>, inputs: [&Tensor; 3], has_state: bool) -> Result<[Option<Tensor>; 3]> {
     let [x, w, state] = inputs;
     let kernel::Grads { x: dx, w: dw, state: ds } = g;
     let dev = x.device();
     let gx = dx.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?;
     let gw = Tensor::from_vec(dw, w.shape(), dev)?;
     let gs = (has_state && state.track_op()).then(|| Tensor::from_vec(ds, state.shape(), dev)).transpose()?;
-    Ok((gx, Some(gw), gs))
+    Ok([gx, Some(gw), gs])
 }
 
-impl FusedLstmOp {
-    #[allow(clippy::too_many_arguments)]
-    fn fwd_typed<T: Real>(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-        wrap: fn(Saved<T>) -> AnySaved,
-    ) -> Result<(CpuStorage, Shape)> {
+impl<T: Keep> FloatFwd<T, 3> for FusedLstmOp {
+    fn forward(&self, [(s1, l1), (s2, l2), (s3, l3)]: [(&CpuStorage, &Layout); 3]) -> Result<(Vec<T>, Shape)> {
         let (b, t, i) = l1.shape().dims3()?;
         let (_, h) = (l3.shape().dims3()?.0, l3.shape().dims3()?.2);
         let plan = Plan::new(b, t, i, h, &self.lengths, self.reverse, self.spec, self.threads);
-        let x = contiguous::<T>(s1, l1, "x")?;
-        let w = contiguous::<T>(s2, l2, "weights")?;
-        let st = contiguous::<T>(s3, l3, "state")?;
+        let x = contiguous::<T>(s1, l1, "fused lstm: x")?;
+        let w = contiguous::<T>(s2, l2, "fused lstm: weights")?;
+        let st = contiguous::<T>(s3, l3, "fused lstm: state")?;
         let weights = kernel::Weights::packed(w, &plan);
         let (out, saved) = kernel::forward(plan, x, weights, st, self.threads, true);
         if let Some(saved) = saved {
-            *self.saved.lock().unwrap() = Some(wrap(saved));
+            *self.saved.lock().unwrap() = Some(T::keep(saved));
         }
-        Ok((T::to_cpu_storage_owned(out), Shape::from(b * t * h + 2 * b * h)))
+        Ok((out, Shape::from(b * t * h + 2 * b * h)))
+    }
+}
+
+impl<T: Keep> FloatBwd<T, 3> for FusedLstmOp {
+    fn backward(&self, inputs: [&Tensor; 3], grad: &Tensor) -> Result<[Option<Tensor>; 3]> {
+        let guard = self.saved.lock().unwrap();
+        let Some(saved) = guard.as_ref().and_then(T::kept) else {
+            candle_core::bail!("fused lstm: backward called before forward")
+        };
+        let need_dx = inputs[0].track_op();
+        let r = cpu_slices::<T, _, 1>([(grad, "fused lstm: gradient")], |[g]| {
+            kernel::backward(saved, g, need_dx, self.threads)
+        })?;
+        grad_tensors(r, inputs, self.has_state)
     }
 }
 
@@ -104,29 +123,12 @@ impl CustomOp3 for FusedLstmOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match s1.dtype() {
-            DType::F32 => self.fwd_typed::<f32>(s1, l1, s2, l2, s3, l3, AnySaved::F32),
-            DType::F64 => self.fwd_typed::<f64>(s1, l1, s2, l2, s3, l3, AnySaved::F64),
-            dt => candle_core::bail!("fused lstm: dtype {dt:?} not supported (f32, f64)"),
-        }
+        dispatch_fwd(self, "fused lstm", [(s1, l1), (s2, l2), (s3, l3)])
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, state: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Grads3> {
-        let guard = self.saved.lock().unwrap();
-        let Some(saved) = guard.as_ref() else { candle_core::bail!("fused lstm: backward called before forward") };
-        let grad = grad.contiguous()?;
-        let need_dx = x.track_op();
-        let inputs = [x, w, state];
-        match saved {
-            AnySaved::F32(s) => {
-                let r = with_slice::<f32, _>(&grad, |g| kernel::backward(s, g, need_dx, self.threads))?;
-                grad_tensors(r, inputs, self.has_state)
-            }
-            AnySaved::F64(s) => {
-                let r = with_slice::<f64, _>(&grad, |g| kernel::backward(s, g, need_dx, self.threads))?;
-                grad_tensors(r, inputs, self.has_state)
-            }
-        }
+        let [dx, dw, ds] = dispatch_bwd(self, "fused lstm", [x, w, state], grad)?;
+        Ok((dx, dw, ds))
     }
 }
 
@@ -144,37 +146,29 @@ pub struct FusedLstmInferOp {
     pub state: Tensor,
 }
 
-impl FusedLstmInferOp {
-    #[allow(clippy::too_many_arguments)]
-    fn fwd_typed<T: Real>(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl<T: Real> FloatFwd<T, 3> for FusedLstmInferOp {
+    fn forward(&self, [(s1, l1), (s2, l2), (s3, l3)]: [(&CpuStorage, &Layout); 3]) -> Result<(Vec<T>, Shape)> {
         let (b, t, i) = l1.shape().dims3()?;
         let h = l3.shape().dims2()?.1;
         let plan = Plan::new(b, t, i, h, &self.lengths, self.reverse, self.spec, self.threads);
-        let x = contiguous::<T>(s1, l1, "x")?;
-        let ih = contiguous::<T>(s2, l2, "w_ih")?;
-        let hh = contiguous::<T>(s3, l3, "w_hh")?;
-        let out = with_slice::<T, _>(&self.bias, |bias| {
-            with_slice::<T, _>(&self.state, |st| {
+        let x = contiguous::<T>(s1, l1, "fused lstm: x")?;
+        let ih = contiguous::<T>(s2, l2, "fused lstm: w_ih")?;
+        let hh = contiguous::<T>(s3, l3, "fused lstm: w_hh")?;
+        let out = cpu_slices::<T, _, 2>(
+            [(&self.bias, "fused lstm: bias"), (&self.state, "fused lstm: state")],
+            |[bias, st]| {
                 let run = |peep: Option<&[T]>| {
                     let w =
                         kernel::Weights { ih, ih_rs: i, hh, hh_rs: h, bias, bias_rs: 1, peep: peep.map(|p| (p, 1)) };
                     kernel::forward(plan.clone(), x, w, st, self.threads, false).0
                 };
                 match &self.peep {
-                    Some(p) => with_slice::<T, _>(p, |p| run(Some(p))),
+                    Some(p) => cpu_slices::<T, _, 1>([(p, "fused lstm: peephole")], |[p]| run(Some(p))),
                     None => Ok(run(None)),
                 }
-            })
-        })???;
-        Ok((T::to_cpu_storage_owned(out), Shape::from(b * t * h + 2 * b * h)))
+            },
+        )??;
+        Ok((out, Shape::from(b * t * h + 2 * b * h)))
     }
 }
 
@@ -192,11 +186,7 @@ impl CustomOp3 for FusedLstmInferOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match s1.dtype() {
-            DType::F32 => self.fwd_typed::<f32>(s1, l1, s2, l2, s3, l3),
-            DType::F64 => self.fwd_typed::<f64>(s1, l1, s2, l2, s3, l3),
-            dt => candle_core::bail!("fused lstm: dtype {dt:?} not supported (f32, f64)"),
-        }
+        dispatch_fwd(self, "fused lstm", [(s1, l1), (s2, l2), (s3, l3)])
     }
 }
 
@@ -230,23 +220,15 @@ impl FusedBiLstmOp {
     fn plan(&self, b: usize, t: usize, i: usize, h: usize, dir: usize) -> Plan {
         Plan::new(b, t, i, h, &self.lengths, dir == 1, self.spec, self.threads)
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn fwd_typed<T: Real>(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-        wrap: fn(Saved<T>) -> AnySaved,
-    ) -> Result<(CpuStorage, Shape)> {
+impl<T: Keep> FloatFwd<T, 3> for FusedBiLstmOp {
+    fn forward(&self, [(s1, l1), (s2, l2), (s3, l3)]: [(&CpuStorage, &Layout); 3]) -> Result<(Vec<T>, Shape)> {
         let (b, t, i) = l1.shape().dims3()?;
         let h = l3.shape().dims4()?.3;
-        let x = contiguous::<T>(s1, l1, "x")?;
-        let w = contiguous::<T>(s2, l2, "weights")?;
-        let st = contiguous::<T>(s3, l3, "state")?;
+        let x = contiguous::<T>(s1, l1, "fused lstm: x")?;
+        let w = contiguous::<T>(s2, l2, "fused lstm: weights")?;
+        let st = contiguous::<T>(s3, l3, "fused lstm: state")?;
         let (wl, sl) = (w.len() / 2, st.len() / 2);
         let (p0, p1) = (self.plan(b, t, i, h, 0), self.plan(b, t, i, h, 1));
         let (w0, w1) = (kernel::Weights::packed(&w[..wl], &p0), kernel::Weights::packed(&w[wl..], &p1));
@@ -256,7 +238,7 @@ impl FusedBiLstmOp {
             || kernel::forward(p1, x, w1, &st[sl..], self.threads, self.save),
         );
         if let (Some(a), Some(c)) = (s0, s1) {
-            *self.saved.lock().unwrap() = Some([wrap(a), wrap(c)]);
+            *self.saved.lock().unwrap() = Some([T::keep(a), T::keep(c)]);
         }
         let (bt, bh) = (b * t, b * h);
         let mut out = Vec::with_capacity(bt * 2 * h + 4 * bh);
@@ -266,9 +248,24 @@ impl FusedBiLstmOp {
         }
         out.extend_from_slice(&o0[bt * h..]);
         out.extend_from_slice(&o1[bt * h..]);
-        Ok((T::to_cpu_storage_owned(out), Shape::from(bt * 2 * h + 4 * bh)))
+        Ok((out, Shape::from(bt * 2 * h + 4 * bh)))
     }
+}
 
+impl<T: Keep> FloatBwd<T, 3> for FusedBiLstmOp {
+    fn backward(&self, inputs: [&Tensor; 3], grad: &Tensor) -> Result<[Option<Tensor>; 3]> {
+        let guard = self.saved.lock().unwrap();
+        let Some([a, c]) = guard.as_ref() else { candle_core::bail!("fused lstm: backward called before forward") };
+        let (Some(a), Some(c)) = (T::kept(a), T::kept(c)) else {
+            candle_core::bail!("fused lstm: saved state of another dtype")
+        };
+        let need_dx = inputs[0].track_op();
+        let r = cpu_slices::<T, _, 1>([(grad, "fused lstm: gradient")], |[g]| self.bwd_typed([a, c], g, need_dx))?;
+        grad_tensors(r, inputs, self.has_state)
+    }
+}
+
+impl FusedBiLstmOp {
     fn bwd_typed<T: Real>(&self, s: [&Saved<T>; 2], g: &[T], need_dx: bool) -> kernel::Grads<T> {
         let plan = &s[0].plan;
         let (bt, bh, h) = (plan.batch * plan.time, plan.batch * plan.hidden, plan.hidden);
@@ -331,29 +328,11 @@ impl CustomOp3 for FusedBiLstmOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match s1.dtype() {
-            DType::F32 => self.fwd_typed::<f32>(s1, l1, s2, l2, s3, l3, AnySaved::F32),
-            DType::F64 => self.fwd_typed::<f64>(s1, l1, s2, l2, s3, l3, AnySaved::F64),
-            dt => candle_core::bail!("fused lstm: dtype {dt:?} not supported (f32, f64)"),
-        }
+        dispatch_fwd(self, "fused bilstm", [(s1, l1), (s2, l2), (s3, l3)])
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, state: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Grads3> {
-        let guard = self.saved.lock().unwrap();
-        let Some(saved) = guard.as_ref() else { candle_core::bail!("fused lstm: backward called before forward") };
-        let grad = grad.contiguous()?;
-        let need_dx = x.track_op();
-        let inputs = [x, w, state];
-        match saved {
-            [AnySaved::F32(a), AnySaved::F32(c)] => {
-                let r = with_slice::<f32, _>(&grad, |g| self.bwd_typed([a, c], g, need_dx))?;
-                grad_tensors(r, inputs, self.has_state)
-            }
-            [AnySaved::F64(a), AnySaved::F64(c)] => {
-                let r = with_slice::<f64, _>(&grad, |g| self.bwd_typed([a, c], g, need_dx))?;
-                grad_tensors(r, inputs, self.has_state)
-            }
-            _ => candle_core::bail!("fused lstm: mixed dtypes in saved state"),
-        }
+        let [dx, dw, ds] = dispatch_bwd(self, "fused bilstm", [x, w, state], grad)?;
+        Ok((dx, dw, ds))
     }
 }

@@ -1,6 +1,11 @@
+use super::cell_op::{lstm_cell, lstm_cell_ops};
+use super::decode::log_softmax_row;
 use super::*;
+use crate::config::LstmConfig;
 use crate::init::seeded_var_builder;
-use candle_core::Device;
+use crate::rng::SeededRng;
+use crate::Result;
+use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarMap;
 
 fn config(attention: AttentionKind, layers: usize, tie: bool, vocab: usize) -> Seq2SeqConfig {
