@@ -16,7 +16,7 @@
 //!   most 0.25 for a gate in [0, 1]). The heatmap's columns are in this order, most selective
 //!   first, so the units that react to the words sit on the left.
 
-use crate::config::{Config, Task as Kind};
+use crate::config::{Config, TaskKind};
 use crate::plot::{diverging, hex, viridis, Anchor, Canvas};
 use crate::rundir::RunDir;
 use anyhow::{anyhow, bail, Context, Result};
@@ -103,13 +103,13 @@ pub struct Inspection {
 /// Traces `texts` through the run's best checkpoint. `layer` defaults to the top layer.
 pub fn inspect(dir: &RunDir, texts: &[String], gate: Gate, layer: Option<usize>) -> Result<Inspection> {
     let cfg: Config = crate::config::load_recorded(&dir.root)?;
-    if cfg.task != Kind::Classify {
+    if cfg.task != TaskKind::Classify {
         bail!("train inspect reads classifier runs (task = \"classify\"); {} is another task", dir.root.display());
     }
     if texts.is_empty() {
         bail!("no sentences to inspect: give them as arguments or on stdin");
     }
-    let device = crate::trainer::device_of(&cfg)?;
+    let device = cfg.run.device()?;
     let tok_path = dir.tokenizer();
     let tokenizer = Tok::load(&tok_path).with_context(|| format!("loading {}", tok_path.display()))?;
     let (meta, class_names) = crate::task::classify::read_model_config(&dir.best())?;
@@ -379,8 +379,8 @@ pub struct InspectArgs {
 /// `train inspect`.
 pub fn cli(a: &InspectArgs) -> Result<()> {
     let dir = RunDir::open(&a.run)?;
-    let cfg = crate::config::load_recorded(&dir.root)?;
-    crate::threads::init(cfg.run.threads);
+    // A folder that is not a run is refused before stdin is read.
+    crate::config::load_recorded(&dir.root)?;
     let gate = Gate::parse(&a.gate)?;
     if let Some(out) = &a.out {
         match out.extension().and_then(|e| e.to_str()) {

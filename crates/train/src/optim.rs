@@ -17,7 +17,7 @@
 //! a resumed run continues bit for bit. Weights are updated in place in their own storage
 //! (candle `InplaceOp2`), with no per-step allocation on CPU.
 
-use crate::config::{Optimizer as Kind, TrainConfig};
+use crate::config::{OptimizerKind, TrainConfig};
 use anyhow::{bail, Context, Result};
 use candle_core::{
     backprop::GradStore, CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Storage, Tensor, Var,
@@ -34,7 +34,7 @@ pub struct Param {
 }
 
 pub struct Optimizer {
-    kind: Kind,
+    kind: OptimizerKind,
     beta1: f64,
     beta2: f64,
     eps: f64,
@@ -168,7 +168,7 @@ impl Optimizer {
         let bc1 = 1.0 - self.beta1.powi(t);
         let bc2 = 1.0 - self.beta2.powi(t);
         let rule = Rule {
-            adam: matches!(self.kind, Kind::Adam | Kind::Adamw),
+            adam: matches!(self.kind, OptimizerKind::Adam | OptimizerKind::Adamw),
             b1: self.beta1 as f32,
             b2: self.beta2 as f32,
             lr: lr as f32,
@@ -556,7 +556,7 @@ mod tests {
     fn sparse_rows_step_equals_dense() {
         let (vocab, dim) = (37, 5);
         let mut rng = model::rng::SeededRng::new(4, "test");
-        for kind in [Kind::Adam, Kind::Adamw, Kind::Sgd] {
+        for kind in [OptimizerKind::Adam, OptimizerKind::Adamw, OptimizerKind::Sgd] {
             for penalised in [false, true] {
                 let cfg = TrainConfig {
                     optimizer: kind,
@@ -605,7 +605,7 @@ mod tests {
         }
     }
 
-    fn setup(kind: Kind, extra: impl Fn(&mut TrainConfig)) -> (Optimizer, Vec<Param>) {
+    fn setup(kind: OptimizerKind, extra: impl Fn(&mut TrainConfig)) -> (Optimizer, Vec<Param>) {
         let mut cfg = TrainConfig { optimizer: kind, lr: 0.1, ..Default::default() };
         extra(&mut cfg);
         let var = Var::from_slice(&[1.0f32, -2.0, 3.0], 3, &Device::Cpu).unwrap();
@@ -625,7 +625,7 @@ mod tests {
     fn adam_matches_reference_first_steps() {
         // PyTorch Adam(lr=0.1): each first step moves every weight by lr against its
         // gradient's sign (m̂/√v̂ = ±1).
-        let (mut opt, p) = setup(Kind::Adam, |_| {});
+        let (mut opt, p) = setup(OptimizerKind::Adam, |_| {});
         let g = grads(&p);
         opt.step(&p, &g, 0.1).unwrap();
         let w = values(&p);
@@ -636,7 +636,7 @@ mod tests {
 
     #[test]
     fn sgd_momentum_and_decoupled_decay() {
-        let (mut opt, p) = setup(Kind::Sgd, |c| {
+        let (mut opt, p) = setup(OptimizerKind::Sgd, |c| {
             c.momentum = 0.5;
             c.weight_decay = 0.1;
         });
@@ -653,7 +653,7 @@ mod tests {
 
     #[test]
     fn l2_penalty_adds_gradient_and_reports_value() {
-        let (mut opt, p) = setup(Kind::Sgd, |c| {
+        let (mut opt, p) = setup(OptimizerKind::Sgd, |c| {
             c.momentum = 0.0;
             c.l2 = 0.5;
         });
@@ -667,7 +667,7 @@ mod tests {
 
     #[test]
     fn clipping_scales_to_the_global_norm() {
-        let (mut opt, p) = setup(Kind::Sgd, |c| {
+        let (mut opt, p) = setup(OptimizerKind::Sgd, |c| {
             c.momentum = 0.0;
             c.clip_norm = 1.0;
         });
@@ -681,7 +681,7 @@ mod tests {
 
     #[test]
     fn state_round_trips() {
-        let (mut opt, p) = setup(Kind::Adam, |_| {});
+        let (mut opt, p) = setup(OptimizerKind::Adam, |_| {});
         let g = grads(&p);
         opt.step(&p, &g, 0.1).unwrap();
         let saved = opt.state_tensors().unwrap();
@@ -738,7 +738,7 @@ mod tests {
             for j in 0..w.len() {
                 let gj = g[j] * scale;
                 match cfg.optimizer {
-                    Kind::Adam | Kind::Adamw => {
+                    OptimizerKind::Adam | OptimizerKind::Adamw => {
                         m[j] = b1 * m[j] + (1.0 - b1) * gj;
                         v[j] = b2 * v[j] + (1.0 - b2) * gj * gj;
                         if cfg.weight_decay != 0.0 {
@@ -746,7 +746,7 @@ mod tests {
                         }
                         w[j] -= step_size * m[j] / (v[j].sqrt() / bc2_sqrt + eps);
                     }
-                    Kind::Sgd => {
+                    OptimizerKind::Sgd => {
                         m[j] = if mom != 0.0 { mom * m[j] + gj } else { gj };
                         if cfg.weight_decay != 0.0 {
                             w[j] *= decay;
@@ -763,12 +763,13 @@ mod tests {
     fn in_place_update_is_bit_identical_to_the_reference() {
         let mut rng = model::rng::SeededRng::new(7, "optim-test");
         let shapes = [(5usize, 3usize), (7, 1), (1, 11)];
-        let variants: Vec<(&str, Box<dyn Fn(&mut TrainConfig)>)> = vec![
-            ("adam", Box::new(|c: &mut TrainConfig| c.optimizer = Kind::Adam)),
+        type Variant = (&'static str, Box<dyn Fn(&mut TrainConfig)>);
+        let variants: Vec<Variant> = vec![
+            ("adam", Box::new(|c: &mut TrainConfig| c.optimizer = OptimizerKind::Adam)),
             (
                 "adam+l2+l1+clip",
                 Box::new(|c: &mut TrainConfig| {
-                    c.optimizer = Kind::Adam;
+                    c.optimizer = OptimizerKind::Adam;
                     c.l2 = 0.01;
                     c.l1 = 0.001;
                     c.clip_norm = 0.5;
@@ -777,14 +778,14 @@ mod tests {
             (
                 "adamw",
                 Box::new(|c: &mut TrainConfig| {
-                    c.optimizer = Kind::Adamw;
+                    c.optimizer = OptimizerKind::Adamw;
                     c.weight_decay = 0.1;
                 }),
             ),
             (
                 "sgd momentum decay clip",
                 Box::new(|c: &mut TrainConfig| {
-                    c.optimizer = Kind::Sgd;
+                    c.optimizer = OptimizerKind::Sgd;
                     c.momentum = 0.9;
                     c.weight_decay = 0.05;
                     c.clip_norm = 0.3;
@@ -793,7 +794,7 @@ mod tests {
             (
                 "sgd plain l2",
                 Box::new(|c: &mut TrainConfig| {
-                    c.optimizer = Kind::Sgd;
+                    c.optimizer = OptimizerKind::Sgd;
                     c.momentum = 0.0;
                     c.l2 = 0.02;
                 }),
@@ -840,7 +841,7 @@ mod tests {
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&got), bits(&ws[k]), "{name} step {step} weights p{k}");
                     assert_eq!(bits(&opt.m[&p.name]), bits(&ms[k]), "{name} step {step} m p{k}");
-                    if matches!(cfg.optimizer, Kind::Adam | Kind::Adamw) {
+                    if matches!(cfg.optimizer, OptimizerKind::Adam | OptimizerKind::Adamw) {
                         assert_eq!(bits(&opt.v[&p.name]), bits(&vs[k]), "{name} step {step} v p{k}");
                     }
                 }
@@ -851,7 +852,7 @@ mod tests {
     #[test]
     fn updates_in_place_without_replacing_the_storage() {
         // A detached view shares the parameter's storage: an in-place update shows through it.
-        let (mut opt, p) = setup(Kind::Adam, |_| {});
+        let (mut opt, p) = setup(OptimizerKind::Adam, |_| {});
         let view = p[0].var.as_tensor().detach();
         let g = grads(&p);
         opt.step(&p, &g, 0.1).unwrap();
@@ -860,7 +861,7 @@ mod tests {
 
     #[test]
     fn non_f32_parameters_take_the_generic_path() {
-        let cfg = TrainConfig { optimizer: Kind::Sgd, momentum: 0.0, lr: 0.1, ..Default::default() };
+        let cfg = TrainConfig { optimizer: OptimizerKind::Sgd, momentum: 0.0, lr: 0.1, ..Default::default() };
         let var = Var::from_slice(&[1.0f64, -2.0, 3.0], 3, &Device::Cpu).unwrap();
         let p = vec![Param { name: "w".into(), var, penalised: true }];
         let mut opt = Optimizer::new(&cfg);

@@ -164,7 +164,6 @@ pub fn cli(a: &PruneArgs) -> Result<()> {
     let sparsities = parse_sparsities(&a.sparsity)?;
     let sets: Vec<Override> = a.sets.iter().map(|s| Override::parse(s)).collect::<Result<_>>()?;
     let mut cfg = crate::config::load(&src.config(), &sets)?.config;
-    crate::threads::init(cfg.run.threads);
     if a.finetune_epochs > 0 {
         cfg.train.epochs = a.finetune_epochs;
         cfg.train.max_steps = 0;

@@ -7,9 +7,9 @@
 //! `normalizer.json`; `eval`, `resume` and `predict` apply that stored one rather than fitting
 //! again, so a run keeps scoring the features it was trained on.
 
-use super::classify::{argmax, cross_entropy};
-use super::{SplitName, StepOutput, Task};
+use super::{Registration, SplitName, StepOutput, Task};
 use crate::config::Config;
+use crate::loss::{argmax, correct, cross_entropy};
 use crate::metrics::Confusion;
 use crate::rundir::RunDir;
 use anyhow::{anyhow, bail, Context, Result};
@@ -27,6 +27,12 @@ use std::path::{Path, PathBuf};
 pub const NORMALIZER_FILE: &str = "normalizer.json";
 
 const NUM_CLASSES: usize = 10;
+
+/// How the registry builds this task and predicts with its runs.
+pub const REGISTRATION: Registration = Registration {
+    build: |cfg, dir, existing_run| Ok(Box::new(AudioTask::new(cfg, dir, existing_run)?)),
+    predict: predict_cli,
+};
 
 fn class_names() -> Vec<String> {
     (0..NUM_CLASSES).map(|d| d.to_string()).collect()
@@ -155,7 +161,7 @@ pub struct AudioTask {
 
 impl AudioTask {
     pub fn new(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Self> {
-        let device = crate::trainer::device_of(cfg)?;
+        let device = cfg.run.device()?;
         let corpus = load_corpus(cfg, dir, existing_run)?;
         if corpus.train.is_empty() {
             bail!("{}: the training split is empty", dir.root.display());
@@ -228,7 +234,7 @@ impl Task for AudioTask {
         let b = &self.epoch_batches[index];
         let out = self.net.forward(&b.tensor(&self.device)?, &b.lengths, true, Some(rng), false)?;
         let loss = cross_entropy(&out.logits, &b.labels, &self.class_weights)?;
-        let correct = argmax(&out.logits)?.iter().zip(&b.labels).filter(|(p, l)| **p as u32 == **l).count();
+        let correct = correct(&out.logits, &b.labels)?;
         Ok(StepOutput { loss, examples: b.batch, tokens: b.lengths.iter().sum(), correct: Some(correct) })
     }
 
@@ -301,7 +307,7 @@ fn read_meta(path: &Path) -> Result<Meta> {
 /// Digit and probabilities for each WAV file, from a finished run's best checkpoint, with the
 /// run's front end and stored normaliser.
 pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Prediction>> {
-    let device = crate::trainer::device_of(cfg)?;
+    let device = cfg.run.device()?;
     let meta = read_meta(&dir.best())?;
     let normalizer = match cfg.audio.normalization {
         Normalization::TrainSet => {

@@ -4,7 +4,7 @@
 //! figures) and on the original scale, overall, per horizon step and per target column.
 //! `train predict --csv/--plot` writes the test forecasts and draws one window.
 
-use super::{SplitName, StepOutput, Task};
+use super::{Registration, SplitName, StepOutput, Task};
 use crate::config::{Config, ModelConfig};
 use crate::plot::{LinePlot, Series};
 use anyhow::{anyhow, bail, Context, Result};
@@ -16,7 +16,10 @@ use model::config::LstmConfig;
 use model::forecaster::{error_sums, mse_loss, Forecaster, ForecasterConfig};
 use model::rng::SeededRng;
 use serde_json::{json, Map, Value};
-use std::io::Write;
+
+/// How the registry builds this task and predicts with its runs.
+pub const REGISTRATION: Registration =
+    Registration { build: |cfg, _, _| Ok(Box::new(ForecastTask::new(cfg)?)), predict: predict_cli };
 
 /// The recurrent layer the `[model]` section describes, reading `input_size` features.
 pub fn lstm_config(m: &ModelConfig, input_size: usize) -> LstmConfig {
@@ -138,7 +141,7 @@ pub struct ForecastTask {
 
 impl ForecastTask {
     pub fn new(cfg: &Config) -> Result<Self> {
-        let device = crate::trainer::device_of(cfg)?;
+        let device = cfg.run.device()?;
         let corpus = load_corpus(cfg)?;
         let model_config = model_config(cfg, &corpus)?;
         let varmap = VarMap::new();
@@ -264,25 +267,29 @@ pub fn predict_cli(dir: &crate::rundir::RunDir, cfg: &Config, args: &super::Pred
     let truth = |i: usize, s: usize, k: usize| test.targets[(i + l + s) * f + k];
     let date = |row: usize| test.dates.get(row).map(String::as_str).unwrap_or("");
     if let Some(path) = &args.csv {
-        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut w = std::io::BufWriter::new(file);
+        // In memory first, then one atomic write: an interrupted run leaves no half file.
+        let mut out = csv::Writer::from_writer(Vec::new());
         let mut header = vec!["window".to_string(), "step".into(), "date".into()];
         for name in &c.target_names {
             header.push(format!("{name}_truth"));
             header.push(format!("{name}_forecast"));
         }
-        writeln!(w, "{}", header.join(","))?;
+        out.write_record(&header)?;
+        let mut row = Vec::with_capacity(header.len());
         for i in 0..n {
             for s in 0..h {
-                write!(w, "{i},{},{}", s + 1, date(i + l + s))?;
+                row.clear();
+                row.extend([i.to_string(), (s + 1).to_string(), date(i + l + s).to_string()]);
                 for k in 0..f {
                     let p = pred[(i * h + s) * f + k];
-                    write!(w, ",{},{}", original(truth(i, s, k), k), original(p, k))?;
+                    row.push(original(truth(i, s, k), k).to_string());
+                    row.push(original(p, k).to_string());
                 }
-                writeln!(w)?;
+                out.write_record(&row)?;
             }
         }
-        w.flush().with_context(|| format!("writing {}", path.display()))?;
+        let bytes = out.into_inner().map_err(|e| anyhow!("{}", e.error()))?;
+        crate::atomic::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {} test windows × {h} steps to {}", n, path.display());
     }
     if let Some(path) = &args.plot {
