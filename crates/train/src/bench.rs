@@ -48,9 +48,13 @@ const PATHS: [&str; 3] = ["fused", "ops", "candle_nn"];
 /// Median, 10th and 90th percentile of step times in seconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
+    /// Median step time.
     pub median: f64,
+    /// 10th percentile.
     pub p10: f64,
+    /// 90th percentile.
     pub p90: f64,
+    /// Timed steps.
     pub steps: usize,
 }
 
@@ -141,7 +145,9 @@ fn frozen(varmap: &VarMap, dev: &Device) -> VarBuilder<'static> {
 
 /// Training and inference timings of one path.
 pub struct PathResult {
+    /// Full training steps (forward, backward, optimizer).
     pub train: Timing,
+    /// Forward passes of the frozen model.
     pub infer: Timing,
     /// Medians of the training step's parts (our paths).
     pub split: Option<String>,

@@ -43,6 +43,7 @@ pub enum Gate {
 }
 
 impl Gate {
+    /// Reads `--gate` (o, i, f, c, h or their long names).
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "o" | "output" | "output_gate" => Gate::O,
@@ -54,6 +55,7 @@ impl Gate {
         })
     }
 
+    /// The trace's name for titles.
     pub fn describe(self) -> &'static str {
         match self {
             Gate::O => "output gate o_t",
@@ -70,12 +72,16 @@ impl Gate {
     }
 }
 
+/// One sentence's trace.
 #[derive(Debug, Clone, Serialize)]
 pub struct SentenceTrace {
+    /// The sentence as given.
     pub text: String,
+    /// Its tokens as the tokenizer split them.
     pub tokens: Vec<String>,
     /// Predicted label and its probability.
     pub label: String,
+    /// Probability of the predicted label.
     pub probability: f32,
     /// values[token][unit], units in `Inspection::units` order (not sorted).
     pub values: Vec<Vec<f32>>,
@@ -83,11 +89,16 @@ pub struct SentenceTrace {
     pub token_mean: Vec<f64>,
 }
 
+/// Everything `train inspect` shows, serialisable as `--json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
+    /// The run directory.
     pub run: String,
+    /// The traced gate.
     pub gate: Gate,
+    /// The traced layer (0-based).
     pub layer: usize,
+    /// The run's LSTM variant.
     pub variant: String,
     /// Unit names: `fw<k>` (forward direction), `bw<k>` (backward direction).
     pub units: Vec<String>,
@@ -97,6 +108,7 @@ pub struct Inspection {
     pub unit_mean: Vec<f64>,
     /// Unit indices, most selective first.
     pub order: Vec<usize>,
+    /// Each sentence's trace.
     pub sentences: Vec<SentenceTrace>,
 }
 

@@ -26,9 +26,11 @@ pub fn metric_of(summary: &Json, key: &str) -> Option<f64> {
 /// A finished trial's numbers.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// The trial this run was.
     pub trial: Trial,
     /// `split.metric` → value, for every scalar metric of every split in summary.json.
     pub metrics: BTreeMap<String, f64>,
+    /// The run's `wall_seconds`.
     pub wall_seconds: f64,
 }
 

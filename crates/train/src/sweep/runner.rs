@@ -11,11 +11,15 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// What `train sweep` runs (its arguments, plus the executable for tests).
 pub struct SweepOptions {
+    /// The base run config.
     pub config: PathBuf,
+    /// The sweep file.
     pub sweep: PathBuf,
     /// Default: `<base run.out_dir>/sweep-<name>`.
     pub dir: Option<PathBuf>,
+    /// Trials run at once.
     pub jobs: usize,
     /// Extra `--set` overrides for every trial (applied before the sweep's own).
     pub sets: Vec<String>,
@@ -30,8 +34,11 @@ pub struct SweepOptions {
 /// What happened to a trial in this invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Already finished before this invocation.
     Skipped,
+    /// Ran (or resumed) to completion now.
     Ran,
+    /// The child process failed.
     Failed,
 }
 

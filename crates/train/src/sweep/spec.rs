@@ -9,32 +9,45 @@ use toml::Value;
 /// A distribution of the `[random]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dist {
+    /// Uniform in [low, high].
     Uniform(f64, f64),
+    /// Log-uniform in [low, high] (low > 0).
     LogUniform(f64, f64),
     /// Inclusive integer range.
     IntUniform(i64, i64),
+    /// One of the listed values, uniformly.
     Choice(Vec<Value>),
 }
 
+/// The `[random]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RandomSpec {
+    /// Draws per grid point.
     pub trials: usize,
+    /// Seed of the sweep's own generator.
     pub seed: u64,
+    /// Each key's distribution, in file order.
     pub keys: Vec<(String, Dist)>,
 }
 
 /// A parsed sweep file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepSpec {
+    /// The sweep's name (default: the sweep file's stem).
     pub name: String,
     /// `split.metric`, e.g. `validation.accuracy`.
     pub metric: String,
+    /// Whether a larger metric ranks higher.
     pub mode: MetricMode,
     /// Explicit seeds, or `None` with a count in `seed_count`.
     pub seeds: Option<Vec<u64>>,
+    /// How many seeds from the base seed on, when `seeds` is a count.
     pub seed_count: usize,
+    /// Further `split.metric` columns of results.md.
     pub report: Vec<String>,
+    /// `[grid]`: each key's values, in file order.
     pub grid: Vec<(String, Vec<Value>)>,
+    /// `[random]`, when present.
     pub random: Option<RandomSpec>,
     /// `[[adjust]]`: extra overrides for the settings matching every `if` pair.
     pub adjust: Vec<Adjust>,
@@ -44,7 +57,9 @@ pub struct SweepSpec {
 /// They do not change trial names (they follow from the setting).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Adjust {
+    /// Key = value pairs a setting must all have.
     pub when: Vec<(String, Value)>,
+    /// Overrides added to matching settings.
     pub set: Vec<(String, Value)>,
 }
 
@@ -57,6 +72,7 @@ pub struct Trial {
     pub overrides: Vec<(String, Value)>,
     /// Overrides from matching `[[adjust]]` entries.
     pub adjusted: Vec<(String, Value)>,
+    /// The run's `run.seed`.
     pub seed: u64,
 }
 
@@ -144,6 +160,7 @@ pub fn load_spec(path: &Path) -> Result<SweepSpec> {
     parse_spec(&text, &path.display().to_string(), &stem)
 }
 
+/// Parses a sweep file's text; `file` names it in errors, `default_name` is the sweep's name when it sets none.
 pub fn parse_spec(text: &str, file: &str, default_name: &str) -> Result<SweepSpec> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);

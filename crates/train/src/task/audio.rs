@@ -38,6 +38,7 @@ fn class_names() -> Vec<String> {
     (0..NUM_CLASSES).map(|d| d.to_string()).collect()
 }
 
+/// Where a run keeps its train-set normaliser.
 pub fn normalizer_path(dir: &RunDir) -> PathBuf {
     dir.root.join(NORMALIZER_FILE)
 }
@@ -46,16 +47,22 @@ pub fn normalizer_path(dir: &RunDir) -> PathBuf {
 pub struct FrameBatch {
     /// (batch, time, dim) row-major, zero after each example's `lengths[i]` frames.
     pub frames: Vec<f32>,
+    /// Examples in the batch.
     pub batch: usize,
+    /// Frames of the longest example.
     pub time: usize,
+    /// Features per frame.
     pub dim: usize,
+    /// Frames of each example.
     pub lengths: Vec<usize>,
+    /// Digit of each example.
     pub labels: Vec<u32>,
     /// Indices into the split's examples, in batch order.
     pub examples: Vec<usize>,
 }
 
 impl FrameBatch {
+    /// The examples at `indices` as one batch, zero-padded to the longest.
     pub fn gather(examples: &[AudioExample], dim: usize, indices: &[usize]) -> Self {
         let lengths: Vec<usize> = indices.iter().map(|&i| examples[i].frames).collect();
         let time = lengths.iter().copied().max().unwrap_or(0).max(1);
@@ -75,6 +82,7 @@ impl FrameBatch {
         }
     }
 
+    /// The frames as a (batch, time, dim) tensor.
     pub fn tensor(&self, device: &Device) -> Result<Tensor> {
         Ok(Tensor::from_slice(&self.frames, (self.batch, self.time, self.dim), device)?)
     }
@@ -82,6 +90,7 @@ impl FrameBatch {
 
 /// One split: its examples and their batch order (length buckets, seeded for training).
 pub struct Split {
+    /// The split's featurised recordings.
     pub examples: Vec<AudioExample>,
     order: BatchOrder,
 }
@@ -92,6 +101,7 @@ impl Split {
         Ok(Self { order: BatchOrder::new(keys, opts)?, examples })
     }
 
+    /// Batches of `epoch` (shuffled only for training).
     pub fn batches(&self, epoch: usize, dim: usize) -> Vec<FrameBatch> {
         self.order.plan(epoch as u64).iter().map(|ix| FrameBatch::gather(&self.examples, dim, ix)).collect()
     }
@@ -160,6 +170,7 @@ pub struct AudioTask {
 }
 
 impl AudioTask {
+    /// Loads and featurises the corpus and builds the model (seeded by `run.seed`).
     pub fn new(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Self> {
         let device = cfg.run.device()?;
         let corpus = load_corpus(cfg, dir, existing_run)?;
@@ -275,7 +286,9 @@ impl Task for AudioTask {
 /// One file's prediction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
+    /// The most probable digit.
     pub digit: usize,
+    /// Its probability.
     pub probability: f32,
     /// Probability of each digit 0–9.
     pub probabilities: Vec<f32>,

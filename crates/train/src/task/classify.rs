@@ -20,13 +20,18 @@ use serde_json::{json, Map, Value};
 pub struct Batch {
     /// (batch, time) row-major, padded with the tokenizer's pad id.
     pub ids: Vec<u32>,
+    /// Rows.
     pub batch: usize,
+    /// Columns: the longest sentence's length.
     pub time: usize,
+    /// Real tokens of each row.
     pub lengths: Vec<usize>,
+    /// Class of each row.
     pub labels: Vec<u32>,
 }
 
 impl Batch {
+    /// The ids as a (batch, time) tensor.
     pub fn ids_tensor(&self, device: &Device) -> Result<Tensor> {
         Ok(Tensor::from_slice(&self.ids, (self.batch, self.time), device)?)
     }
@@ -42,6 +47,7 @@ pub struct Split {
 }
 
 impl Split {
+    /// Batches per pass.
     pub fn num_batches(&self) -> usize {
         self.batcher.num_batches()
     }
@@ -57,14 +63,23 @@ impl Split {
     }
 }
 
+/// The corpus encoded for training: tokenizer, splits and the model config they imply.
 pub struct Prepared {
+    /// The classifier's config (vocabulary from the tokenizer).
     pub model_config: ClassifierConfig,
+    /// Fitted on the training split (or reloaded).
     pub tokenizer: Tok,
+    /// Training split, shuffled per epoch.
     pub train: Split,
+    /// Validation split.
     pub validation: Split,
+    /// Test split.
     pub test: Split,
+    /// Classes of the corpus.
     pub num_classes: usize,
+    /// Their names, in label order.
     pub class_names: Vec<String>,
+    /// `train.class_weights` as f32 (empty = unweighted).
     pub class_weights: Vec<f32>,
 }
 
@@ -233,6 +248,7 @@ pub struct ClassifyTask {
 }
 
 impl ClassifyTask {
+    /// Prepares the data and builds the model (seeded by `run.seed`).
     pub fn new(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Self> {
         let device = cfg.run.device()?;
         let prepared = prepare(cfg, dir, existing_run)?;

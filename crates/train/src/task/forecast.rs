@@ -68,18 +68,25 @@ pub fn model_config(cfg: &Config, corpus: &Forecast) -> Result<ForecasterConfig>
 /// Errors of a split, summed per (step, feature) on the z-scored scale.
 #[derive(Debug, Clone)]
 pub struct ErrorSums {
+    /// Forecast steps.
     pub horizon: usize,
+    /// Target columns.
     pub features: usize,
+    /// Windows summed.
     pub windows: usize,
+    /// Squared errors per (step, feature), row-major.
     pub sq: Vec<f64>,
+    /// Absolute errors per (step, feature), row-major.
     pub abs: Vec<f64>,
 }
 
 impl ErrorSums {
+    /// Zero sums.
     pub fn new(horizon: usize, features: usize) -> Self {
         Self { horizon, features, windows: 0, sq: vec![0.0; horizon * features], abs: vec![0.0; horizon * features] }
     }
 
+    /// Adds a batch's errors ((windows, horizon, features) tensors).
     pub fn add(&mut self, prediction: &Tensor, target: &Tensor) -> Result<()> {
         let (sq, ab) = error_sums(prediction, target)?;
         self.windows += prediction.dim(0)?;
@@ -128,6 +135,7 @@ impl ErrorSums {
     }
 }
 
+/// The forecasting task: the ETT corpus plus the model.
 pub struct ForecastTask {
     corpus: Forecast,
     model_config: ForecasterConfig,
@@ -140,6 +148,7 @@ pub struct ForecastTask {
 }
 
 impl ForecastTask {
+    /// Loads the corpus and builds the model (seeded by `run.seed`).
     pub fn new(cfg: &Config) -> Result<Self> {
         let device = cfg.run.device()?;
         let corpus = load_corpus(cfg)?;
@@ -172,6 +181,7 @@ impl ForecastTask {
         })
     }
 
+    /// The loaded corpus (normalisation statistics, names, splits).
     pub fn corpus(&self) -> &Forecast {
         &self.corpus
     }

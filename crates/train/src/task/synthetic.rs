@@ -40,6 +40,7 @@ fn penalised(name: &str) -> bool {
     !name.contains("bias")
 }
 
+/// The adding problem: the generated sets plus the regression model.
 pub struct AddingTask {
     data: data::AddingTask,
     model_config: ForecasterConfig,
@@ -52,6 +53,7 @@ pub struct AddingTask {
 }
 
 impl AddingTask {
+    /// Generates the validation and test sets and builds the model.
     pub fn new(cfg: &Config) -> Result<Self> {
         let device = cfg.run.device()?;
         let data = match data::load(&cfg.data, cfg.run.seed).context("generating the adding problem")? {
@@ -147,6 +149,7 @@ impl Task for AddingTask {
     }
 }
 
+/// The copy task: the generated sets plus the tagger.
 pub struct CopyTask {
     data: data::CopyTask,
     model_config: TaggerConfig,
@@ -170,6 +173,7 @@ struct CopyScores {
 }
 
 impl CopyTask {
+    /// Generates the validation and test sets and builds the model.
     pub fn new(cfg: &Config) -> Result<Self> {
         let device = cfg.run.device()?;
         let data = match data::load(&cfg.data, cfg.run.seed).context("generating the copy task")? {

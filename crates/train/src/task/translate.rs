@@ -28,7 +28,9 @@ pub const REGISTRATION: Registration = Registration {
 
 /// Source and target tokenizers (the same one when joint).
 pub struct Tokenizers {
+    /// Reads the source language.
     pub src: Tok,
+    /// Reads and writes the target language.
     pub tgt: Tok,
 }
 
@@ -45,6 +47,7 @@ fn load_tok(path: &Path) -> Result<Tok> {
 }
 
 impl Tokenizers {
+    /// The tokenizers a run stored.
     pub fn load(dir: &RunDir, joint: bool) -> Result<Self> {
         let (s, t) = tokenizer_paths(dir, joint);
         Ok(Self { src: load_tok(&s)?, tgt: load_tok(&t)? })
@@ -129,6 +132,7 @@ pub fn model_config(cfg: &Config, toks: &Tokenizers) -> Seq2SeqConfig {
     }
 }
 
+/// The translation task: encoded splits plus the encoder–decoder.
 pub struct TranslateTask {
     cfg: Config,
     toks: Tokenizers,
@@ -147,6 +151,7 @@ fn ids_tensor(ids: &[u32], rows: usize, cols: usize, device: &Device) -> Result<
 }
 
 impl TranslateTask {
+    /// Loads the corpus, fits (or reloads) the tokenizers and builds the model.
     pub fn new(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Self> {
         let device = cfg.run.device()?;
         let corpus = data::load(&cfg.data, cfg.run.seed).context("loading the corpus")?;
@@ -283,13 +288,18 @@ pub type AttentionMatrix = (Vec<String>, Vec<String>, Vec<Vec<f32>>);
 
 /// A finished run's model and tokenizers, for `train translate` and `train predict`.
 pub struct Loaded {
+    /// The run's recorded config.
     pub cfg: Config,
+    /// Its tokenizers.
     pub toks: Tokenizers,
+    /// The model with the best checkpoint's weights.
     pub net: Seq2Seq,
+    /// Where it runs.
     pub device: Device,
     _varmap: VarMap,
 }
 
+/// Loads a finished translation run's best checkpoint and tokenizers.
 pub fn load_run(dir: &RunDir) -> Result<Loaded> {
     let cfg = crate::config::load_recorded(&dir.root)?;
     if cfg.task != TaskKind::Translate {
@@ -410,6 +420,7 @@ pub struct TranslateArgs {
     pub texts: Vec<String>,
 }
 
+/// `train translate`: prints one translation per input line.
 pub fn cli(args: &TranslateArgs) -> Result<()> {
     let dir = RunDir::open(&args.run)?;
     let loaded = load_run(&dir)?;
