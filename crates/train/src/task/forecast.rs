@@ -5,14 +5,13 @@
 //! `train predict --csv/--plot` writes the test forecasts and draws one window.
 
 use super::{Registration, SplitName, StepOutput, Task};
-use crate::config::{Config, ModelConfig};
+use crate::config::Config;
 use crate::plot::{LinePlot, Series};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use data::batch::{BatchOptions, BatchOrder, FloatBatch, FloatSource};
 use data::{Forecast, ForecastSplit};
-use model::config::LstmConfig;
 use model::forecaster::{error_sums, mse_loss, Forecaster, ForecasterConfig};
 use model::rng::SeededRng;
 use serde_json::{json, Map, Value};
@@ -20,11 +19,6 @@ use serde_json::{json, Map, Value};
 /// How the registry builds this task and predicts with its runs.
 pub const REGISTRATION: Registration =
     Registration { build: |cfg, _, _| Ok(Box::new(ForecastTask::new(cfg)?)), predict: predict_cli };
-
-/// The recurrent layer the `[model]` section describes, reading `input_size` features.
-pub fn lstm_config(m: &ModelConfig, input_size: usize) -> LstmConfig {
-    m.lstm(input_size)
-}
 
 /// Loads the ETT corpus the config names.
 pub fn load_corpus(cfg: &Config) -> Result<Forecast> {
@@ -51,7 +45,7 @@ pub fn model_config(cfg: &Config, corpus: &Forecast) -> Result<ForecasterConfig>
         })
         .collect::<Result<Vec<_>>>()?;
     let mc = ForecasterConfig {
-        lstm: lstm_config(&cfg.model, in_features),
+        lstm: cfg.model.lstm(in_features),
         out_features: corpus.train.out_features,
         horizon: corpus.train.horizon,
         decoder: cfg.forecast.decoder,

@@ -4,7 +4,6 @@
 //! (`task = "copy"`, recall 10 symbols after T blanks; accuracy over the recalled symbols).
 //! Fresh training samples every epoch, fixed validation and test sets (see `data::synthetic`).
 
-use super::forecast::lstm_config;
 use super::{PredictArgs, Registration, SplitName, StepOutput, Task};
 use crate::config::Config;
 use crate::rundir::RunDir;
@@ -61,7 +60,7 @@ impl AddingTask {
             _ => bail!("task \"adding\" needs data.corpus = \"adding\""),
         };
         // Inputs (value, marker) → one output: the final state read out once.
-        let mut model_config = ForecasterConfig::new(lstm_config(&cfg.model, 2), 1, 1);
+        let mut model_config = ForecasterConfig::new(cfg.model.lstm(2), 1, 1);
         model_config.head_dropout = cfg.model.head_dropout;
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
@@ -181,7 +180,7 @@ impl CopyTask {
             _ => bail!("task \"copy\" needs data.corpus = \"copy\""),
         };
         let model_config =
-            TaggerConfig { vocab_size: COPY_VOCAB, num_classes: COPY_VOCAB, lstm: lstm_config(&cfg.model, COPY_VOCAB) };
+            TaggerConfig { vocab_size: COPY_VOCAB, num_classes: COPY_VOCAB, lstm: cfg.model.lstm(COPY_VOCAB) };
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
         let net = Tagger::new(&model_config, vb).context("building the model")?;
