@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 /// Counts of (true class, predicted class) pairs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Confusion {
-    /// counts[truth][predicted].
+    /// `counts[truth][predicted]`.
     pub counts: Vec<Vec<u64>>,
 }
 

@@ -157,7 +157,7 @@ pub struct ModelConfig {
     /// Before the classifier's linear layer.
     pub head_dropout: f64,
     /// Word dropout (Iyyer et al. 2015): each real token of a training sentence becomes
-    /// [UNK] with this probability.
+    /// `[UNK]` with this probability.
     pub word_dropout: f64,
     /// One dropout mask per sequence shared over time (Gal & Ghahramani 2016).
     pub variational: bool,

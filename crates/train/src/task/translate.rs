@@ -283,7 +283,7 @@ impl Task for TranslateTask {
     }
 }
 
-/// An attention matrix: target pieces (EOS included), source pieces, weights[target][source].
+/// An attention matrix: target pieces (EOS included), source pieces, `weights[target][source]`.
 pub type AttentionMatrix = (Vec<String>, Vec<String>, Vec<Vec<f32>>);
 
 /// A finished run's model and tokenizers, for `train translate` and `train predict`.
@@ -347,7 +347,7 @@ impl Loaded {
     }
 
     /// The attention matrix of `text` translated with `beam`: (target pieces incl. EOS,
-    /// source pieces, weights[target][source]).
+    /// source pieces, `weights[target][source]`).
     pub fn attention(&self, text: &str, beam: usize) -> Result<AttentionMatrix> {
         let (src, lengths) = self.encode(&[text.to_string()])?;
         let opts = self.cfg.translate.decode_options(beam);
