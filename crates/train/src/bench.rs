@@ -13,48 +13,20 @@
 //! did not run (`--paths`) is `null`.
 
 use crate::config::{self, Config};
+use crate::loss::cross_entropy;
 use crate::optim::{Optimizer, Param};
 use crate::overrides::Override;
-use crate::task::classify::cross_entropy;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Module, Optimizer as _, VarBuilder, VarMap, RNN};
 use model::classifier::{Classifier, ClassifierConfig};
 use model::rng::SeededRng;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The `[bench]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BenchConfig {
-    /// Timed steps per path (training and inference each), after `warmup`.
-    pub steps: usize,
-    /// Untimed steps first (allocator, caches, thread start-up).
-    pub warmup: usize,
-    /// Timed steps for the slow paths (`ops`, `candle_nn`); at most `steps`.
-    pub slow_steps: usize,
-    /// Tokens per sequence (every row full length).
-    pub seq_len: usize,
-    /// Vocabulary size of the embedding table (ids drawn uniformly).
-    pub vocab: usize,
-}
-
-impl Default for BenchConfig {
-    fn default() -> Self {
-        Self { steps: 20, warmup: 3, slow_steps: 20, seq_len: 64, vocab: 16000 }
-    }
-}
-
-impl BenchConfig {
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
+/// `train bench`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// A bench config (configs/bench_a.toml, configs/bench_b.toml).
@@ -76,9 +48,13 @@ const PATHS: [&str; 3] = ["fused", "ops", "candle_nn"];
 /// Median, 10th and 90th percentile of step times in seconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
+    /// Median step time.
     pub median: f64,
+    /// 10th percentile.
     pub p10: f64,
+    /// 90th percentile.
     pub p90: f64,
+    /// Timed steps.
     pub steps: usize,
 }
 
@@ -169,7 +145,9 @@ fn frozen(varmap: &VarMap, dev: &Device) -> VarBuilder<'static> {
 
 /// Training and inference timings of one path.
 pub struct PathResult {
+    /// Full training steps (forward, backward, optimizer).
     pub train: Timing,
+    /// Forward passes of the frozen model.
     pub infer: Timing,
     /// Medians of the training step's parts (our paths).
     pub split: Option<String>,
@@ -297,21 +275,15 @@ pub fn lstm_forward_flops(cfg: &Config) -> f64 {
         .sum()
 }
 
+/// The `[bench]` section's ranges, with the file's name.
 fn validate(cfg: &Config, source: &std::path::Path) -> Result<()> {
-    let b = &cfg.bench;
-    for (key, v, min) in [
-        ("bench.steps", b.steps, 1),
-        ("bench.slow_steps", b.slow_steps, 1),
-        ("bench.seq_len", b.seq_len, 1),
-        ("bench.vocab", b.vocab, 2),
-    ] {
-        if v < min {
-            bail!("{}: key `{key}`: expected at least {min}, got {v}", source.display());
-        }
-    }
-    Ok(())
+    cfg.bench.validate().map_err(|e| match e.key {
+        Some(key) => anyhow!("{}: key `{key}`: {}", source.display(), e.message),
+        None => anyhow!("{}: {}", source.display(), e.message),
+    })
 }
 
+/// `train bench`: prints the table (and with `--json` one JSON object last).
 pub fn cli(args: &BenchArgs) -> Result<()> {
     let sets = args.sets.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>>>()?;
     let cfg = config::load(&args.config, &sets)?.config;
@@ -320,8 +292,8 @@ pub fn cli(args: &BenchArgs) -> Result<()> {
     if let Some(bad) = wanted.iter().find(|p| !PATHS.contains(p)) {
         bail!("--paths: unknown path `{bad}` (expected a comma-separated list of fused, ops, candle_nn)");
     }
-    let threads = crate::threads::init(cfg.run.threads);
-    let dev = crate::trainer::device_of(&cfg).context("run.device")?;
+    let threads = crate::threads::effective();
+    let dev = cfg.run.device()?;
     let bc = &cfg.bench;
     let m = &cfg.model;
     let tokens = (cfg.train.batch_size * bc.seq_len) as f64;

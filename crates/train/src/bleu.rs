@@ -56,10 +56,21 @@ pub const CHRF_BETA: u32 = 2;
 /// Why a corpus cannot be scored.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BleuError {
+    /// The hypothesis and reference lists differ in length.
     #[error("{hyps} hypotheses but {refs} reference sets: each hypothesis needs its references")]
-    LengthMismatch { hyps: usize, refs: usize },
+    LengthMismatch {
+        /// Hypotheses given.
+        hyps: usize,
+        /// Reference sets given.
+        refs: usize,
+    },
+    /// A segment without any reference.
     #[error("segment {segment} has no reference (sacreBLEU cannot score it either)")]
-    NoReference { segment: usize },
+    NoReference {
+        /// Its 0-based index.
+        segment: usize,
+    },
+    /// Nothing to score.
     #[error("empty corpus: no hypotheses to score (sacreBLEU rejects it too)")]
     EmptyCorpus,
 }
@@ -99,6 +110,7 @@ pub struct Bleu {
     pub sys_len: u64,
     /// Closest-reference tokens.
     pub ref_len: u64,
+    /// How many references each hypothesis had (the signature's `nrefs`).
     pub nrefs: NRefs,
     /// Whether orders with no hypothesis n-grams were left out (sentence BLEU only).
     pub effective_order: bool,
@@ -149,6 +161,7 @@ pub struct Chrf {
     pub score: f64,
     /// Per character order n = 1..=6: [hypothesis n-grams, reference n-grams, matches].
     pub stats: [[u64; 3]; CHRF_CHAR_ORDER],
+    /// How many references each hypothesis had (the signature's `nrefs`).
     pub nrefs: NRefs,
 }
 

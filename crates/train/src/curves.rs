@@ -20,9 +20,13 @@ pub const FILE: &str = "curves.svg";
 pub struct Curves {
     /// 1-based epoch of each evaluation.
     pub epochs: Vec<f64>,
+    /// Training loss of each epoch.
     pub train_loss: Vec<f64>,
+    /// Validation loss of each evaluation.
     pub val_loss: Vec<f64>,
+    /// Training value of the early-stopping metric (NaN where not recorded).
     pub train_metric: Vec<f64>,
+    /// Validation value of the early-stopping metric.
     pub val_metric: Vec<f64>,
 }
 

@@ -16,7 +16,7 @@
 //!   most 0.25 for a gate in [0, 1]). The heatmap's columns are in this order, most selective
 //!   first, so the units that react to the words sit on the left.
 
-use crate::config::{Config, Task as Kind};
+use crate::config::{Config, TaskKind};
 use crate::plot::{diverging, hex, viridis, Anchor, Canvas};
 use crate::rundir::RunDir;
 use anyhow::{anyhow, bail, Context, Result};
@@ -43,6 +43,7 @@ pub enum Gate {
 }
 
 impl Gate {
+    /// Reads `--gate` (o, i, f, c, h or their long names).
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "o" | "output" | "output_gate" => Gate::O,
@@ -54,6 +55,7 @@ impl Gate {
         })
     }
 
+    /// The trace's name for titles.
     pub fn describe(self) -> &'static str {
         match self {
             Gate::O => "output gate o_t",
@@ -70,12 +72,16 @@ impl Gate {
     }
 }
 
+/// One sentence's trace.
 #[derive(Debug, Clone, Serialize)]
 pub struct SentenceTrace {
+    /// The sentence as given.
     pub text: String,
+    /// Its tokens as the tokenizer split them.
     pub tokens: Vec<String>,
     /// Predicted label and its probability.
     pub label: String,
+    /// Probability of the predicted label.
     pub probability: f32,
     /// values[token][unit], units in `Inspection::units` order (not sorted).
     pub values: Vec<Vec<f32>>,
@@ -83,11 +89,16 @@ pub struct SentenceTrace {
     pub token_mean: Vec<f64>,
 }
 
+/// Everything `train inspect` shows, serialisable as `--json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
+    /// The run directory.
     pub run: String,
+    /// The traced gate.
     pub gate: Gate,
+    /// The traced layer (0-based).
     pub layer: usize,
+    /// The run's LSTM variant.
     pub variant: String,
     /// Unit names: `fw<k>` (forward direction), `bw<k>` (backward direction).
     pub units: Vec<String>,
@@ -97,19 +108,20 @@ pub struct Inspection {
     pub unit_mean: Vec<f64>,
     /// Unit indices, most selective first.
     pub order: Vec<usize>,
+    /// Each sentence's trace.
     pub sentences: Vec<SentenceTrace>,
 }
 
 /// Traces `texts` through the run's best checkpoint. `layer` defaults to the top layer.
 pub fn inspect(dir: &RunDir, texts: &[String], gate: Gate, layer: Option<usize>) -> Result<Inspection> {
     let cfg: Config = crate::config::load_recorded(&dir.root)?;
-    if cfg.task != Kind::Classify {
+    if cfg.task != TaskKind::Classify {
         bail!("train inspect reads classifier runs (task = \"classify\"); {} is another task", dir.root.display());
     }
     if texts.is_empty() {
         bail!("no sentences to inspect: give them as arguments or on stdin");
     }
-    let device = crate::trainer::device_of(&cfg)?;
+    let device = cfg.run.device()?;
     let tok_path = dir.tokenizer();
     let tokenizer = Tok::load(&tok_path).with_context(|| format!("loading {}", tok_path.display()))?;
     let (meta, class_names) = crate::task::classify::read_model_config(&dir.best())?;
@@ -379,8 +391,8 @@ pub struct InspectArgs {
 /// `train inspect`.
 pub fn cli(a: &InspectArgs) -> Result<()> {
     let dir = RunDir::open(&a.run)?;
-    let cfg = crate::config::load_recorded(&dir.root)?;
-    crate::threads::init(cfg.run.threads);
+    // A folder that is not a run is refused before stdin is read.
+    crate::config::load_recorded(&dir.root)?;
     let gate = Gate::parse(&a.gate)?;
     if let Some(out) = &a.out {
         match out.extension().and_then(|e| e.to_str()) {

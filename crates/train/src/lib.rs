@@ -7,6 +7,7 @@ pub mod bleu;
 pub mod config;
 pub mod curves;
 pub mod inspect;
+pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod overrides;

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use train::config;
 use train::overrides::Override;
 use train::rundir::RunDir;
@@ -133,7 +133,7 @@ fn real_main() -> Result<()> {
             };
             let sets = a.sets.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>>>()?;
             let cfg = config::load(&path, &sets)?.config;
-            train::threads::init(cfg.run.threads);
+            configure_threads(cfg.run.threads);
             let root = a.run_dir.unwrap_or_else(|| RunDir::default_path(&cfg.run.out_dir, &cfg.run.name));
             let dir = RunDir::create(root)?;
             train::atomic::write(&dir.config(), cfg.to_toml()?.as_bytes())?;
@@ -155,7 +155,7 @@ fn real_main() -> Result<()> {
             init_logging(quiet);
             let dir = RunDir::open(&run)?;
             let cfg = config::load_recorded(&dir.root)?;
-            train::threads::init(cfg.run.threads);
+            configure_threads(cfg.run.threads);
             let summary = trainer::run(&cfg, &dir, true, &Options { quiet })?;
             print_summary(&summary);
         }
@@ -163,12 +163,13 @@ fn real_main() -> Result<()> {
             init_logging(true);
             let dir = RunDir::open(&run)?;
             let cfg = config::load_recorded(&dir.root)?;
-            train::threads::init(cfg.run.threads);
+            configure_threads(cfg.run.threads);
             let m = trainer::eval_run(&dir, &split)?;
             println!("{}", serde_json::to_string_pretty(&m)?);
         }
         Some(Command::Translate(args)) => {
             init_logging(true);
+            configure_threads(threads_of(&args.run.join("config.toml"), &[]));
             train::task::translate::cli(&args)?;
         }
         Some(Command::Sweep(args)) => {
@@ -177,23 +178,49 @@ fn real_main() -> Result<()> {
         }
         Some(Command::Inspect(args)) => {
             init_logging(true);
+            configure_threads(threads_of(&args.run.join("config.toml"), &[]));
             train::inspect::cli(&args)?;
         }
         Some(Command::Prune(args)) => {
             init_logging(args.quiet);
+            configure_threads(threads_of(&args.run.join("config.toml"), &args.sets));
             train::prune::cli(&args)?;
         }
         Some(Command::Bench(args)) => {
             init_logging(true);
+            configure_threads(threads_of(&args.config, &args.sets));
             train::bench::cli(&args)?;
         }
         Some(Command::Predict { run, args }) => {
             init_logging(true);
             let dir = RunDir::open(&run)?;
+            configure_threads(threads_of(&dir.config(), &[]));
             train::task::predict(&dir, &args)?;
         }
     }
     Ok(())
+}
+
+/// Sizes every thread pool from `run.threads` (0 = every core). candle reads its counts from
+/// the environment, which only the binary may change, and only here: each subcommand calls
+/// this once, from the main thread, before any tensor op or pool has started a thread.
+fn configure_threads(requested: usize) -> usize {
+    let n = train::threads::resolve(requested);
+    for (key, value) in train::threads::candle_env(n) {
+        // SAFETY: `set_var` races with any other thread reading or writing the environment.
+        // None exists yet: `main` has only parsed arguments, set up logging (no threads) and
+        // read config files; rayon's and candle's pools start on the first tensor op, after this.
+        unsafe { std::env::set_var(key, value) };
+    }
+    train::threads::init(n)
+}
+
+/// `run.threads` of the config at `path` with `sets` applied, for subcommands whose library
+/// side reads the config itself. A config that does not load counts as 0 (all cores): the
+/// subcommand then refuses it with its own message before any work is done.
+fn threads_of(path: &Path, sets: &[String]) -> usize {
+    let sets: Result<Vec<Override>> = sets.iter().map(|s| Override::parse(s)).collect();
+    sets.and_then(|sets| config::load(path, &sets)).map(|l| l.config.run.threads).unwrap_or(0)
 }
 
 fn print_summary(summary: &serde_json::Map<String, serde_json::Value>) {

@@ -3,24 +3,30 @@
 
 use serde_json::{json, Map, Value};
 
+/// Counts of (true class, predicted class) pairs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Confusion {
+    /// `counts[truth][predicted]`.
     pub counts: Vec<Vec<u64>>,
 }
 
 impl Confusion {
+    /// An empty matrix for `num_classes` classes.
     pub fn new(num_classes: usize) -> Self {
         Self { counts: vec![vec![0; num_classes]; num_classes] }
     }
 
+    /// Counts one prediction.
     pub fn add(&mut self, truth: usize, predicted: usize) {
         self.counts[truth][predicted] += 1;
     }
 
+    /// Predictions counted.
     pub fn total(&self) -> u64 {
         self.counts.iter().flatten().sum()
     }
 
+    /// Share of predictions on the diagonal (0 for an empty matrix).
     pub fn accuracy(&self) -> f64 {
         let correct: u64 = (0..self.counts.len()).map(|i| self.counts[i][i]).sum();
         ratio(correct, self.total())

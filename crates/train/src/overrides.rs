@@ -7,7 +7,9 @@ use toml::{Table, Value};
 /// One parsed `--set` argument.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
+    /// The dotted key split at the dots.
     pub path: Vec<String>,
+    /// The value, typed as TOML reads it.
     pub value: Value,
     /// The argument as given, for error messages.
     pub raw: String,
@@ -28,6 +30,7 @@ impl Override {
         Ok(Self { path, value, raw: arg.to_string() })
     }
 
+    /// The dotted key (`section.key`).
     pub fn key(&self) -> String {
         self.path.join(".")
     }

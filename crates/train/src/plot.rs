@@ -24,22 +24,27 @@ pub const PALETTE: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E6
 /// One polyline with a legend entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
+    /// Legend entry.
     pub name: String,
     /// (x, y) points in drawing order; non-finite points break the line.
     pub points: Vec<(f64, f64)>,
     /// CSS colour; `None` = the palette colour of the series' position.
     pub color: Option<String>,
+    /// Drawn dashed.
     pub dashed: bool,
 }
 
 impl Series {
+    /// A series with the palette's colour, solid.
     pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
         Self { name: name.into(), points, color: None, dashed: false }
     }
+    /// Draws the series in this CSS colour.
     pub fn color(mut self, c: impl Into<String>) -> Self {
         self.color = Some(c.into());
         self
     }
+    /// Draws the series dashed.
     pub fn dashed(mut self) -> Self {
         self.dashed = true;
         self
@@ -49,17 +54,24 @@ impl Series {
 /// A line plot with axes, ticks, a legend and optional vertical markers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinePlot {
+    /// Title above the plot.
     pub title: String,
+    /// x-axis label.
     pub x_label: String,
+    /// y-axis label.
     pub y_label: String,
+    /// The lines, in legend order.
     pub series: Vec<Series>,
     /// Vertical lines (x position, label), e.g. where the forecast starts.
     pub markers: Vec<(f64, String)>,
+    /// Width in pixels.
     pub width: f64,
+    /// Height in pixels.
     pub height: f64,
 }
 
 impl LinePlot {
+    /// An empty plot of the default size.
     pub fn new(title: impl Into<String>) -> Self {
         Self {
             title: title.into(),
@@ -71,19 +83,23 @@ impl LinePlot {
             height: 420.0,
         }
     }
+    /// Sets the axis labels.
     pub fn labels(mut self, x: impl Into<String>, y: impl Into<String>) -> Self {
         self.x_label = x.into();
         self.y_label = y.into();
         self
     }
+    /// Adds a line.
     pub fn series(mut self, s: Series) -> Self {
         self.series.push(s);
         self
     }
+    /// Adds a vertical marker at `x`.
     pub fn marker(mut self, x: f64, label: impl Into<String>) -> Self {
         self.markers.push((x, label.into()));
         self
     }
+    /// Sets the size in pixels.
     pub fn size(mut self, width: f64, height: f64) -> Self {
         self.width = width;
         self.height = height;
@@ -120,6 +136,7 @@ impl LinePlot {
         ((x0, x1), (y0 - pad, y1 + pad))
     }
 
+    /// The plot as an SVG document.
     pub fn to_svg(&self) -> String {
         let (w, h) = (self.width, self.height);
         let (left, right, top, bottom) = (70.0, 150.0, 40.0, 50.0);
@@ -224,6 +241,7 @@ impl LinePlot {
         s
     }
 
+    /// Writes the SVG to `path`.
     pub fn save(&self, path: &Path) -> Result<()> {
         std::fs::write(path, self.to_svg()).with_context(|| format!("writing {}", path.display()))
     }
@@ -322,7 +340,9 @@ mod tests {
 /// gives identical bytes.
 #[derive(Debug, Clone)]
 pub struct Canvas {
+    /// Width in pixels.
     pub width: f64,
+    /// Height in pixels.
     pub height: f64,
     body: String,
 }
@@ -330,8 +350,11 @@ pub struct Canvas {
 /// Horizontal text anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Anchor {
+    /// Text starts at the point.
     Start,
+    /// Text is centred on the point.
     Middle,
+    /// Text ends at the point.
     End,
 }
 
@@ -346,6 +369,7 @@ impl Anchor {
 }
 
 impl Canvas {
+    /// An empty canvas.
     pub fn new(width: f64, height: f64) -> Self {
         Self { width, height, body: String::new() }
     }
@@ -377,10 +401,12 @@ impl Canvas {
         );
     }
 
+    /// A straight line.
     pub fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, stroke: &str) {
         let _ = writeln!(self.body, r#"<line x1="{x1:.2}" y1="{y1:.2}" x2="{x2:.2}" y2="{y2:.2}" stroke="{stroke}"/>"#);
     }
 
+    /// Text at (x, y), the baseline's anchor point.
     pub fn text(&mut self, x: f64, y: f64, size: f64, anchor: Anchor, s: &str) {
         let _ = writeln!(
             self.body,

@@ -46,8 +46,11 @@ pub fn magnitude_mask(w: &[f32], sparsity: f64) -> Vec<f32> {
 
 /// A pruned parameter and its mask (same shape and dtype).
 pub struct Masked {
+    /// The tensor's name.
     pub name: String,
+    /// The pruned variable.
     pub var: Var,
+    /// 0/1 mask, multiplied into the variable and its gradient.
     pub mask: Tensor,
 }
 
@@ -134,6 +137,7 @@ pub struct PruneArgs {
     /// Override a config key of the fine-tuning (e.g. train.lr=0.0005), repeatable.
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub sets: Vec<String>,
+    /// No per-epoch lines or progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -141,17 +145,27 @@ pub struct PruneArgs {
 /// One row of the results table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PruneRow {
+    /// Share of recurrent weights set to zero.
     pub sparsity: f64,
+    /// The pruned run's directory name.
     pub run: String,
+    /// Non-zero recurrent weights after fine-tuning.
     pub recurrent_nonzero: usize,
+    /// Recurrent weights in all.
     pub recurrent_total: usize,
+    /// Non-zero parameters after fine-tuning.
     pub params_nonzero: usize,
+    /// Parameters in all.
     pub params_total: usize,
     /// Validation metrics right after pruning, before fine-tuning.
     pub validation_pruned: Option<f64>,
+    /// Validation metric after fine-tuning (best checkpoint).
     pub validation: Option<f64>,
+    /// Test metric of the best checkpoint.
     pub test: Option<f64>,
+    /// Fine-tuning epochs run.
     pub finetune_epochs: usize,
+    /// Seconds the pruning and fine-tuning took.
     pub wall_seconds: f64,
 }
 
@@ -164,7 +178,6 @@ pub fn cli(a: &PruneArgs) -> Result<()> {
     let sparsities = parse_sparsities(&a.sparsity)?;
     let sets: Vec<Override> = a.sets.iter().map(|s| Override::parse(s)).collect::<Result<_>>()?;
     let mut cfg = crate::config::load(&src.config(), &sets)?.config;
-    crate::threads::init(cfg.run.threads);
     if a.finetune_epochs > 0 {
         cfg.train.epochs = a.finetune_epochs;
         cfg.train.max_steps = 0;

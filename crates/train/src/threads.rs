@@ -1,30 +1,43 @@
 //! Thread count: `run.threads` governs candle's CPU ops, gemm and rayon alike. gemm, candle's
-//! matmul and our fused LSTM size themselves from rayon's global pool (`RAYON_NUM_THREADS`);
-//! candle's element-wise barrier pool from `CANDLE_NUM_THREADS`. Both are set once, before
-//! any tensor op runs, and the barrier pool's workers park as soon as they are idle.
+//! matmul and our fused LSTM size themselves from rayon's global pool; candle's matmul also
+//! reads `RAYON_NUM_THREADS`, and its element-wise barrier pool reads `CANDLE_NUM_THREADS`
+//! when first used. Those variables are the binary's business: changing the environment is
+//! only sound while no other thread runs, which a library cannot know, so the `train` binary
+//! sets [`candle_env`] in `main` and library code only builds rayon's pool ([`init`]).
 
 use std::sync::OnceLock;
 
 static THREADS: OnceLock<usize> = OnceLock::new();
 
-/// Sets the thread count for the process (0 = all cores). Later calls are ignored: the pool
-/// cannot be resized once built.
-pub fn init(requested: usize) -> usize {
+/// The thread count `run.threads = requested` stands for (0 = every core).
+pub fn resolve(requested: usize) -> usize {
+    if requested == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        requested
+    }
+}
+
+/// The environment variables that make candle use `n` threads, for the binary to set before
+/// any thread starts. candle's barrier pool gets the same count as rayon's; its idle workers
+/// spin 25 000 times before parking, which steals the core from rayon's workers (the fused
+/// LSTM, gemm) when the pools take turns, so they park at once unless the user asked
+/// otherwise (`CANDLE_BARRIER_POOL_SPIN_LIMIT` already set).
+pub fn candle_env(n: usize) -> Vec<(&'static str, String)> {
+    let mut vars = vec![("RAYON_NUM_THREADS", n.to_string()), ("CANDLE_NUM_THREADS", n.to_string())];
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        vars.push(("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1".to_string()));
+    }
+    vars
+}
+
+/// Builds rayon's global pool with `n` threads and records `n` for `summary.json`. Later
+/// calls change nothing (a pool cannot be resized once built) and return the first count.
+pub fn init(n: usize) -> usize {
     *THREADS.get_or_init(|| {
-        let n =
-            if requested == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { requested };
-        // Safe here: called at start-up, before other threads exist.
-        unsafe {
-            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-            // candle's element-wise ops run on a separate barrier pool sized by
-            // CANDLE_NUM_THREADS (default: rayon's count); its idle workers spin 25 000 times
-            // before parking, which steals the core from rayon's workers (the fused LSTM, gemm)
-            // when the pools take turns. Same count, and park at once.
-            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-            if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-                std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1");
-            }
-        }
+        // Fails only when the pool already exists (built by an earlier rayon call): it then
+        // keeps its size, which `RAYON_NUM_THREADS` gave it in the binary.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
         n
     })
 }
@@ -32,4 +45,18 @@ pub fn init(requested: usize) -> usize {
 /// The thread count in effect.
 pub fn effective() -> usize {
     *THREADS.get().unwrap_or(&candle_core::utils::get_num_threads())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_means_every_core_and_the_env_names_both_pools() {
+        assert_eq!(resolve(3), 3);
+        assert!(resolve(0) >= 1);
+        let env = candle_env(4);
+        assert!(env.contains(&("RAYON_NUM_THREADS", "4".to_string())));
+        assert!(env.contains(&("CANDLE_NUM_THREADS", "4".to_string())));
+    }
 }

@@ -7,9 +7,9 @@
 //! `normalizer.json`; `eval`, `resume` and `predict` apply that stored one rather than fitting
 //! again, so a run keeps scoring the features it was trained on.
 
-use super::classify::{argmax, cross_entropy};
-use super::{SplitName, StepOutput, Task};
+use super::{Registration, SplitName, StepOutput, Task};
 use crate::config::Config;
+use crate::loss::{argmax, correct, cross_entropy};
 use crate::metrics::Confusion;
 use crate::rundir::RunDir;
 use anyhow::{anyhow, bail, Context, Result};
@@ -28,10 +28,17 @@ pub const NORMALIZER_FILE: &str = "normalizer.json";
 
 const NUM_CLASSES: usize = 10;
 
+/// How the registry builds this task and predicts with its runs.
+pub const REGISTRATION: Registration = Registration {
+    build: |cfg, dir, existing_run| Ok(Box::new(AudioTask::new(cfg, dir, existing_run)?)),
+    predict: predict_cli,
+};
+
 fn class_names() -> Vec<String> {
     (0..NUM_CLASSES).map(|d| d.to_string()).collect()
 }
 
+/// Where a run keeps its train-set normaliser.
 pub fn normalizer_path(dir: &RunDir) -> PathBuf {
     dir.root.join(NORMALIZER_FILE)
 }
@@ -40,16 +47,22 @@ pub fn normalizer_path(dir: &RunDir) -> PathBuf {
 pub struct FrameBatch {
     /// (batch, time, dim) row-major, zero after each example's `lengths[i]` frames.
     pub frames: Vec<f32>,
+    /// Examples in the batch.
     pub batch: usize,
+    /// Frames of the longest example.
     pub time: usize,
+    /// Features per frame.
     pub dim: usize,
+    /// Frames of each example.
     pub lengths: Vec<usize>,
+    /// Digit of each example.
     pub labels: Vec<u32>,
     /// Indices into the split's examples, in batch order.
     pub examples: Vec<usize>,
 }
 
 impl FrameBatch {
+    /// The examples at `indices` as one batch, zero-padded to the longest.
     pub fn gather(examples: &[AudioExample], dim: usize, indices: &[usize]) -> Self {
         let lengths: Vec<usize> = indices.iter().map(|&i| examples[i].frames).collect();
         let time = lengths.iter().copied().max().unwrap_or(0).max(1);
@@ -69,6 +82,7 @@ impl FrameBatch {
         }
     }
 
+    /// The frames as a (batch, time, dim) tensor.
     pub fn tensor(&self, device: &Device) -> Result<Tensor> {
         Ok(Tensor::from_slice(&self.frames, (self.batch, self.time, self.dim), device)?)
     }
@@ -76,6 +90,7 @@ impl FrameBatch {
 
 /// One split: its examples and their batch order (length buckets, seeded for training).
 pub struct Split {
+    /// The split's featurised recordings.
     pub examples: Vec<AudioExample>,
     order: BatchOrder,
 }
@@ -86,6 +101,7 @@ impl Split {
         Ok(Self { order: BatchOrder::new(keys, opts)?, examples })
     }
 
+    /// Batches of `epoch` (shuffled only for training).
     pub fn batches(&self, epoch: usize, dim: usize) -> Vec<FrameBatch> {
         self.order.plan(epoch as u64).iter().map(|ix| FrameBatch::gather(&self.examples, dim, ix)).collect()
     }
@@ -154,8 +170,9 @@ pub struct AudioTask {
 }
 
 impl AudioTask {
+    /// Loads and featurises the corpus and builds the model (seeded by `run.seed`).
     pub fn new(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Self> {
-        let device = crate::trainer::device_of(cfg)?;
+        let device = cfg.run.device()?;
         let corpus = load_corpus(cfg, dir, existing_run)?;
         if corpus.train.is_empty() {
             bail!("{}: the training split is empty", dir.root.display());
@@ -228,7 +245,7 @@ impl Task for AudioTask {
         let b = &self.epoch_batches[index];
         let out = self.net.forward(&b.tensor(&self.device)?, &b.lengths, true, Some(rng), false)?;
         let loss = cross_entropy(&out.logits, &b.labels, &self.class_weights)?;
-        let correct = argmax(&out.logits)?.iter().zip(&b.labels).filter(|(p, l)| **p as u32 == **l).count();
+        let correct = correct(&out.logits, &b.labels)?;
         Ok(StepOutput { loss, examples: b.batch, tokens: b.lengths.iter().sum(), correct: Some(correct) })
     }
 
@@ -269,7 +286,9 @@ impl Task for AudioTask {
 /// One file's prediction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
+    /// The most probable digit.
     pub digit: usize,
+    /// Its probability.
     pub probability: f32,
     /// Probability of each digit 0–9.
     pub probabilities: Vec<f32>,
@@ -301,7 +320,7 @@ fn read_meta(path: &Path) -> Result<Meta> {
 /// Digit and probabilities for each WAV file, from a finished run's best checkpoint, with the
 /// run's front end and stored normaliser.
 pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Prediction>> {
-    let device = crate::trainer::device_of(cfg)?;
+    let device = cfg.run.device()?;
     let meta = read_meta(&dir.best())?;
     let normalizer = match cfg.audio.normalization {
         Normalization::TrainSet => {

@@ -2,8 +2,9 @@
 //! splits → batches → [`Classifier`] → cross-entropy; accuracy, P/R/F1 and the confusion
 //! matrix; prediction on raw text.
 
-use super::{SplitName, StepOutput, Task};
+use super::{Registration, SplitName, StepOutput, Task};
 use crate::config::Config;
+use crate::loss::{argmax, correct, cross_entropy};
 use crate::metrics::Confusion;
 use crate::rundir::RunDir;
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,13 +20,18 @@ use serde_json::{json, Map, Value};
 pub struct Batch {
     /// (batch, time) row-major, padded with the tokenizer's pad id.
     pub ids: Vec<u32>,
+    /// Rows.
     pub batch: usize,
+    /// Columns: the longest sentence's length.
     pub time: usize,
+    /// Real tokens of each row.
     pub lengths: Vec<usize>,
+    /// Class of each row.
     pub labels: Vec<u32>,
 }
 
 impl Batch {
+    /// The ids as a (batch, time) tensor.
     pub fn ids_tensor(&self, device: &Device) -> Result<Tensor> {
         Ok(Tensor::from_slice(&self.ids, (self.batch, self.time), device)?)
     }
@@ -41,6 +47,7 @@ pub struct Split {
 }
 
 impl Split {
+    /// Batches per pass.
     pub fn num_batches(&self) -> usize {
         self.batcher.num_batches()
     }
@@ -56,14 +63,23 @@ impl Split {
     }
 }
 
+/// The corpus encoded for training: tokenizer, splits and the model config they imply.
 pub struct Prepared {
+    /// The classifier's config (vocabulary from the tokenizer).
     pub model_config: ClassifierConfig,
+    /// Fitted on the training split (or reloaded).
     pub tokenizer: Tok,
+    /// Training split, shuffled per epoch.
     pub train: Split,
+    /// Validation split.
     pub validation: Split,
+    /// Test split.
     pub test: Split,
+    /// Classes of the corpus.
     pub num_classes: usize,
+    /// Their names, in label order.
     pub class_names: Vec<String>,
+    /// `train.class_weights` as f32 (empty = unweighted).
     pub class_weights: Vec<f32>,
 }
 
@@ -138,27 +154,11 @@ pub fn prepare(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Prepare
     })
 }
 
-/// Mean cross-entropy; with class weights, PyTorch's weighted mean Σ wᵧ·lossᵢ / Σ wᵧ.
-pub fn cross_entropy(logits: &Tensor, labels: &[u32], class_weights: &[f32]) -> Result<Tensor> {
-    let device = logits.device();
-    let targets = Tensor::from_slice(labels, labels.len(), device)?;
-    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?; // (batch,)
-    if class_weights.is_empty() {
-        return Ok(picked.mean_all()?.neg()?);
-    }
-    let w: Vec<f32> = labels.iter().map(|&l| class_weights[l as usize]).collect();
-    let total: f32 = w.iter().sum();
-    if total <= 0.0 {
-        bail!("class weights of this batch sum to zero");
-    }
-    let w = Tensor::from_vec(w, labels.len(), device)?.to_dtype(logits.dtype())?;
-    Ok(((picked * w)?.sum_all()? / total as f64)?.neg()?)
-}
-
-pub fn argmax(logits: &Tensor) -> Result<Vec<usize>> {
-    Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?.into_iter().map(|x| x as usize).collect())
-}
+/// How the registry builds this task and predicts with its runs.
+pub const REGISTRATION: Registration = Registration {
+    build: |cfg, dir, existing_run| Ok(Box::new(ClassifyTask::new(cfg, dir, existing_run)?)),
+    predict: predict_cli,
+};
 
 /// `train predict` for a classifier: one line per text, `label<TAB>probability<TAB>text`,
 /// or a JSON object per line with `--json`.
@@ -177,7 +177,7 @@ pub fn predict_cli(dir: &RunDir, cfg: &Config, args: &super::PredictArgs) -> Res
 
 /// Label and probability of each text, from a finished run's best checkpoint.
 pub fn predict(dir: &RunDir, cfg: &Config, texts: &[String]) -> Result<Vec<(String, f32)>> {
-    let device = crate::trainer::device_of(cfg)?;
+    let device = cfg.run.device()?;
     let tok_path = dir.tokenizer();
     let tokenizer = Tok::load(&tok_path).with_context(|| format!("loading {}", tok_path.display()))?;
     let (meta, class_names) = read_model_config(&dir.best())?;
@@ -248,8 +248,9 @@ pub struct ClassifyTask {
 }
 
 impl ClassifyTask {
+    /// Prepares the data and builds the model (seeded by `run.seed`).
     pub fn new(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Self> {
-        let device = crate::trainer::device_of(cfg)?;
+        let device = cfg.run.device()?;
         let prepared = prepare(cfg, dir, existing_run)?;
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
@@ -309,7 +310,7 @@ impl Task for ClassifyTask {
         };
         let out = self.net.forward(&ids, &b.lengths, true, Some(rng), false)?;
         let loss = cross_entropy(&out.logits, &b.labels, &self.prepared.class_weights)?;
-        let correct = argmax(&out.logits)?.iter().zip(&b.labels).filter(|(p, l)| **p as u32 == **l).count();
+        let correct = correct(&out.logits, &b.labels)?;
         Ok(StepOutput { loss, examples: b.labels.len(), tokens: b.lengths.iter().sum(), correct: Some(correct) })
     }
 

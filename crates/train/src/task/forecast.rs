@@ -4,24 +4,21 @@
 //! figures) and on the original scale, overall, per horizon step and per target column.
 //! `train predict --csv/--plot` writes the test forecasts and draws one window.
 
-use super::{SplitName, StepOutput, Task};
-use crate::config::{Config, ModelConfig};
+use super::{Registration, SplitName, StepOutput, Task};
+use crate::config::Config;
 use crate::plot::{LinePlot, Series};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use data::batch::{BatchOptions, BatchOrder, FloatBatch, FloatSource};
 use data::{Forecast, ForecastSplit};
-use model::config::LstmConfig;
 use model::forecaster::{error_sums, mse_loss, Forecaster, ForecasterConfig};
 use model::rng::SeededRng;
 use serde_json::{json, Map, Value};
-use std::io::Write;
 
-/// The recurrent layer the `[model]` section describes, reading `input_size` features.
-pub fn lstm_config(m: &ModelConfig, input_size: usize) -> LstmConfig {
-    m.lstm(input_size)
-}
+/// How the registry builds this task and predicts with its runs.
+pub const REGISTRATION: Registration =
+    Registration { build: |cfg, _, _| Ok(Box::new(ForecastTask::new(cfg)?)), predict: predict_cli };
 
 /// Loads the ETT corpus the config names.
 pub fn load_corpus(cfg: &Config) -> Result<Forecast> {
@@ -48,7 +45,7 @@ pub fn model_config(cfg: &Config, corpus: &Forecast) -> Result<ForecasterConfig>
         })
         .collect::<Result<Vec<_>>>()?;
     let mc = ForecasterConfig {
-        lstm: lstm_config(&cfg.model, in_features),
+        lstm: cfg.model.lstm(in_features),
         out_features: corpus.train.out_features,
         horizon: corpus.train.horizon,
         decoder: cfg.forecast.decoder,
@@ -65,18 +62,25 @@ pub fn model_config(cfg: &Config, corpus: &Forecast) -> Result<ForecasterConfig>
 /// Errors of a split, summed per (step, feature) on the z-scored scale.
 #[derive(Debug, Clone)]
 pub struct ErrorSums {
+    /// Forecast steps.
     pub horizon: usize,
+    /// Target columns.
     pub features: usize,
+    /// Windows summed.
     pub windows: usize,
+    /// Squared errors per (step, feature), row-major.
     pub sq: Vec<f64>,
+    /// Absolute errors per (step, feature), row-major.
     pub abs: Vec<f64>,
 }
 
 impl ErrorSums {
+    /// Zero sums.
     pub fn new(horizon: usize, features: usize) -> Self {
         Self { horizon, features, windows: 0, sq: vec![0.0; horizon * features], abs: vec![0.0; horizon * features] }
     }
 
+    /// Adds a batch's errors ((windows, horizon, features) tensors).
     pub fn add(&mut self, prediction: &Tensor, target: &Tensor) -> Result<()> {
         let (sq, ab) = error_sums(prediction, target)?;
         self.windows += prediction.dim(0)?;
@@ -125,6 +129,7 @@ impl ErrorSums {
     }
 }
 
+/// The forecasting task: the ETT corpus plus the model.
 pub struct ForecastTask {
     corpus: Forecast,
     model_config: ForecasterConfig,
@@ -137,8 +142,9 @@ pub struct ForecastTask {
 }
 
 impl ForecastTask {
+    /// Loads the corpus and builds the model (seeded by `run.seed`).
     pub fn new(cfg: &Config) -> Result<Self> {
-        let device = crate::trainer::device_of(cfg)?;
+        let device = cfg.run.device()?;
         let corpus = load_corpus(cfg)?;
         let model_config = model_config(cfg, &corpus)?;
         let varmap = VarMap::new();
@@ -169,6 +175,7 @@ impl ForecastTask {
         })
     }
 
+    /// The loaded corpus (normalisation statistics, names, splits).
     pub fn corpus(&self) -> &Forecast {
         &self.corpus
     }
@@ -264,25 +271,29 @@ pub fn predict_cli(dir: &crate::rundir::RunDir, cfg: &Config, args: &super::Pred
     let truth = |i: usize, s: usize, k: usize| test.targets[(i + l + s) * f + k];
     let date = |row: usize| test.dates.get(row).map(String::as_str).unwrap_or("");
     if let Some(path) = &args.csv {
-        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut w = std::io::BufWriter::new(file);
+        // In memory first, then one atomic write: an interrupted run leaves no half file.
+        let mut out = csv::Writer::from_writer(Vec::new());
         let mut header = vec!["window".to_string(), "step".into(), "date".into()];
         for name in &c.target_names {
             header.push(format!("{name}_truth"));
             header.push(format!("{name}_forecast"));
         }
-        writeln!(w, "{}", header.join(","))?;
+        out.write_record(&header)?;
+        let mut row = Vec::with_capacity(header.len());
         for i in 0..n {
             for s in 0..h {
-                write!(w, "{i},{},{}", s + 1, date(i + l + s))?;
+                row.clear();
+                row.extend([i.to_string(), (s + 1).to_string(), date(i + l + s).to_string()]);
                 for k in 0..f {
                     let p = pred[(i * h + s) * f + k];
-                    write!(w, ",{},{}", original(truth(i, s, k), k), original(p, k))?;
+                    row.push(original(truth(i, s, k), k).to_string());
+                    row.push(original(p, k).to_string());
                 }
-                writeln!(w)?;
+                out.write_record(&row)?;
             }
         }
-        w.flush().with_context(|| format!("writing {}", path.display()))?;
+        let bytes = out.into_inner().map_err(|e| anyhow!("{}", e.error()))?;
+        crate::atomic::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {} test windows × {h} steps to {}", n, path.display());
     }
     if let Some(path) = &args.plot {

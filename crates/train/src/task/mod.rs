@@ -1,8 +1,10 @@
 //! Task kinds behind one interface, so the training loop (`trainer`) is written once.
 //!
 //! A task owns its data (batches in a deterministic order), its model (in a `VarMap`), its
-//! loss and its evaluation. Adding a kind (translation, forecasting, speech, ...) means one
-//! module here implementing [`Task`] and one arm in [`build`].
+//! loss and its evaluation. Adding a kind (summarisation, speech, ...) means: its module here,
+//! implementing [`Task`] and exporting a [`Registration`] (how to build it, how `train
+//! predict` uses a finished run), its variant of [`TaskKind`] in `config`, and one arm in
+//! [`registration`] (the compiler points there, the match being exhaustive).
 
 pub mod audio;
 pub mod classify;
@@ -10,7 +12,7 @@ pub mod forecast;
 pub mod synthetic;
 pub mod translate;
 
-use crate::config::{Config, Task as Kind};
+use crate::config::{Config, TaskKind};
 use crate::rundir::RunDir;
 use anyhow::Result;
 use candle_core::Tensor;
@@ -102,14 +104,7 @@ pub struct PredictArgs {
 /// `train predict`: dispatches on the task recorded in the run's config.
 pub fn predict(dir: &RunDir, args: &PredictArgs) -> Result<()> {
     let cfg = crate::config::load_recorded(&dir.root)?;
-    crate::threads::init(cfg.run.threads);
-    match cfg.task {
-        Kind::Classify => classify::predict_cli(dir, &cfg, args),
-        Kind::Forecast => forecast::predict_cli(dir, &cfg, args),
-        Kind::Adding | Kind::Copy => synthetic::predict_cli(dir, &cfg, args),
-        Kind::Audio => audio::predict_cli(dir, &cfg, args),
-        Kind::Translate => translate::predict_cli(dir, &cfg, args),
-    }
+    (registration(cfg.task).predict)(dir, &cfg, args)
 }
 
 /// The inputs given on the command line, or stdin's lines when there are none.
@@ -128,12 +123,26 @@ pub fn inputs_or_stdin(inputs: &[String]) -> Result<Vec<String>> {
 /// Builds the task named by the config. `existing_run` reloads run artefacts (tokenizer,
 /// normalisation statistics) instead of fitting them again.
 pub fn build(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Box<dyn Task>> {
-    match cfg.task {
-        Kind::Classify => Ok(Box::new(classify::ClassifyTask::new(cfg, dir, existing_run)?)),
-        Kind::Forecast => Ok(Box::new(forecast::ForecastTask::new(cfg)?)),
-        Kind::Adding => Ok(Box::new(synthetic::AddingTask::new(cfg)?)),
-        Kind::Copy => Ok(Box::new(synthetic::CopyTask::new(cfg)?)),
-        Kind::Audio => Ok(Box::new(audio::AudioTask::new(cfg, dir, existing_run)?)),
-        Kind::Translate => Ok(Box::new(translate::TranslateTask::new(cfg, dir, existing_run)?)),
+    (registration(cfg.task).build)(cfg, dir, existing_run)
+}
+
+/// A task module's entry points, by which the registry reaches it.
+#[derive(Clone, Copy)]
+pub struct Registration {
+    /// Builds the task for training or evaluation (see [`build`]).
+    pub build: fn(&Config, &RunDir, bool) -> Result<Box<dyn Task>>,
+    /// `train predict` on a finished run of this kind (see [`predict`]).
+    pub predict: fn(&RunDir, &Config, &PredictArgs) -> Result<()>,
+}
+
+/// The registry: each task kind's module. One line per kind.
+pub fn registration(kind: TaskKind) -> Registration {
+    match kind {
+        TaskKind::Classify => classify::REGISTRATION,
+        TaskKind::Audio => audio::REGISTRATION,
+        TaskKind::Forecast => forecast::REGISTRATION,
+        TaskKind::Adding => synthetic::ADDING,
+        TaskKind::Copy => synthetic::COPY,
+        TaskKind::Translate => translate::REGISTRATION,
     }
 }

@@ -4,9 +4,9 @@
 //! (`task = "copy"`, recall 10 symbols after T blanks; accuracy over the recalled symbols).
 //! Fresh training samples every epoch, fixed validation and test sets (see `data::synthetic`).
 
-use super::forecast::lstm_config;
-use super::{SplitName, StepOutput, Task};
+use super::{PredictArgs, Registration, SplitName, StepOutput, Task};
 use crate::config::Config;
+use crate::rundir::RunDir;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarMap;
@@ -19,6 +19,17 @@ use serde_json::{json, Map, Value};
 
 const EVAL_BATCH: usize = 250;
 
+/// How the registry builds the adding problem and predicts with its runs.
+pub const ADDING: Registration =
+    Registration { build: |cfg, _, _| Ok(Box::new(AddingTask::new(cfg)?)), predict: predict_adding };
+
+/// How the registry builds the copy task and predicts with its runs.
+pub const COPY: Registration =
+    Registration { build: |cfg, _, _| Ok(Box::new(CopyTask::new(cfg)?)), predict: predict_copy };
+
+/// How many test sequences `train predict` shows.
+const SHOW: usize = 10;
+
 /// Consecutive index chunks: synthetic training samples are already a fresh random draw.
 fn chunks(n: usize, batch: usize) -> Vec<Vec<usize>> {
     (0..n).collect::<Vec<_>>().chunks(batch).map(<[usize]>::to_vec).collect()
@@ -28,6 +39,7 @@ fn penalised(name: &str) -> bool {
     !name.contains("bias")
 }
 
+/// The adding problem: the generated sets plus the regression model.
 pub struct AddingTask {
     data: data::AddingTask,
     model_config: ForecasterConfig,
@@ -40,14 +52,15 @@ pub struct AddingTask {
 }
 
 impl AddingTask {
+    /// Generates the validation and test sets and builds the model.
     pub fn new(cfg: &Config) -> Result<Self> {
-        let device = crate::trainer::device_of(cfg)?;
+        let device = cfg.run.device()?;
         let data = match data::load(&cfg.data, cfg.run.seed).context("generating the adding problem")? {
             data::Corpus::Adding(t) => t,
             _ => bail!("task \"adding\" needs data.corpus = \"adding\""),
         };
         // Inputs (value, marker) → one output: the final state read out once.
-        let mut model_config = ForecasterConfig::new(lstm_config(&cfg.model, 2), 1, 1);
+        let mut model_config = ForecasterConfig::new(cfg.model.lstm(2), 1, 1);
         model_config.head_dropout = cfg.model.head_dropout;
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
@@ -135,6 +148,7 @@ impl Task for AddingTask {
     }
 }
 
+/// The copy task: the generated sets plus the tagger.
 pub struct CopyTask {
     data: data::CopyTask,
     model_config: TaggerConfig,
@@ -158,14 +172,15 @@ struct CopyScores {
 }
 
 impl CopyTask {
+    /// Generates the validation and test sets and builds the model.
     pub fn new(cfg: &Config) -> Result<Self> {
-        let device = crate::trainer::device_of(cfg)?;
+        let device = cfg.run.device()?;
         let data = match data::load(&cfg.data, cfg.run.seed).context("generating the copy task")? {
             data::Corpus::Copy(t) => t,
             _ => bail!("task \"copy\" needs data.corpus = \"copy\""),
         };
         let model_config =
-            TaggerConfig { vocab_size: COPY_VOCAB, num_classes: COPY_VOCAB, lstm: lstm_config(&cfg.model, COPY_VOCAB) };
+            TaggerConfig { vocab_size: COPY_VOCAB, num_classes: COPY_VOCAB, lstm: cfg.model.lstm(COPY_VOCAB) };
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
         let net = Tagger::new(&model_config, vb).context("building the model")?;
@@ -272,51 +287,59 @@ impl Task for CopyTask {
     }
 }
 
-/// `train predict` for the synthetic tasks: the first test sequences with the model's answer
-/// (`--json` for JSON lines); the run's config regenerates the same test set.
-pub fn predict_cli(dir: &crate::rundir::RunDir, cfg: &Config, args: &super::PredictArgs) -> Result<()> {
-    const SHOW: usize = 10;
+/// `train predict` takes no inputs for the synthetic tasks: the run's config regenerates the
+/// same test set, and the first sequences are shown with the model's answer.
+fn no_inputs(args: &PredictArgs) -> Result<()> {
     if !args.inputs.is_empty() || args.csv.is_some() || args.plot.is_some() {
         bail!("adding/copy runs take no inputs, --csv or --plot: `train predict --run DIR [--json]` prints test sequences with the model's answers");
     }
-    let load = |varmap: &VarMap| {
-        model::checkpoint::load_into_varmap(dir.best(), varmap)
-            .with_context(|| format!("loading {}", dir.best().display()))
-    };
-    match cfg.task {
-        crate::config::Task::Adding => {
-            let task = AddingTask::new(cfg)?;
-            load(task.varmap())?;
-            let set = &task.data.test;
-            let pred = task.predict_set(set)?;
-            for (i, (p, y)) in pred.iter().zip(&set.y).enumerate().take(SHOW) {
-                let t = set.length;
-                let marked: Vec<usize> = (0..t).filter(|&s| set.x[(i * t + s) * 2 + 1] == 1.0).collect();
-                if args.json {
-                    println!("{}", json!({"index": i, "marked_steps": marked, "target": y, "prediction": p}));
-                } else {
-                    println!("test[{i}] marked steps {marked:?}: target {y:.4} prediction {p:.4}");
-                }
-            }
+    Ok(())
+}
+
+fn load_best(dir: &RunDir, varmap: &VarMap) -> Result<()> {
+    model::checkpoint::load_into_varmap(dir.best(), varmap)
+        .with_context(|| format!("loading {}", dir.best().display()))?;
+    Ok(())
+}
+
+/// `train predict` for the adding problem: the first test sequences' marked steps, target and
+/// prediction (`--json` for JSON lines).
+pub fn predict_adding(dir: &RunDir, cfg: &Config, args: &PredictArgs) -> Result<()> {
+    no_inputs(args)?;
+    let task = AddingTask::new(cfg)?;
+    load_best(dir, task.varmap())?;
+    let set = &task.data.test;
+    let pred = task.predict_set(set)?;
+    for (i, (p, y)) in pred.iter().zip(&set.y).enumerate().take(SHOW) {
+        let t = set.length;
+        let marked: Vec<usize> = (0..t).filter(|&s| set.x[(i * t + s) * 2 + 1] == 1.0).collect();
+        if args.json {
+            println!("{}", json!({"index": i, "marked_steps": marked, "target": y, "prediction": p}));
+        } else {
+            println!("test[{i}] marked steps {marked:?}: target {y:.4} prediction {p:.4}");
         }
-        crate::config::Task::Copy => {
-            let task = CopyTask::new(cfg)?;
-            load(task.varmap())?;
-            let set = &task.data.test;
-            let pred = task.predict_set(set)?;
-            let l = set.seq_len();
-            for i in 0..SHOW.min(set.len()) {
-                let symbols = &set.input[i * l..i * l + COPY_SYMBOLS];
-                let recalled = &pred[i * COPY_SYMBOLS..(i + 1) * COPY_SYMBOLS];
-                if args.json {
-                    println!("{}", json!({"index": i, "symbols": symbols, "recalled": recalled}));
-                } else {
-                    let s = |v: &[u32]| v.iter().map(u32::to_string).collect::<String>();
-                    println!("test[{i}] symbols {} recalled {}", s(symbols), s(recalled));
-                }
-            }
+    }
+    Ok(())
+}
+
+/// `train predict` for the copy task: the first test sequences' symbols and what the model
+/// recalled (`--json` for JSON lines).
+pub fn predict_copy(dir: &RunDir, cfg: &Config, args: &PredictArgs) -> Result<()> {
+    no_inputs(args)?;
+    let task = CopyTask::new(cfg)?;
+    load_best(dir, task.varmap())?;
+    let set = &task.data.test;
+    let pred = task.predict_set(set)?;
+    let l = set.seq_len();
+    for i in 0..SHOW.min(set.len()) {
+        let symbols = &set.input[i * l..i * l + COPY_SYMBOLS];
+        let recalled = &pred[i * COPY_SYMBOLS..(i + 1) * COPY_SYMBOLS];
+        if args.json {
+            println!("{}", json!({"index": i, "symbols": symbols, "recalled": recalled}));
+        } else {
+            let s = |v: &[u32]| v.iter().map(u32::to_string).collect::<String>();
+            println!("test[{i}] symbols {} recalled {}", s(symbols), s(recalled));
         }
-        other => bail!("task {other:?} is not a synthetic task"),
     }
     Ok(())
 }

@@ -6,8 +6,8 @@
 //! Run-directory files: `tokenizer_src.json` and `tokenizer_tgt.json`, or one
 //! `tokenizer.json` when `tokenizer.joint = true`.
 
-use super::{SplitName, StepOutput, Task};
-use crate::config::{Config, Invalid};
+use super::{Registration, SplitName, StepOutput, Task};
+use crate::config::{Config, TaskKind};
 use crate::rundir::RunDir;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -16,126 +16,21 @@ use data::batch::{BatchOptions, PairBatch, PairBatcher};
 use data::tokenizer::Tok;
 use data::PairExample;
 use model::rng::SeededRng;
-use model::seq2seq::{AttentionKind, DecodeOptions, Seq2Seq, Seq2SeqConfig};
-use serde::{Deserialize, Serialize};
+use model::seq2seq::{DecodeOptions, Seq2Seq, Seq2SeqConfig};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
-/// The `[translate]` section. Documented in `configs/multi30k_de_en.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TranslateConfig {
-    /// Score function: "bahdanau" | "dot" | "general".
-    pub attention: AttentionKind,
-    /// Feed h̃_{t−1} to the decoder with the next embedding.
-    pub input_feeding: bool,
-    /// Generator weights = target embedding table.
-    pub tie_embeddings: bool,
-    /// ε of the label-smoothed cross-entropy.
-    pub label_smoothing: f64,
-    /// Beam size for the test split and `train translate` (1 = greedy).
-    pub beam: usize,
-    /// Beam size for the per-epoch validation BLEU (1 = greedy, the fast choice).
-    pub valid_beam: usize,
-    /// GNMT length-penalty α.
-    pub length_penalty: f64,
-    /// Output length limit: ⌈ratio · source tokens⌉ + `max_len_extra`.
-    pub max_len_ratio: f64,
-    pub max_len_extra: usize,
-    /// Dropout on the attentional hidden state h̃.
-    pub output_dropout: f64,
-}
-
-impl Default for TranslateConfig {
-    fn default() -> Self {
-        Self {
-            attention: AttentionKind::General,
-            input_feeding: true,
-            tie_embeddings: false,
-            label_smoothing: 0.1,
-            beam: 5,
-            valid_beam: 1,
-            length_penalty: 0.6,
-            max_len_ratio: 1.5,
-            max_len_extra: 5,
-            output_dropout: 0.0,
-        }
-    }
-}
-
-impl TranslateConfig {
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-
-    pub fn validate(&self) -> std::result::Result<(), Invalid> {
-        let bad = |key: &str, message: String| Err(Invalid { key: Some(format!("translate.{key}")), message });
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad("label_smoothing", format!("expected [0, 1), got {}", self.label_smoothing));
-        }
-        if !(0.0..1.0).contains(&self.output_dropout) {
-            return bad("output_dropout", format!("expected a probability in [0, 1), got {}", self.output_dropout));
-        }
-        if self.beam == 0 {
-            return bad("beam", "expected a positive beam size, got 0".into());
-        }
-        if self.valid_beam == 0 {
-            return bad("valid_beam", "expected a positive beam size, got 0".into());
-        }
-        if !(self.length_penalty >= 0.0 && self.length_penalty.is_finite()) {
-            return bad("length_penalty", format!("expected α ≥ 0, got {}", self.length_penalty));
-        }
-        if !(self.max_len_ratio >= 0.0 && self.max_len_ratio.is_finite()) {
-            return bad("max_len_ratio", format!("expected ≥ 0, got {}", self.max_len_ratio));
-        }
-        if self.max_len_ratio == 0.0 && self.max_len_extra == 0 {
-            return bad(
-                "max_len_extra",
-                "max_len_ratio and max_len_extra are both 0: no output could be produced".into(),
-            );
-        }
-        Ok(())
-    }
-
-    pub fn decode_options(&self, beam: usize) -> DecodeOptions {
-        DecodeOptions {
-            beam,
-            length_penalty: self.length_penalty,
-            max_len_ratio: self.max_len_ratio,
-            max_len_extra: self.max_len_extra,
-        }
-    }
-}
-
-/// Checks of the rest of the config that only matter for this task (called from
-/// `Config::validate` when `task = "translate"`).
-pub fn validate_config(cfg: &Config) -> std::result::Result<(), Invalid> {
-    if cfg.data.corpus != data::config::CorpusKind::Multi30k {
-        return Err(Invalid {
-            key: Some("data.corpus".into()),
-            message: "task \"translate\" reads a translation corpus (data.corpus = \"multi30k\")".into(),
-        });
-    }
-    if cfg.model.cell != model::config::CellKind::Lstm {
-        return Err(Invalid {
-            key: Some("model.cell".into()),
-            message: "the encoder–decoder needs \"lstm\" cells (the decoder starts from the encoder's h and c)".into(),
-        });
-    }
-    if cfg.train.early_stopping_metric == "accuracy" {
-        return Err(Invalid {
-            key: Some("train.early_stopping_metric".into()),
-            message:
-                "translation has no accuracy: use \"bleu\" (mode \"max\") or \"loss\" / \"perplexity\" (mode \"min\")"
-                    .into(),
-        });
-    }
-    cfg.translate.validate()
-}
+/// How the registry builds this task and predicts with its runs.
+pub const REGISTRATION: Registration = Registration {
+    build: |cfg, dir, existing_run| Ok(Box::new(TranslateTask::new(cfg, dir, existing_run)?)),
+    predict: predict_cli,
+};
 
 /// Source and target tokenizers (the same one when joint).
 pub struct Tokenizers {
+    /// Reads the source language.
     pub src: Tok,
+    /// Reads and writes the target language.
     pub tgt: Tok,
 }
 
@@ -152,6 +47,7 @@ fn load_tok(path: &Path) -> Result<Tok> {
 }
 
 impl Tokenizers {
+    /// The tokenizers a run stored.
     pub fn load(dir: &RunDir, joint: bool) -> Result<Self> {
         let (s, t) = tokenizer_paths(dir, joint);
         Ok(Self { src: load_tok(&s)?, tgt: load_tok(&t)? })
@@ -236,6 +132,7 @@ pub fn model_config(cfg: &Config, toks: &Tokenizers) -> Seq2SeqConfig {
     }
 }
 
+/// The translation task: encoded splits plus the encoder–decoder.
 pub struct TranslateTask {
     cfg: Config,
     toks: Tokenizers,
@@ -254,8 +151,9 @@ fn ids_tensor(ids: &[u32], rows: usize, cols: usize, device: &Device) -> Result<
 }
 
 impl TranslateTask {
+    /// Loads the corpus, fits (or reloads) the tokenizers and builds the model.
     pub fn new(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Self> {
-        let device = crate::trainer::device_of(cfg)?;
+        let device = cfg.run.device()?;
         let corpus = data::load(&cfg.data, cfg.run.seed).context("loading the corpus")?;
         let data::Corpus::Translation(corpus) = corpus else {
             bail!("task \"translate\" needs a translation corpus (data.corpus = \"multi30k\")");
@@ -385,21 +283,29 @@ impl Task for TranslateTask {
     }
 }
 
+/// An attention matrix: target pieces (EOS included), source pieces, `weights[target][source]`.
+pub type AttentionMatrix = (Vec<String>, Vec<String>, Vec<Vec<f32>>);
+
 /// A finished run's model and tokenizers, for `train translate` and `train predict`.
 pub struct Loaded {
+    /// The run's recorded config.
     pub cfg: Config,
+    /// Its tokenizers.
     pub toks: Tokenizers,
+    /// The model with the best checkpoint's weights.
     pub net: Seq2Seq,
+    /// Where it runs.
     pub device: Device,
     _varmap: VarMap,
 }
 
+/// Loads a finished translation run's best checkpoint and tokenizers.
 pub fn load_run(dir: &RunDir) -> Result<Loaded> {
     let cfg = crate::config::load_recorded(&dir.root)?;
-    if cfg.task != crate::config::Task::Translate {
+    if cfg.task != TaskKind::Translate {
         bail!("{} is a {:?} run, not a translation run (task = \"translate\")", dir.root.display(), cfg.task);
     }
-    let device = crate::trainer::device_of(&cfg)?;
+    let device = cfg.run.device()?;
     let toks = Tokenizers::load(dir, cfg.tokenizer.joint)?;
     let path = dir.best();
     if !path.exists() {
@@ -441,8 +347,8 @@ impl Loaded {
     }
 
     /// The attention matrix of `text` translated with `beam`: (target pieces incl. EOS,
-    /// source pieces, weights[target][source]).
-    pub fn attention(&self, text: &str, beam: usize) -> Result<(Vec<String>, Vec<String>, Vec<Vec<f32>>)> {
+    /// source pieces, `weights[target][source]`).
+    pub fn attention(&self, text: &str, beam: usize) -> Result<AttentionMatrix> {
         let (src, lengths) = self.encode(&[text.to_string()])?;
         let opts = self.cfg.translate.decode_options(beam);
         let hyp = self.net.translate(&src, &lengths, &opts)?.remove(0);
@@ -514,10 +420,10 @@ pub struct TranslateArgs {
     pub texts: Vec<String>,
 }
 
+/// `train translate`: prints one translation per input line.
 pub fn cli(args: &TranslateArgs) -> Result<()> {
     let dir = RunDir::open(&args.run)?;
     let loaded = load_run(&dir)?;
-    crate::threads::init(loaded.cfg.run.threads);
     let beam = args.beam.unwrap_or(loaded.cfg.translate.beam);
     if beam == 0 {
         bail!("--beam: expected a positive beam size, got 0");
@@ -554,19 +460,6 @@ pub fn predict_cli(dir: &RunDir, _cfg: &Config, args: &super::PredictArgs) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_defaults_and_errors() {
-        let c = TranslateConfig::default();
-        assert!(c.validate().is_ok() && c.is_default());
-        let e = TranslateConfig { beam: 0, ..c.clone() }.validate().unwrap_err();
-        assert_eq!(e.key.as_deref(), Some("translate.beam"));
-        let e = TranslateConfig { label_smoothing: 1.0, ..c.clone() }.validate().unwrap_err();
-        assert_eq!(e.key.as_deref(), Some("translate.label_smoothing"));
-        let t: TranslateConfig = toml::from_str("attention = \"bahdanau\"\nbeam = 3\n").unwrap();
-        assert_eq!((t.attention, t.beam), (AttentionKind::Bahdanau, 3));
-        assert!(toml::from_str::<TranslateConfig>("beams = 3\n").is_err());
-    }
 
     #[test]
     fn attention_svg_draws_every_cell() {

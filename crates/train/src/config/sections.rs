@@ -1,0 +1,167 @@
+//! The sections only some tasks (or `train bench`) read: `[audio]`, `[forecast]`,
+//! `[translate]` and `[bench]`. Each is left out of a resolved config when it is all defaults,
+//! and refused on a task that does not read it (see `validate`).
+
+use model::seq2seq::{AttentionKind, DecodeOptions};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The `[audio]` section (`task = "audio"`): how the recordings in `data.dir` are split and
+/// turned into feature frames. Documented in `configs/fsdd.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    /// `"official"` (index 0–4 test) or `{ speaker = "theo" }` (that speaker is the test set).
+    pub split: data::audio::FsddSplit,
+    /// Share of the training files held out for validation by a seeded draw.
+    pub val_fraction: f64,
+    /// `"train_set"` | `"utterance"` | `"none"`.
+    pub normalization: data::audio::Normalization,
+    /// The MFCC front end (`[audio.mfcc]`).
+    pub mfcc: data::audio::MfccConfig,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self {
+            split: data::audio::FsddSplit::Official,
+            val_fraction: 0.1,
+            normalization: data::audio::Normalization::TrainSet,
+            mfcc: data::audio::MfccConfig::default(),
+        }
+    }
+}
+
+impl AudioConfig {
+    /// Whether every key has its default (the section is then left out of `config.toml`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The data crate's corpus settings for the recordings in `dir`.
+    pub fn fsdd(&self, dir: PathBuf) -> data::audio::FsddConfig {
+        data::audio::FsddConfig {
+            dir,
+            split: self.split.clone(),
+            val_fraction: self.val_fraction,
+            mfcc: self.mfcc.clone(),
+            normalization: self.normalization,
+        }
+    }
+}
+
+/// The `[forecast]` section (`task = "forecast"`), documented in `configs/etth1_uni.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastConfig {
+    /// "direct" (a linear head maps the encoder state to every horizon step) | "seq2seq".
+    pub decoder: model::forecaster::Decoder,
+    /// Per-window instance normalisation of the value columns (RevIN, Kim et al. 2022).
+    pub revin: bool,
+    /// RevIN's learnable per-column scale and shift.
+    pub revin_affine: bool,
+    /// Windows per evaluation / prediction batch.
+    pub eval_batch_size: usize,
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        Self { decoder: model::forecaster::Decoder::Direct, revin: false, revin_affine: true, eval_batch_size: 256 }
+    }
+}
+
+impl ForecastConfig {
+    /// Whether every key has its default (the section is then left out of `config.toml`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The `[translate]` section (`task = "translate"`). Documented in `configs/multi30k_de_en.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranslateConfig {
+    /// Score function: "bahdanau" | "dot" | "general".
+    pub attention: AttentionKind,
+    /// Feed h̃_{t−1} to the decoder with the next embedding.
+    pub input_feeding: bool,
+    /// Generator weights = target embedding table.
+    pub tie_embeddings: bool,
+    /// ε of the label-smoothed cross-entropy.
+    pub label_smoothing: f64,
+    /// Beam size for the test split and `train translate` (1 = greedy).
+    pub beam: usize,
+    /// Beam size for the per-epoch validation BLEU (1 = greedy, the fast choice).
+    pub valid_beam: usize,
+    /// GNMT length-penalty α.
+    pub length_penalty: f64,
+    /// Output length limit: ⌈ratio · source tokens⌉ + `max_len_extra`.
+    pub max_len_ratio: f64,
+    /// See `max_len_ratio`.
+    pub max_len_extra: usize,
+    /// Dropout on the attentional hidden state h̃.
+    pub output_dropout: f64,
+}
+
+impl Default for TranslateConfig {
+    fn default() -> Self {
+        Self {
+            attention: AttentionKind::General,
+            input_feeding: true,
+            tie_embeddings: false,
+            label_smoothing: 0.1,
+            beam: 5,
+            valid_beam: 1,
+            length_penalty: 0.6,
+            max_len_ratio: 1.5,
+            max_len_extra: 5,
+            output_dropout: 0.0,
+        }
+    }
+}
+
+impl TranslateConfig {
+    /// Whether every key has its default (the section is then left out of `config.toml`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The decoder's search settings with beam size `beam`.
+    pub fn decode_options(&self, beam: usize) -> DecodeOptions {
+        DecodeOptions {
+            beam,
+            length_penalty: self.length_penalty,
+            max_len_ratio: self.max_len_ratio,
+            max_len_extra: self.max_len_extra,
+        }
+    }
+}
+
+/// The `[bench]` section (`train bench` only; see configs/bench_a.toml).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BenchConfig {
+    /// Timed steps per path (training and inference each), after `warmup`.
+    pub steps: usize,
+    /// Untimed steps first (allocator, caches, thread start-up).
+    pub warmup: usize,
+    /// Timed steps for the slow paths (`ops`, `candle_nn`); at most `steps`.
+    pub slow_steps: usize,
+    /// Tokens per sequence (every row full length).
+    pub seq_len: usize,
+    /// Vocabulary size of the embedding table (ids drawn uniformly).
+    pub vocab: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self { steps: 20, warmup: 3, slow_steps: 20, seq_len: 64, vocab: 16000 }
+    }
+}
+
+impl BenchConfig {
+    /// Whether every key has its default (the section is then left out of `config.toml`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}

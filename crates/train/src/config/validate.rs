@@ -1,0 +1,259 @@
+//! Range and consistency checks of a deserialised config, run at load time so that a bad
+//! value fails before any data is read, with the dotted key it came from.
+
+use super::{AudioConfig, BenchConfig, Config, OptimizerKind, Schedule, TaskKind, TranslateConfig};
+
+/// A validation failure: the dotted key and what was expected.
+#[derive(Debug)]
+pub struct Invalid {
+    /// The dotted key (`model.dropout`), when one key is to blame.
+    pub key: Option<String>,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> Invalid {
+    Invalid { key: Some(key.to_string()), message: message.into() }
+}
+
+impl Config {
+    /// Checks every range and every combination of sections the tasks rely on.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.validate_task_corpus()?;
+        let m = &self.model;
+        let t = &self.train;
+        let prob = |key: &str, p: f64| {
+            if (0.0..1.0).contains(&p) {
+                Ok(())
+            } else {
+                Err(invalid(key, format!("expected a probability in [0, 1), got {p}")))
+            }
+        };
+        let positive = |key: &str, v: usize| {
+            if v > 0 {
+                Ok(())
+            } else {
+                Err(invalid(key, "expected a positive integer, got 0"))
+            }
+        };
+        positive("model.embedding_dim", m.embedding_dim)?;
+        positive("model.hidden", m.hidden)?;
+        positive("model.layers", m.layers)?;
+        prob("model.embedding_dropout", m.embedding_dropout)?;
+        prob("model.dropout", m.dropout)?;
+        prob("model.head_dropout", m.head_dropout)?;
+        prob("model.word_dropout", m.word_dropout)?;
+        positive("train.batch_size", t.batch_size)?;
+        if t.epochs == 0 && t.max_steps == 0 {
+            return Err(invalid("train.epochs", "expected epochs > 0 or max_steps > 0"));
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return Err(invalid("train.lr", format!("expected a positive learning rate, got {}", t.lr)));
+        }
+        if !(0.0..1.0).contains(&t.momentum) {
+            return Err(invalid("train.momentum", format!("expected [0, 1), got {}", t.momentum)));
+        }
+        if !(0.0..1.0).contains(&t.beta1) {
+            return Err(invalid("train.beta1", format!("expected [0, 1), got {}", t.beta1)));
+        }
+        if !(0.0..1.0).contains(&t.beta2) {
+            return Err(invalid("train.beta2", format!("expected [0, 1), got {}", t.beta2)));
+        }
+        if t.eps <= 0.0 || t.eps.is_nan() {
+            return Err(invalid("train.eps", format!("expected > 0, got {}", t.eps)));
+        }
+        for (key, v) in [
+            ("train.clip_norm", t.clip_norm),
+            ("train.l2", t.l2),
+            ("train.weight_decay", t.weight_decay),
+            ("train.l1", t.l1),
+            ("train.min_lr", t.min_lr),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(invalid(key, format!("expected a non-negative number, got {v}")));
+            }
+        }
+        if t.weight_decay > 0.0 && t.optimizer != OptimizerKind::Adamw && t.optimizer != OptimizerKind::Sgd {
+            return Err(invalid(
+                "train.weight_decay",
+                "decoupled weight decay needs optimizer = \"adamw\" or \"sgd\"; for Adam use the L2 penalty `train.l2`",
+            ));
+        }
+        if t.schedule == Schedule::Step {
+            positive("train.step_size", t.step_size)?;
+            if !(t.gamma > 0.0 && t.gamma <= 1.0) {
+                return Err(invalid("train.gamma", format!("expected (0, 1], got {}", t.gamma)));
+            }
+        }
+        if t.class_weights.iter().any(|w| !(*w >= 0.0 && w.is_finite())) {
+            return Err(invalid("train.class_weights", "expected non-negative finite weights"));
+        }
+        if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {
+            return Err(invalid("run.name", "expected a non-empty name without path separators"));
+        }
+        model::device::parse_device(&self.run.device).map_err(|e| invalid("run.device", e.to_string()))?;
+        let located = |e: data::Error| match e {
+            data::Error::Config { key, msg } => Invalid { key: Some(key), message: msg },
+            other => Invalid { key: None, message: other.to_string() },
+        };
+        self.data.validate().map_err(located)?;
+        let fsdd = self.data.corpus == data::config::CorpusKind::Fsdd;
+        if self.task == TaskKind::Audio {
+            if !fsdd {
+                return Err(invalid("data.corpus", "task \"audio\" reads corpus \"fsdd\""));
+            }
+            if self.data.max_len.is_some() {
+                return Err(invalid("data.max_len", "applies to token sequences, not to audio frames"));
+            }
+            self.audio.validate()?;
+        } else {
+            if fsdd {
+                return Err(invalid("task", "corpus \"fsdd\" is read by task = \"audio\""));
+            }
+            if self.audio != AudioConfig::default() {
+                return Err(invalid("audio", "the [audio] section applies to task = \"audio\" only"));
+            }
+        }
+        self.tokenizer.validate().map_err(located)?;
+        if self.task == TaskKind::Translate {
+            self.validate_translate()?;
+        } else if !self.translate.is_default() {
+            return Err(invalid("translate", "the [translate] section applies to task = \"translate\" only"));
+        }
+        Ok(())
+    }
+
+    /// Each of the forecasting and long-time-lag tasks reads one corpus kind.
+    fn validate_task_corpus(&self) -> Result<(), Invalid> {
+        use data::config::CorpusKind;
+        let need = match self.task {
+            TaskKind::Forecast => Some(CorpusKind::Ett),
+            TaskKind::Adding => Some(CorpusKind::Adding),
+            TaskKind::Copy => Some(CorpusKind::Copy),
+            _ => None,
+        };
+        if let Some(kind) = need {
+            if self.data.corpus != kind {
+                return Err(invalid(
+                    "data.corpus",
+                    format!(
+                        "task {:?} reads corpus \"{}\", got \"{}\"",
+                        self.task.name(),
+                        kind.name(),
+                        self.data.corpus.name()
+                    ),
+                ));
+            }
+        }
+        if !self.forecast.is_default() && self.task != TaskKind::Forecast {
+            return Err(invalid("forecast.decoder", "the [forecast] section applies to task = \"forecast\" only"));
+        }
+        if self.task == TaskKind::Forecast {
+            if self.forecast.eval_batch_size == 0 {
+                return Err(invalid("forecast.eval_batch_size", "expected a positive integer, got 0"));
+            }
+            if self.forecast.decoder == model::forecaster::Decoder::Seq2seq && self.model.bidirectional {
+                return Err(invalid(
+                    "model.bidirectional",
+                    "the seq2seq decoder starts from the encoder's states: set bidirectional = false",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks of the rest of the config that only matter for `task = "translate"`.
+    fn validate_translate(&self) -> Result<(), Invalid> {
+        if self.data.corpus != data::config::CorpusKind::Multi30k {
+            return Err(invalid(
+                "data.corpus",
+                "task \"translate\" reads a translation corpus (data.corpus = \"multi30k\")",
+            ));
+        }
+        if self.model.cell != model::config::CellKind::Lstm {
+            return Err(invalid(
+                "model.cell",
+                "the encoder–decoder needs \"lstm\" cells (the decoder starts from the encoder's h and c)",
+            ));
+        }
+        if self.train.early_stopping_metric == "accuracy" {
+            return Err(invalid(
+                "train.early_stopping_metric",
+                "translation has no accuracy: use \"bleu\" (mode \"max\") or \"loss\" / \"perplexity\" (mode \"min\")",
+            ));
+        }
+        self.translate.validate()
+    }
+}
+
+impl AudioConfig {
+    /// Ranges of the `[audio]` section that do not depend on the recordings.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return Err(invalid("audio.val_fraction", format!("expected [0, 1), got {}", self.val_fraction)));
+        }
+        if let data::audio::FsddSplit::Speaker(name) = &self.split {
+            if name.trim().is_empty() {
+                return Err(invalid("audio.split", "the held-out speaker's name is empty"));
+            }
+        }
+        // The rate-independent checks; the rest needs the corpus' sample rate and is checked
+        // when the first file is read. 48 kHz: no common rate is higher.
+        if let Err(e) = data::audio::Mfcc::new(&self.mfcc, 48_000) {
+            return Err(match e {
+                data::audio::AudioError::InvalidConfig { key, reason } => invalid(&format!("audio.mfcc.{key}"), reason),
+                other => Invalid { key: None, message: other.to_string() },
+            });
+        }
+        Ok(())
+    }
+}
+
+impl TranslateConfig {
+    /// Ranges of the `[translate]` section.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let bad = |key: &str, message: String| Err(invalid(&format!("translate.{key}"), message));
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("label_smoothing", format!("expected [0, 1), got {}", self.label_smoothing));
+        }
+        if !(0.0..1.0).contains(&self.output_dropout) {
+            return bad("output_dropout", format!("expected a probability in [0, 1), got {}", self.output_dropout));
+        }
+        if self.beam == 0 {
+            return bad("beam", "expected a positive beam size, got 0".into());
+        }
+        if self.valid_beam == 0 {
+            return bad("valid_beam", "expected a positive beam size, got 0".into());
+        }
+        if !(self.length_penalty >= 0.0 && self.length_penalty.is_finite()) {
+            return bad("length_penalty", format!("expected α ≥ 0, got {}", self.length_penalty));
+        }
+        if !(self.max_len_ratio >= 0.0 && self.max_len_ratio.is_finite()) {
+            return bad("max_len_ratio", format!("expected ≥ 0, got {}", self.max_len_ratio));
+        }
+        if self.max_len_ratio == 0.0 && self.max_len_extra == 0 {
+            return bad(
+                "max_len_extra",
+                "max_len_ratio and max_len_extra are both 0: no output could be produced".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl BenchConfig {
+    /// Ranges of the `[bench]` section (checked by `train bench`, the one reader).
+    pub fn validate(&self) -> Result<(), Invalid> {
+        for (key, v, min) in [
+            ("bench.steps", self.steps, 1),
+            ("bench.slow_steps", self.slow_steps, 1),
+            ("bench.seq_len", self.seq_len, 1),
+            ("bench.vocab", self.vocab, 2),
+        ] {
+            if v < min {
+                return Err(invalid(key, format!("expected at least {min}, got {v}")));
+            }
+        }
+        Ok(())
+    }
+}
