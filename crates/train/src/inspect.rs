@@ -102,7 +102,7 @@ pub struct Inspection {
 
 /// Traces `texts` through the run's best checkpoint. `layer` defaults to the top layer.
 pub fn inspect(dir: &RunDir, texts: &[String], gate: Gate, layer: Option<usize>) -> Result<Inspection> {
-    let cfg: Config = crate::config::load_recorded(&dir.root)?;
+    let cfg: Config = dir.load_config()?;
     if cfg.task != Kind::Classify {
         bail!("train inspect reads classifier runs (task = \"classify\"); {} is another task", dir.root.display());
     }
@@ -379,7 +379,7 @@ pub struct InspectArgs {
 /// `train inspect`.
 pub fn cli(a: &InspectArgs) -> Result<()> {
     let dir = RunDir::open(&a.run)?;
-    let cfg = crate::config::load_recorded(&dir.root)?;
+    let cfg = dir.load_config()?;
     crate::threads::init(cfg.run.threads);
     let gate = Gate::parse(&a.gate)?;
     if let Some(out) = &a.out {

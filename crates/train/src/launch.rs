@@ -1,11 +1,12 @@
 //! The built-in tasks through the open trainer: what `train --config`, `train resume` and
 //! `train eval` run. Each is the same few calls a library user makes with a task of their
-//! own (see [`crate::trainer`]).
+//! own (see [`crate::trainer`]), plus the run-loading rule for an existing run
+//! ([`RunDir::check`]).
 
 use crate::config::Config;
 use crate::rundir::RunDir;
-use crate::trainer::{Options, SplitName, Trainer};
 use crate::task;
+use crate::trainer::{Options, SplitName, Trainer};
 use anyhow::Result;
 use serde_json::{Map, Value};
 
@@ -15,6 +16,10 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
     let trainer = Trainer::new(&cfg.train, cfg.run.seed, dir, opts.clone());
     if resume {
         trainer.check_resumable()?;
+        // Once training has begun, the run is loaded by the rule every subcommand follows.
+        if dir.resume_state().exists() || dir.best().exists() {
+            dir.check(cfg)?;
+        }
     }
     let mut task = task::build(cfg, dir, resume)?;
     if resume {
@@ -27,7 +32,7 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
 /// Evaluation of a finished run from its best checkpoint (`train eval`).
 pub fn eval(dir: &RunDir, split: &str) -> Result<Map<String, Value>> {
     let split = SplitName::parse(split)?;
-    let cfg = crate::config::load_recorded(&dir.root)?;
+    let cfg = dir.load_config()?;
     let task = task::build(&cfg, dir, true)?;
     model::checkpoint::load_into_varmap(dir.best(), task.varmap())?;
     task.evaluate(split)

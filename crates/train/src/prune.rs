@@ -164,6 +164,7 @@ pub fn cli(a: &PruneArgs) -> Result<()> {
     let sparsities = parse_sparsities(&a.sparsity)?;
     let sets: Vec<Override> = a.sets.iter().map(|s| Override::parse(s)).collect::<Result<_>>()?;
     let mut cfg = crate::config::load(&src.config(), &sets)?.config;
+    src.check(&cfg)?;
     crate::threads::init(cfg.run.threads);
     if a.finetune_epochs > 0 {
         cfg.train.epochs = a.finetune_epochs;

@@ -12,7 +12,13 @@
 //!   checkpoints/clock.json                           wall-clock totals for the summary
 //! ```
 //! Every file is replaced atomically (see [`crate::atomic`]).
+//!
+//! An existing run is loaded one way by every subcommand that reads one (eval, predict,
+//! resume, inspect, prune, translate): [`RunDir::load_config`] reads `config.toml` and checks
+//! it against the run's other files ([`RunDir::check`]), refusing a mismatch with a message
+//! naming the file and the difference.
 
+mod check;
 
 use crate::atomic;
 use anyhow::{bail, Context, Result};

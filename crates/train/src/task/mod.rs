@@ -37,7 +37,7 @@ pub struct PredictArgs {
 
 /// `train predict`: dispatches on the task recorded in the run's config.
 pub fn predict(dir: &RunDir, args: &PredictArgs) -> Result<()> {
-    let cfg = crate::config::load_recorded(&dir.root)?;
+    let cfg = dir.load_config()?;
     crate::threads::init(cfg.run.threads);
     match cfg.task {
         Kind::Classify => classify::predict_cli(dir, &cfg, args),

@@ -395,7 +395,7 @@ pub struct Loaded {
 }
 
 pub fn load_run(dir: &RunDir) -> Result<Loaded> {
-    let cfg = crate::config::load_recorded(&dir.root)?;
+    let cfg = dir.load_config()?;
     if cfg.task != crate::config::Task::Translate {
         bail!("{} is a {:?} run, not a translation run (task = \"translate\")", dir.root.display(), cfg.task);
     }
