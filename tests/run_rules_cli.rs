@@ -1,12 +1,14 @@
 //! End-to-end tests of the rules every run subcommand follows when it loads a run (a missing
 //! run file or a `[model]` section that no longer matches the checkpoint is refused, by
-//! `eval` and `predict` alike).
+//! `eval` and `predict` alike) and of the memory estimate that refuses impossible sizes
+//! before anything is allocated.
 
 mod common;
 
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// A copy of a finished run, to spoil without touching the original.
 fn copy_run(from: &Path, to: &Path) -> PathBuf {
@@ -59,4 +61,29 @@ fn eval_and_predict_refuse_a_run_that_does_not_match_its_files() {
     // `resume` follows the same rule.
     let out = train(&["resume", "--run", edited.to_str().unwrap(), "--quiet"], &[]);
     assert!(!out.status.success() && stderr(&out).contains("model.hidden"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_model_that_cannot_fit_is_refused_before_allocating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "");
+    let dir = tmp.path().join("huge");
+    let start = Instant::now();
+    let out = train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "model.hidden=4000000000",
+            "--run-dir",
+            dir.to_str().unwrap(),
+            "--quiet",
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "expected a clean refusal, got {:?}:\n{err}", out.status);
+    assert!(err.contains("model.hidden") && err.contains("available"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(60), "took {:?}", start.elapsed());
+    assert!(!dir.exists(), "a refused run left {}", dir.display());
 }

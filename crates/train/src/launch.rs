@@ -1,12 +1,12 @@
 //! The built-in tasks through the open trainer: what `train --config`, `train resume` and
 //! `train eval` run. Each is the same few calls a library user makes with a task of their
-//! own (see [`crate::trainer`]), plus the run-loading rule for an existing run
-//! ([`RunDir::check`]).
+//! own (see [`crate::trainer`]), plus the checks a run from a config file needs: the memory
+//! estimate before anything is allocated, and the run-loading rule for an existing run.
 
 use crate::config::Config;
 use crate::rundir::RunDir;
-use crate::task;
 use crate::trainer::{Options, SplitName, Trainer};
+use crate::{memory, task};
 use anyhow::Result;
 use serde_json::{Map, Value};
 
@@ -21,6 +21,7 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
             dir.check(cfg)?;
         }
     }
+    memory::check(cfg)?;
     let mut task = task::build(cfg, dir, resume)?;
     if resume {
         trainer.resume(task.as_mut())

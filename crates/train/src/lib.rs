@@ -12,6 +12,7 @@ pub mod config;
 pub mod curves;
 pub mod inspect;
 pub mod launch;
+pub mod memory;
 pub mod metrics;
 pub mod optim;
 pub mod overrides;
