@@ -176,7 +176,9 @@ impl<'a> Trainer<'a> {
                 }
                 let t0 = Instant::now();
                 // forward and loss
-                let out = task.train_step(s.cursor.batch, &mut s.rng)?;
+                let out = task.train_step(s.cursor.batch, &mut s.rng).with_context(|| {
+                    format!("training step {} (epoch {}, batch {})", s.cursor.step, s.cursor.epoch, s.cursor.batch)
+                })?;
                 let loss_value = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 let loss_value = if self.hooks.nan_at(s.cursor.step) { f64::NAN } else { loss_value };
                 if !loss_value.is_finite() {
