@@ -72,8 +72,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 /// Writes `tensors` and `config` (any JSON value, usually the model config) to `path`
-/// atomically (see [`write_atomic`]): a crash leaves either the old file or the new one.
-/// Same tensors ⇒ same bytes.
+/// atomically (temporary file, fsync, rename, folder fsync): a crash leaves either the old
+/// file or the new one. Same tensors ⇒ same bytes.
 pub fn save<T: NamedTensors + ?Sized>(
     path: impl AsRef<Path>,
     tensors: &T,

@@ -21,7 +21,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     write().with_context(|| format!("writing {}", path.display()))
 }
 
-/// Writes `value` as pretty JSON with a final newline, atomically ([`write`]).
+/// Writes `value` as pretty JSON with a final newline, atomically ([`write()`]).
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
