@@ -247,8 +247,8 @@ impl Tok {
         Self::from_tokenizer(inner, Some(path))
     }
 
-    /// Saves as `tokenizer.json` atomically: a temporary file in the same folder, fsynced,
-    /// then renamed over `path`, so a crash leaves either the old file or the new one.
+    /// Saves as `tokenizer.json` atomically ([`atomic_write`]): a crash leaves either the old
+    /// file or the new one.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let json = self.inner.to_string(true).map_err(|e| tok_err(Some(path), e))?;
@@ -307,27 +307,17 @@ impl Tok {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename).
+/// Replaces `path` with `bytes` atomically (the `atomic-write-file` crate: a temporary file in
+/// the same folder, fsynced, renamed over `path`, then the folder fsynced so the rename survives
+/// a crash; the temporary is removed if anything fails).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Persist the rename itself; not every platform can open a folder, so best effort.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
+        file.write_all(bytes)?;
+        file.commit()
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::Io { path: path.into(), source: e }
-    })
+    write().map_err(|source| Error::Io { path: path.into(), source })
 }
 
 #[cfg(test)]

@@ -72,8 +72,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 /// Writes `tensors` and `config` (any JSON value, usually the model config) to `path`
-/// atomically: a temporary file in the same directory is written, fsynced and renamed over
-/// `path`, so a crash leaves either the old file or the new one. Same tensors ⇒ same bytes.
+/// atomically (temporary file, fsync, rename, folder fsync): a crash leaves either the old
+/// file or the new one. Same tensors ⇒ same bytes.
 pub fn save<T: NamedTensors + ?Sized>(
     path: impl AsRef<Path>,
     tensors: &T,
@@ -95,29 +95,17 @@ pub fn save<T: NamedTensors + ?Sized>(
     let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
         .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), msg: format!("serialising: {e}") })?;
     let bytes = canonical_header(bytes).map_err(|msg| Error::Checkpoint { path: path.to_path_buf(), msg })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::Checkpoint { path: path.to_path_buf(), msg: "not a file path".into() })?;
-    let tmp = dir.join(format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Persist the rename itself; not every platform lets a directory be fsynced.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err(path)(e)
-    })
+    write_atomic(path, &bytes).map_err(io_err(path))
+}
+
+/// Replaces `path` with `bytes` atomically (the `atomic-write-file` crate: a temporary file in
+/// the same folder, fsynced, renamed over `path`, then the folder fsynced so the rename survives
+/// a crash; the temporary is removed if anything fails). A run killed at any instant leaves the
+/// old checkpoint or the new one, never a torn one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
+    file.write_all(bytes)?;
+    file.commit()
 }
 
 /// The safetensors crate writes its JSON header from HashMaps, so key order (and thus the

@@ -1,36 +1,27 @@
 //! Atomic file writes: a run killed at any instant leaves either the old file or the new
 //! one, never a torn one.
+//!
+//! All three crates use the `atomic-write-file` crate for this (model's checkpoints, data's
+//! tokenizers, and every run file here): a temporary file in the target's folder, fsynced,
+//! renamed over the target, then the folder fsynced so the rename itself survives a crash.
 
 use anyhow::{Context, Result};
-use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
-/// Writes `bytes` to `path` through a temp file in the same directory, fsyncs it, renames
-/// it over the target and fsyncs the directory so the rename itself survives a crash.
+/// Replaces `path` with `bytes` atomically, creating its folder if needed.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
-        drop(f);
-        fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        if let Ok(d) = File::open(dir) {
-            // Directory fsync is not supported everywhere; the rename already happened.
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+    let write = || -> std::io::Result<()> {
+        let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
+        file.write_all(bytes)?;
+        file.commit()
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }
 
+/// Writes `value` as pretty JSON with a final newline, atomically ([`write()`]).
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
@@ -48,5 +39,21 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn keeps_the_umask_permissions_of_a_plain_create() {
+        // Run files are read by other users' scripts: not the 0600 of a bare temp file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = tempfile::tempdir().unwrap();
+            let plain = dir.path().join("plain");
+            std::fs::write(&plain, b"x").unwrap();
+            let p = dir.path().join("atomic");
+            super::write(&p, b"x").unwrap();
+            let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&p), mode(&plain));
+        }
     }
 }

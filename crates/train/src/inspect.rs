@@ -114,7 +114,7 @@ pub struct Inspection {
 
 /// Traces `texts` through the run's best checkpoint. `layer` defaults to the top layer.
 pub fn inspect(dir: &RunDir, texts: &[String], gate: Gate, layer: Option<usize>) -> Result<Inspection> {
-    let cfg: Config = crate::config::load_recorded(&dir.root)?;
+    let cfg: Config = dir.load_config()?;
     if cfg.task != TaskKind::Classify {
         bail!("train inspect reads classifier runs (task = \"classify\"); {} is another task", dir.root.display());
     }
@@ -392,7 +392,7 @@ pub struct InspectArgs {
 pub fn cli(a: &InspectArgs) -> Result<()> {
     let dir = RunDir::open(&a.run)?;
     // A folder that is not a run is refused before stdin is read.
-    crate::config::load_recorded(&dir.root)?;
+    dir.load_config()?;
     let gate = Gate::parse(&a.gate)?;
     if let Some(out) = &a.out {
         match out.extension().and_then(|e| e.to_str()) {

@@ -1,5 +1,9 @@
 //! sluice training library: configs, the training loop, metrics and run directories.
-//! The `train` binary is a thin CLI over [`trainer::run`].
+//!
+//! The trainer is open: implement [`trainer::Task`] for a model of your own and
+//! [`trainer::Trainer`] trains it with our loop, checkpoints and exact resume (see
+//! `examples/custom_task.rs`). The `train` binary is a thin CLI over [`launch`], which sends
+//! the built-in tasks ([`task`]) through the same door.
 
 pub mod atomic;
 pub mod bench;
@@ -7,7 +11,9 @@ pub mod bleu;
 pub mod config;
 pub mod curves;
 pub mod inspect;
+pub mod launch;
 pub mod loss;
+pub mod memory;
 pub mod metrics;
 pub mod optim;
 pub mod overrides;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use train::config;
 use train::overrides::Override;
 use train::rundir::RunDir;
-use train::trainer::{self, Options};
+use train::trainer::Options;
 
 #[derive(Parser)]
 #[command(name = "train", version, about = "Train, evaluate and use LSTM models (sluice)")]
@@ -138,7 +138,7 @@ fn real_main() -> Result<()> {
             let dir = RunDir::create(root)?;
             train::atomic::write(&dir.config(), cfg.to_toml()?.as_bytes())?;
             eprintln!("run directory: {}", dir.root.display());
-            let summary = match trainer::run(&cfg, &dir, false, &Options { quiet: a.quiet }) {
+            let summary = match train::launch::run(&cfg, &dir, false, &Options { quiet: a.quiet }) {
                 Ok(s) => s,
                 Err(e) => {
                     // Nothing trained yet (bad data, bad model config): leave no half-made run
@@ -156,7 +156,7 @@ fn real_main() -> Result<()> {
             let dir = RunDir::open(&run)?;
             let cfg = config::load_recorded(&dir.root)?;
             configure_threads(cfg.run.threads);
-            let summary = trainer::run(&cfg, &dir, true, &Options { quiet })?;
+            let summary = train::launch::run(&cfg, &dir, true, &Options { quiet })?;
             print_summary(&summary);
         }
         Some(Command::Eval { run, split }) => {
@@ -164,7 +164,7 @@ fn real_main() -> Result<()> {
             let dir = RunDir::open(&run)?;
             let cfg = config::load_recorded(&dir.root)?;
             configure_threads(cfg.run.threads);
-            let m = trainer::eval_run(&dir, &split)?;
+            let m = train::launch::eval(&dir, &split)?;
             println!("{}", serde_json::to_string_pretty(&m)?);
         }
         Some(Command::Translate(args)) => {

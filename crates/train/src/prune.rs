@@ -178,6 +178,7 @@ pub fn cli(a: &PruneArgs) -> Result<()> {
     let sparsities = parse_sparsities(&a.sparsity)?;
     let sets: Vec<Override> = a.sets.iter().map(|s| Override::parse(s)).collect::<Result<_>>()?;
     let mut cfg = crate::config::load(&src.config(), &sets)?.config;
+    src.check(&cfg)?;
     if a.finetune_epochs > 0 {
         cfg.train.epochs = a.finetune_epochs;
         cfg.train.max_steps = 0;

@@ -15,72 +15,8 @@ pub mod translate;
 use crate::config::{Config, TaskKind};
 use crate::rundir::RunDir;
 use anyhow::Result;
-use candle_core::Tensor;
-use candle_nn::VarMap;
-use model::rng::SeededRng;
-use serde_json::{Map, Value};
 
-/// What one training batch produced.
-pub struct StepOutput {
-    /// Scalar loss to minimise (data loss only; the optimizer adds the penalties).
-    pub loss: Tensor,
-    /// Examples in the batch (weights the running loss).
-    pub examples: usize,
-    /// Real tokens / time steps processed, for throughput.
-    pub tokens: usize,
-    /// Correct predictions, for tasks with an accuracy (running train accuracy).
-    pub correct: Option<usize>,
-}
-
-/// Which split to evaluate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SplitName {
-    Train,
-    Validation,
-    Test,
-}
-
-impl SplitName {
-    pub fn name(self) -> &'static str {
-        match self {
-            SplitName::Train => "train",
-            SplitName::Validation => "validation",
-            SplitName::Test => "test",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "train" => Ok(SplitName::Train),
-            "validation" => Ok(SplitName::Validation),
-            "test" => Ok(SplitName::Test),
-            other => anyhow::bail!("split {other:?}: expected train, validation or test"),
-        }
-    }
-}
-
-pub trait Task {
-    /// The model's parameters. Names are the checkpoint's tensor names.
-    fn varmap(&self) -> &VarMap;
-    /// Whether a parameter receives the L2/L1 penalties (weight matrices, not biases).
-    fn penalised(&self, name: &str) -> bool;
-    /// Fixes the batch order of `epoch` (a pure function of the seed and the epoch) and
-    /// returns how many batches it has.
-    fn start_epoch(&mut self, epoch: usize) -> Result<usize>;
-    /// Forward pass and loss of batch `index` of the current epoch, in training mode with
-    /// dropout masks from `rng`.
-    fn train_step(&self, index: usize, rng: &mut SeededRng) -> Result<StepOutput>;
-    /// Metrics over a split with the current weights; must contain `loss`.
-    fn evaluate(&self, split: SplitName) -> Result<Map<String, Value>>;
-    /// JSON stored in checkpoint metadata: what `predict` needs to rebuild the model.
-    fn checkpoint_meta(&self) -> Value;
-    /// Gradients the last backward left row-sparse instead of in its gradient store (an
-    /// embedding table's used rows, `model::ops::embed`), by parameter name; taken, so a
-    /// second call returns nothing.
-    fn sparse_grads(&self) -> Vec<(String, model::ops::SparseRows)> {
-        Vec::new()
-    }
-}
+pub use crate::trainer::{SplitName, StepOutput, Task};
 
 /// Arguments of `train predict`; each task reads the ones it understands.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -103,7 +39,7 @@ pub struct PredictArgs {
 
 /// `train predict`: dispatches on the task recorded in the run's config.
 pub fn predict(dir: &RunDir, args: &PredictArgs) -> Result<()> {
-    let cfg = crate::config::load_recorded(&dir.root)?;
+    let cfg = dir.load_config()?;
     (registration(cfg.task).predict)(dir, &cfg, args)
 }
 

@@ -301,7 +301,7 @@ pub struct Loaded {
 
 /// Loads a finished translation run's best checkpoint and tokenizers.
 pub fn load_run(dir: &RunDir) -> Result<Loaded> {
-    let cfg = crate::config::load_recorded(&dir.root)?;
+    let cfg = dir.load_config()?;
     if cfg.task != TaskKind::Translate {
         bail!("{} is a {:?} run, not a translation run (task = \"translate\")", dir.root.display(), cfg.task);
     }

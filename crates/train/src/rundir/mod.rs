@@ -3,7 +3,8 @@
 //! ```text
 //! runs/<name>-<UTC timestamp>/
 //!   config.toml              resolved config (overrides applied)
-//!   tokenizer.json
+//!   tokenizer.json           (translation: tokenizer_src.json + tokenizer_tgt.json unless joint)
+//!   normalizer.json          (audio with train-set normalisation)
 //!   metrics.jsonl            one JSON object per evaluation
 //!   summary.json             final metrics keyed by split, run facts
 //!   checkpoints/best.safetensors, last.safetensors   model weights
@@ -11,6 +12,13 @@
 //!   checkpoints/clock.json                           wall-clock totals for the summary
 //! ```
 //! Every file is replaced atomically (see [`crate::atomic`]).
+//!
+//! An existing run is loaded one way by every subcommand that reads one (eval, predict,
+//! resume, inspect, prune, translate): [`RunDir::load_config`] reads `config.toml` and checks
+//! it against the run's other files ([`RunDir::check`]), refusing a mismatch with a message
+//! naming the file and the difference.
+
+mod check;
 
 use crate::atomic;
 use anyhow::{bail, Context, Result};
@@ -18,7 +26,9 @@ use serde_json::{Map, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// A run directory: the paths of its files and their atomic writers.
 pub struct RunDir {
+    /// The directory itself.
     pub root: PathBuf,
 }
 
@@ -37,6 +47,15 @@ impl RunDir {
         Ok(Self { root })
     }
 
+    /// A run directory for a library user's own task ([`crate::trainer::Trainer`]): created
+    /// (with `checkpoints/`) if missing, used as it is otherwise; no `config.toml` needed.
+    pub fn ensure(root: PathBuf) -> Result<Self> {
+        fs::create_dir_all(root.join("checkpoints"))
+            .with_context(|| format!("creating run directory {}", root.display()))?;
+        Ok(Self { root })
+    }
+
+    /// An existing run (it has a `config.toml`); see [`RunDir::load_config`] to read it.
     pub fn open(root: &Path) -> Result<Self> {
         if !root.join("config.toml").exists() {
             bail!("{} is not a run directory (no config.toml)", root.display());
@@ -44,30 +63,50 @@ impl RunDir {
         Ok(Self { root: root.to_path_buf() })
     }
 
+    /// `<out_dir>/<name>-<UTC timestamp>`, the default place of a new run.
     pub fn default_path(out_dir: &Path, name: &str) -> PathBuf {
         out_dir.join(format!("{name}-{}", utc_timestamp(std::time::SystemTime::now())))
     }
 
+    /// The resolved config the run was trained with.
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")
     }
+    /// The tokenizer (the joint one for translation with `tokenizer.joint`).
     pub fn tokenizer(&self) -> PathBuf {
         self.root.join("tokenizer.json")
     }
+    /// One JSON object per evaluation.
     pub fn metrics(&self) -> PathBuf {
         self.root.join("metrics.jsonl")
     }
+    /// Final metrics and run facts.
     pub fn summary(&self) -> PathBuf {
         self.root.join("summary.json")
     }
+    /// Weights of the best validation epoch.
     pub fn best(&self) -> PathBuf {
         self.root.join("checkpoints/best.safetensors")
     }
+    /// Weights of the latest evaluation.
     pub fn last(&self) -> PathBuf {
         self.root.join("checkpoints/last.safetensors")
     }
+    /// Weights, optimizer moments, cursor and RNG state for `train resume`.
     pub fn resume_state(&self) -> PathBuf {
         self.root.join("checkpoints/resume.safetensors")
+    }
+    /// Translation's source tokenizer (without `tokenizer.joint`).
+    pub fn tokenizer_src(&self) -> PathBuf {
+        self.root.join("tokenizer_src.json")
+    }
+    /// Translation's target tokenizer (without `tokenizer.joint`).
+    pub fn tokenizer_tgt(&self) -> PathBuf {
+        self.root.join("tokenizer_tgt.json")
+    }
+    /// Audio's feature normaliser fitted on the training split.
+    pub fn normalizer(&self) -> PathBuf {
+        self.root.join("normalizer.json")
     }
     /// Wall-clock totals of the resume state (kept apart so checkpoints stay byte-identical).
     pub fn clock(&self) -> PathBuf {
@@ -94,6 +133,7 @@ impl RunDir {
         atomic::write(&self.metrics(), text.as_bytes())
     }
 
+    /// Writes `summary.json` (pretty JSON).
     pub fn write_summary(&self, summary: &Map<String, Value>) -> Result<()> {
         atomic::write_json(&self.summary(), summary)
     }
