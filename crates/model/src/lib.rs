@@ -19,6 +19,7 @@
 
 #[macro_use]
 mod multiversion;
+pub mod cell;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
