@@ -28,6 +28,10 @@
 //! matrix products, `threads` how a step's work is shared, `real` and `simd` the element
 //! types and their activations, `op` the candle custom ops around the kernel.
 
+// Every unsafe operation sits in its own block, and every block says why it is sound.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod cell;
 pub mod gemm;
 pub mod kernel;

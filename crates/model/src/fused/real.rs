@@ -6,9 +6,13 @@ use super::simd;
 /// Element type: f32 uses the SIMD approximations, f64 uses libm (the exact reference).
 /// `FMA`: fused multiply-adds available (see `simd`); f64 ignores it.
 pub trait Real: candle_core::WithDType + std::ops::Neg<Output = Self> + Default + Copy + Send + Sync {
+    /// σ(x) in place over a slice.
     fn sigmoid_slice<const FMA: bool>(xs: &mut [Self]);
+    /// tanh(x) in place over a slice.
     fn tanh_slice<const FMA: bool>(xs: &mut [Self]);
+    /// σ(x) = 1 / (1 + e^−x).
     fn sigmoid<const FMA: bool>(x: Self) -> Self;
+    /// tanh(x).
     fn tanh<const FMA: bool>(x: Self) -> Self;
     /// `a * b + c`, fused when `FMA`.
     fn madd<const FMA: bool>(a: Self, b: Self, c: Self) -> Self;
