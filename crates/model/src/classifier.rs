@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+/// How the per-step outputs become one vector per sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
@@ -21,20 +22,29 @@ pub enum Pooling {
     Max,
 }
 
+/// Configuration of [`Classifier`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifierConfig {
+    /// Rows of the embedding table.
     pub vocab_size: usize,
+    /// Width of each embedding (the LSTM's input size).
     pub embedding_dim: usize,
+    /// Logits per sequence.
     pub num_classes: usize,
+    /// The recurrent layer.
     pub lstm: LstmConfig,
+    /// Dropout on the embeddings, in [0, 1).
     pub embedding_dropout: f64,
+    /// Dropout on the pooled vector before the linear head, in [0, 1).
     pub head_dropout: f64,
     /// Embedding dropout with one mask per sequence shared over time.
     pub variational: bool,
+    /// How the sequence is summarised for the head.
     pub pooling: Pooling,
 }
 
+/// Sequence classifier: embedding → dropout → [`Lstm`] → pooling → dropout → linear.
 pub struct Classifier {
     embedding: Embedding,
     lstm: Lstm,
@@ -43,9 +53,11 @@ pub struct Classifier {
     sparse_grad: Option<crate::ops::SparseGradSlot>,
 }
 
+/// What [`Classifier::forward`] returns.
 pub struct ClassifierOutput {
     /// (batch, num_classes)
     pub logits: Tensor,
+    /// The LSTM's gates at every step, when asked for.
     pub trace: Option<GateTrace>,
 }
 
@@ -65,10 +77,12 @@ impl Classifier {
         self.sparse_grad.get_or_insert_with(Default::default).clone()
     }
 
+    /// The configuration the model was built from.
     pub fn config(&self) -> &ClassifierConfig {
         &self.cfg
     }
 
+    /// The recurrent layer.
     pub fn lstm(&self) -> &Lstm {
         &self.lstm
     }

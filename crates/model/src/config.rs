@@ -30,14 +30,75 @@ pub enum Variant {
 /// One gate block of the stacked weight matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
+    /// The input gate i.
     Input,
+    /// The forget gate f.
     Forget,
     /// The cell candidate g.
     Cell,
+    /// The output gate o.
     Output,
 }
 
+/// What a gate variant computes, as the switches both cells branch on (the op-by-op
+/// [`crate::cell`] and the fused kernel's `fused::cell`). Derived from [`Variant`] by
+/// [`Variant::spec`]; an absent gate reads as 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CellSpec {
+    /// The input gate has parameters (otherwise i ≡ 1, or i = 1 − f when `coupled`).
+    pub input_gate: bool,
+    /// cifg: i = 1 − f (implies `!input_gate`).
+    pub coupled: bool,
+    /// The forget gate has parameters (otherwise f ≡ 1).
+    pub forget_gate: bool,
+    /// The output gate has parameters (otherwise o ≡ 1).
+    pub output_gate: bool,
+    /// g = tanh(z_g) (otherwise g = z_g).
+    pub input_activation: bool,
+    /// h = o ⊙ tanh(c) (otherwise h = o ⊙ c).
+    pub output_activation: bool,
+    /// i and f see c_{t-1}, o sees c_t, through diagonal weights.
+    pub peephole: bool,
+}
+
+impl CellSpec {
+    /// PyTorch's `nn.LSTM` cell: every gate, both activations, no peepholes.
+    pub const VANILLA: CellSpec = CellSpec {
+        input_gate: true,
+        coupled: false,
+        forget_gate: true,
+        output_gate: true,
+        input_activation: true,
+        output_activation: true,
+        peephole: false,
+    };
+
+    /// Gates with parameters, in PyTorch order (0 = i, 1 = f, 2 = g, 3 = o): the row blocks
+    /// of the weights, as [`Variant::gates`] lists them.
+    pub fn gates(&self) -> Vec<usize> {
+        let mut g = Vec::with_capacity(4);
+        if self.input_gate {
+            g.push(0);
+        }
+        if self.forget_gate {
+            g.push(1);
+        }
+        g.push(2);
+        if self.output_gate {
+            g.push(3);
+        }
+        g
+    }
+}
+
+impl From<Variant> for CellSpec {
+    fn from(v: Variant) -> CellSpec {
+        v.spec()
+    }
+}
+
 impl Variant {
+    /// Every variant, in the order of the paper's table.
     pub const ALL: [Variant; 8] = [
         Variant::Vanilla,
         Variant::Peephole,
@@ -61,6 +122,23 @@ impl Variant {
         }
     }
 
+    /// What the variant computes. Exhaustive: a new variant does not compile until it says
+    /// which gates and activations it has.
+    pub const fn spec(self) -> CellSpec {
+        let v = CellSpec::VANILLA;
+        match self {
+            Variant::Vanilla => v,
+            Variant::Peephole => CellSpec { peephole: true, ..v },
+            Variant::Cifg => CellSpec { input_gate: false, coupled: true, ..v },
+            Variant::Nog => CellSpec { output_gate: false, ..v },
+            Variant::Noaf => CellSpec { output_activation: false, ..v },
+            Variant::Nig => CellSpec { input_gate: false, ..v },
+            Variant::Nfg => CellSpec { forget_gate: false, ..v },
+            Variant::Niaf => CellSpec { input_activation: false, ..v },
+        }
+    }
+
+    /// The config name (`"vanilla"`, `"peephole"`, ...), as serde writes it.
     pub fn name(self) -> &'static str {
         match self {
             Variant::Vanilla => "vanilla",
@@ -79,6 +157,7 @@ impl Variant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CellKind {
+    /// The LSTM cell ([`crate::cell`]), in the gate variant of [`LstmConfig::variant`].
     #[default]
     Lstm,
     /// PyTorch's `nn.GRU` (gate order r, z, n).
@@ -162,6 +241,7 @@ impl LstmConfig {
         }
     }
 
+    /// 2 when bidirectional, else 1.
     pub fn num_directions(&self) -> usize {
         if self.bidirectional {
             2
@@ -224,6 +304,16 @@ mod tests {
         assert_eq!(serde_json::to_string(&CellKind::Gru).unwrap(), "\"gru\"");
         let back: LstmConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn spec_gates_match_the_weight_blocks() {
+        for v in Variant::ALL {
+            let blocks: Vec<usize> = v.gates().iter().map(|g| *g as usize).collect();
+            assert_eq!(v.spec().gates(), blocks, "{v:?}");
+            assert_eq!(CellSpec::from(v), v.spec());
+        }
+        assert_eq!(Variant::Vanilla.spec(), CellSpec::VANILLA);
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub enum Decoder {
     Seq2seq,
 }
 
+/// Configuration of [`Forecaster`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForecasterConfig {
@@ -48,7 +49,9 @@ pub struct ForecasterConfig {
     pub lstm: LstmConfig,
     /// Target features per horizon step.
     pub out_features: usize,
+    /// Steps predicted after the input window.
     pub horizon: usize,
+    /// How the horizon is produced from the encoder.
     pub decoder: Decoder,
     /// Per-window instance normalisation of the value columns (RevIN).
     pub revin: bool,
@@ -82,6 +85,7 @@ impl ForecasterConfig {
         }
     }
 
+    /// Checks ranges; the error names the offending key.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, msg: String| Err(Error::Config { key: key.to_string(), msg });
         self.lstm.validate()?;
@@ -122,10 +126,14 @@ impl ForecasterConfig {
 /// Per-window statistics of the value columns, each (batch, 1, value_features).
 #[derive(Debug, Clone)]
 pub struct WindowStats {
+    /// Mean over the window's steps.
     pub mean: Tensor,
+    /// Standard deviation over the window's steps.
     pub std: Tensor,
 }
 
+/// Sequence regression: an [`Lstm`] encoder over an input window, then a direct linear head
+/// or a step-by-step LSTM decoder over the horizon.
 pub struct Forecaster {
     encoder: Lstm,
     head: Option<Linear>,
@@ -168,10 +176,12 @@ impl Forecaster {
         Ok(Self { encoder, head, decoder, revin_affine, target_index, cfg: cfg.clone() })
     }
 
+    /// The configuration the model was built from.
     pub fn config(&self) -> &ForecasterConfig {
         &self.cfg
     }
 
+    /// The encoder layer.
     pub fn encoder(&self) -> &Lstm {
         &self.encoder
     }

@@ -26,9 +26,11 @@ use candle_core::Tensor;
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+/// Configuration of [`FrameClassifier`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrameClassifierConfig {
+    /// Logits per sequence.
     pub num_classes: usize,
     /// `lstm.input_size` is the number of features per frame.
     pub lstm: LstmConfig,
@@ -38,9 +40,11 @@ pub struct FrameClassifierConfig {
     pub head_dropout: f64,
     /// Input dropout with one mask per sequence shared over time.
     pub variational: bool,
+    /// How the sequence is summarised for the head.
     pub pooling: Pooling,
 }
 
+/// Classifier of frame sequences (e.g. audio features): [`Lstm`] → pooling → dropout → linear.
 pub struct FrameClassifier {
     lstm: Lstm,
     head: Linear,
@@ -58,10 +62,12 @@ impl FrameClassifier {
         Ok(Self { lstm, head, cfg: cfg.clone() })
     }
 
+    /// The configuration the model was built from.
     pub fn config(&self) -> &FrameClassifierConfig {
         &self.cfg
     }
 
+    /// The recurrent layer.
     pub fn lstm(&self) -> &Lstm {
         &self.lstm
     }

@@ -21,6 +21,7 @@ pub struct SeededInit {
 }
 
 impl SeededInit {
+    /// Variables created through it go into `varmap`, drawn from streams keyed by `seed`.
     pub fn new(varmap: &VarMap, seed: u64) -> Self {
         Self { varmap: varmap.clone(), seed }
     }

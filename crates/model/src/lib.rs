@@ -1,5 +1,11 @@
 //! sluice model crate: the LSTM built from candle tensor ops.
 //!
+//! From the bottom up: [`config`] (the layer's configuration and gate variants), [`cell`]
+//! (one LSTM step, op by op: where the output gate lives), [`fused`] (the fused CPU kernel:
+//! the same cell in `fused/cell.rs`, run over whole sequences), [`lstm`] (the layer, which
+//! chooses between the two), then the task models on top ([`classifier`], [`forecaster`],
+//! [`tagger`], [`frames`], [`seq2seq`]).
+//!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use model::{config::LstmConfig, init::seeded_var_builder, Lstm, LstmInput};
@@ -19,6 +25,7 @@
 
 #[macro_use]
 mod multiversion;
+pub mod cell;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
@@ -35,7 +42,8 @@ pub mod rng;
 pub mod seq2seq;
 pub mod tagger;
 
-pub use config::{CellKind, LstmConfig, Variant};
+pub use cell::{CellStep, LstmCell};
+pub use config::{CellKind, CellSpec, LstmConfig, Variant};
 pub use error::{Error, MisShaped, Result};
 pub use lstm::{DirectionTrace, GateTrace, Lstm, LstmInput, LstmOutput, LstmState};
 pub use rng::{SeededRng, SeededRngState};

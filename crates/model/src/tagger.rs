@@ -23,16 +23,20 @@ use candle_core::{DType, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+/// Configuration of [`Tagger`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaggerConfig {
     /// Input symbols 0..vocab_size, fed one-hot; `lstm.input_size` must equal it.
     pub vocab_size: usize,
+    /// Tags (logits per step).
     pub num_classes: usize,
+    /// The recurrent layer.
     pub lstm: LstmConfig,
 }
 
 impl TaggerConfig {
+    /// Checks ranges and that the LSTM reads one-hot symbols; the error names the key.
     pub fn validate(&self) -> Result<()> {
         self.lstm.validate()?;
         if self.lstm.input_size != self.vocab_size {
@@ -51,6 +55,7 @@ impl TaggerConfig {
     }
 }
 
+/// Per-step classifier of symbol sequences: one-hot symbols → [`Lstm`] → linear per step.
 pub struct Tagger {
     lstm: Lstm,
     head: Linear,
@@ -68,6 +73,7 @@ impl Tagger {
         Ok(Self { lstm, head, eye, cfg: cfg.clone() })
     }
 
+    /// The configuration the model was built from.
     pub fn config(&self) -> &TaggerConfig {
         &self.cfg
     }

@@ -62,8 +62,12 @@ impl Packed {
     /// # Safety
     /// `src` must be valid for reads at every `kk * rs + j * cs`, kk < k, j < n.
     pub unsafe fn pack(k: usize, n: usize, src: *const f32, rs: usize, cs: usize, parallel: bool) -> Option<Packed> {
-        let src = src as usize;
-        Self::pack_with(k, n, rs, move |j| (src as *const f32).add(j * cs), parallel)
+        // SAFETY: column j starts at `src + j * cs` and `pack_with` reads k values from it at stride
+        // rs: the elements the contract makes readable.
+        unsafe {
+            let src = src as usize;
+            Self::pack_with(k, n, rs, move |j| (src as *const f32).add(j * cs), parallel)
+        }
     }
 
     /// Packs B (k x n) given by columns: element (kk, j) is `*col(j).add(kk)` (a weight
@@ -78,10 +82,14 @@ impl Packed {
         col: impl Fn(usize) -> *const f32 + Sync,
         parallel: bool,
     ) -> Option<Packed> {
-        Self::pack_with(k, n, 1, col, parallel)
+        // SAFETY: `pack_with` reads k consecutive values from each `col(j)`, as the contract allows.
+        unsafe { Self::pack_with(k, n, 1, col, parallel) }
     }
 
     /// Element (kk, j) at `col(j).add(kk * rs)`.
+    ///
+    /// # Safety
+    /// Every `col(j).add(kk * rs)`, j < n, kk < k, readable.
     unsafe fn pack_with(
         k: usize,
         n: usize,
@@ -89,42 +97,48 @@ impl Packed {
         col: impl Fn(usize) -> *const f32 + Sync,
         parallel: bool,
     ) -> Option<Packed> {
-        use rayon::prelude::*;
-        let isa = detect()?;
-        let panels = n.div_ceil(NR);
-        let len = panels * k * NR;
-        let mut buf = vec![0f32; len + 16];
-        let start = buf.as_ptr().align_offset(64).min(16);
-        if len == 0 {
-            return Some(Packed { buf, start, k, n, isa });
-        }
-        let panel = |(p, dst): (usize, &mut [f32])| {
-            let cols = NR.min(n - p * NR);
-            let mut srcs = [0usize; NR];
-            for (jj, s) in srcs.iter_mut().enumerate().take(cols) {
-                *s = col(p * NR + jj) as usize;
+        // SAFETY: every read is of element (kk, j), kk < k, j < n, at `col(j) + kk * rs`: readable by
+        // the contract.
+        unsafe {
+            use rayon::prelude::*;
+            let isa = detect()?;
+            let panels = n.div_ceil(NR);
+            let len = panels * k * NR;
+            let mut buf = vec![0f32; len + 16];
+            let start = buf.as_ptr().align_offset(64).min(16);
+            if len == 0 {
+                return Some(Packed { buf, start, k, n, isa });
             }
-            // Rows of the panel written in order; the 32 source columns' lines stay in L1.
-            for kk in 0..k {
-                let row = &mut dst[kk * NR..][..cols];
-                for (v, &s) in row.iter_mut().zip(&srcs) {
-                    *v = *(s as *const f32).add(kk * rs);
+            let panel = |(p, dst): (usize, &mut [f32])| {
+                let cols = NR.min(n - p * NR);
+                let mut srcs = [0usize; NR];
+                for (jj, s) in srcs.iter_mut().enumerate().take(cols) {
+                    *s = col(p * NR + jj) as usize;
                 }
+                // Rows of the panel written in order; the 32 source columns' lines stay in L1.
+                for kk in 0..k {
+                    let row = &mut dst[kk * NR..][..cols];
+                    for (v, &s) in row.iter_mut().zip(&srcs) {
+                        *v = *(s as *const f32).add(kk * rs);
+                    }
+                }
+            };
+            let dst = &mut buf[start..start + len];
+            if parallel {
+                dst.par_chunks_mut(k * NR).enumerate().for_each(panel);
+            } else {
+                dst.chunks_mut(k * NR).enumerate().for_each(panel);
             }
-        };
-        let dst = &mut buf[start..start + len];
-        if parallel {
-            dst.par_chunks_mut(k * NR).enumerate().for_each(panel);
-        } else {
-            dst.chunks_mut(k * NR).enumerate().for_each(panel);
+            Some(Packed { buf, start, k, n, isa })
         }
-        Some(Packed { buf, start, k, n, isa })
     }
 
+    /// Rows of B (the inner dimension of the product).
     pub fn k(&self) -> usize {
         self.k
     }
 
+    /// Columns of B.
     pub fn n(&self) -> usize {
         self.n
     }
@@ -136,7 +150,9 @@ impl Packed {
     /// A must be readable over m rows of k values at stride lda; C writable over m rows of n
     /// values at stride ldc; A and C must not overlap.
     pub unsafe fn gemm(&self, m: usize, a: *const f32, lda: usize, c: *mut f32, ldc: usize, accumulate: bool) {
-        self.gemm_rows(m, |i| a.add(i * lda), c, ldc, accumulate)
+        // SAFETY: row i of A starts at `a + i * lda`, k values readable by the contract; C and the
+        // no-overlap rule carry over.
+        unsafe { self.gemm_rows(m, |i| a.add(i * lda), c, ldc, accumulate) }
     }
 
     /// `gemm` with row i of A at `a_row(i)` (k values each): the rows of a step gathered in
@@ -152,61 +168,76 @@ impl Packed {
         ldc: usize,
         accumulate: bool,
     ) {
-        let (k, n) = (self.k, self.n);
-        if m == 0 || n == 0 {
-            return;
-        }
-        if k == 0 {
-            if !accumulate {
-                for i in 0..m {
-                    std::slice::from_raw_parts_mut(c.add(i * ldc), n).fill(0.0);
-                }
+        // SAFETY: every tile reads k values (in k-blocks) from A rows i..i + rows < m (rows past
+        // `rows` repeat row i) and panel rows of the packed buffer (`panels · k · NR` values from
+        // `start`), and writes rows < m, columns < n of C: all valid by the contract; C is written
+        // only through these calls (the k = 0 fill likewise).
+        unsafe {
+            let (k, n) = (self.k, self.n);
+            if m == 0 || n == 0 {
+                return;
             }
-            return;
-        }
-        let b = self.buf.as_ptr().add(self.start);
-        let mr = self.mr();
-        let panels = n.div_ceil(NR);
-        let mut kb = 0;
-        while kb < k {
-            let kc = KC.min(k - kb);
-            let load = accumulate || kb > 0;
-            for p in 0..panels {
-                let cols = NR.min(n - p * NR);
-                let bp = b.add((p * k + kb) * NR);
-                let mut i = 0;
-                while i < m {
-                    let rows = mr.min(m - i);
-                    let mut arows = [a_row(i).add(kb); 8];
-                    for (r, slot) in arows.iter_mut().enumerate().take(rows).skip(1) {
-                        *slot = a_row(i + r).add(kb);
+            if k == 0 {
+                if !accumulate {
+                    for i in 0..m {
+                        std::slice::from_raw_parts_mut(c.add(i * ldc), n).fill(0.0);
                     }
-                    self.tile_at(&[(arows, bp, kc)], rows, cols, c.add(i * ldc + p * NR), ldc, load);
-                    i += rows;
                 }
+                return;
             }
-            kb += kc;
+            let b = self.buf.as_ptr().add(self.start);
+            let mr = self.mr();
+            let panels = n.div_ceil(NR);
+            let mut kb = 0;
+            while kb < k {
+                let kc = KC.min(k - kb);
+                let load = accumulate || kb > 0;
+                for p in 0..panels {
+                    let cols = NR.min(n - p * NR);
+                    let bp = b.add((p * k + kb) * NR);
+                    let mut i = 0;
+                    while i < m {
+                        let rows = mr.min(m - i);
+                        let mut arows = [a_row(i).add(kb); 8];
+                        for (r, slot) in arows.iter_mut().enumerate().take(rows).skip(1) {
+                            *slot = a_row(i + r).add(kb);
+                        }
+                        self.tile_at(&[(arows, bp, kc)], rows, cols, c.add(i * ldc + p * NR), ldc, load);
+                        i += rows;
+                    }
+                }
+                kb += kc;
+            }
         }
     }
 
     /// One tile over up to two k-segments, each (row pointers of A, panel slice of B, k).
+    ///
+    /// # Safety
+    /// Each segment's first `mr()` A rows readable for its k values and its B panel for k
+    /// rows of `NR`; C writable over `mr()` rows of `NR` values at stride ldc.
     #[inline]
     unsafe fn tile_segs(&self, segs: &[([*const f32; 8], *const f32, usize)], c: *mut f32, ldc: usize, load: bool) {
-        #[cfg(target_arch = "x86_64")]
-        match self.isa {
-            Isa::Avx512 => x86::tile_avx512(segs, c, ldc, load),
-            Isa::Avx2 => {
-                let mut s3 = [([std::ptr::null(); 3], std::ptr::null(), 0); 2];
-                for (d, &(a, b, kc)) in s3.iter_mut().zip(segs) {
-                    *d = ([a[0], a[1], a[2]], b, kc);
+        // SAFETY: `isa` names a kernel only where `detect` found its features (AVX-512F; AVX2 and
+        // FMA), and the AVX2 kernel gets the first `mr()` = 3 row pointers; the pointers are valid
+        // by this function's contract.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            match self.isa {
+                Isa::Avx512 => x86::tile_avx512(segs, c, ldc, load),
+                Isa::Avx2 => {
+                    let mut s3 = [([std::ptr::null(); 3], std::ptr::null(), 0); 2];
+                    for (d, &(a, b, kc)) in s3.iter_mut().zip(segs) {
+                        *d = ([a[0], a[1], a[2]], b, kc);
+                    }
+                    x86::tile_avx2(&s3[..segs.len()], c, ldc, load)
                 }
-                x86::tile_avx2(&s3[..segs.len()], c, ldc, load)
             }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (segs, c, ldc, load);
-            unreachable!("no micro-kernel is detected off x86-64")
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = (segs, c, ldc, load);
+                unreachable!("no micro-kernel is detected off x86-64")
+            }
         }
     }
 
@@ -220,6 +251,9 @@ impl Packed {
 
     /// Runs one tile at rows i.., panel p, full or through a zero-padded copy of C at the
     /// edges (rows past `rows` read row i of A again, valid memory; their results are dropped).
+    ///
+    /// # Safety
+    /// As `tile_segs`, except that C need only be writable over `rows` rows of `cols` values.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_at(
@@ -231,18 +265,23 @@ impl Packed {
         ldc: usize,
         load: bool,
     ) {
-        if rows == self.mr() && cols == NR {
-            return self.tile_segs(segs, c, ldc, load);
-        }
-        let mut tmp = [0f32; 8 * NR];
-        if load {
-            for r in 0..rows {
-                std::ptr::copy_nonoverlapping(c.add(r * ldc), tmp.as_mut_ptr().add(r * NR), cols);
+        // SAFETY: a full tile writes C directly (valid by the contract); a partial one goes through
+        // `tmp` (8 rows of NR ≥ mr() × cols), copying only `rows` rows of `cols` values of C in
+        // and out.
+        unsafe {
+            if rows == self.mr() && cols == NR {
+                return self.tile_segs(segs, c, ldc, load);
             }
-        }
-        self.tile_segs(segs, tmp.as_mut_ptr(), NR, load);
-        for r in 0..rows {
-            std::ptr::copy_nonoverlapping(tmp.as_ptr().add(r * NR), c.add(r * ldc), cols);
+            let mut tmp = [0f32; 8 * NR];
+            if load {
+                for r in 0..rows {
+                    std::ptr::copy_nonoverlapping(c.add(r * ldc), tmp.as_mut_ptr().add(r * NR), cols);
+                }
+            }
+            self.tile_segs(segs, tmp.as_mut_ptr(), NR, load);
+            for r in 0..rows {
+                std::ptr::copy_nonoverlapping(tmp.as_ptr().add(r * NR), c.add(r * ldc), cols);
+            }
         }
     }
 
@@ -261,26 +300,31 @@ impl Packed {
         c: *mut f32,
         ldc: usize,
     ) {
-        assert!(other.n == self.n && other.isa == self.isa, "gemm_pair: packings differ");
-        let n = self.n;
-        if m == 0 || n == 0 {
-            return;
-        }
-        let (b1, b2) = (self.buf.as_ptr().add(self.start), other.buf.as_ptr().add(other.start));
-        let mr = self.mr();
-        for p in 0..n.div_ceil(NR) {
-            let cols = NR.min(n - p * NR);
-            let mut i = 0;
-            while i < m {
-                let rows = mr.min(m - i);
-                let (mut r1, mut r2) = ([a1_row(i); 8], [a2_row(i); 8]);
-                for r in 1..rows {
-                    r1[r] = a1_row(i + r);
-                    r2[r] = a2_row(i + r);
+        // SAFETY: each tile reads the k values of A rows i..i + rows < m of each side (rows past
+        // `rows` repeat row i) and panel p of each packing, and writes rows < m, columns < n of C:
+        // valid by the contract; both packings have the same n and ISA (asserted).
+        unsafe {
+            assert!(other.n == self.n && other.isa == self.isa, "gemm_pair: packings differ");
+            let n = self.n;
+            if m == 0 || n == 0 {
+                return;
+            }
+            let (b1, b2) = (self.buf.as_ptr().add(self.start), other.buf.as_ptr().add(other.start));
+            let mr = self.mr();
+            for p in 0..n.div_ceil(NR) {
+                let cols = NR.min(n - p * NR);
+                let mut i = 0;
+                while i < m {
+                    let rows = mr.min(m - i);
+                    let (mut r1, mut r2) = ([a1_row(i); 8], [a2_row(i); 8]);
+                    for r in 1..rows {
+                        r1[r] = a1_row(i + r);
+                        r2[r] = a2_row(i + r);
+                    }
+                    let segs = [(r1, b1.add(p * self.k * NR), self.k), (r2, b2.add(p * other.k * NR), other.k)];
+                    self.tile_at(&segs, rows, cols, c.add(i * ldc + p * NR), ldc, false);
+                    i += rows;
                 }
-                let segs = [(r1, b1.add(p * self.k * NR), self.k), (r2, b2.add(p * other.k * NR), other.k)];
-                self.tile_at(&segs, rows, cols, c.add(i * ldc + p * NR), ldc, false);
-                i += rows;
             }
         }
     }
@@ -293,62 +337,79 @@ mod x86 {
 
     /// 8 rows x 32 columns: C[r, 0..32] (+)= Σ over the segments Σ_kk a[r][kk] · B[kk, 0..32],
     /// the sums kept in registers from one segment to the next.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; each segment's 8 A rows readable for its k values and its B
+    /// panel (64-byte aligned) for k rows of 32; C writable over 8 rows of 32 at stride ldc.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn tile_avx512(segs: &[([*const f32; 8], *const f32, usize)], c: *mut f32, ldc: usize, load: bool) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; 8];
-        if load {
-            for (r, row) in acc.iter_mut().enumerate() {
-                row[0] = _mm512_loadu_ps(c.add(r * ldc));
-                row[1] = _mm512_loadu_ps(c.add(r * ldc + 16));
-            }
-        }
-        for &(a, b, kc) in segs {
-            for kk in 0..kc {
-                let b0 = _mm512_load_ps(b.add(kk * NR));
-                let b1 = _mm512_load_ps(b.add(kk * NR + 16));
+        // SAFETY: the CPU has AVX-512F (the contract); loads and stores stay in the extents the
+        // contract makes valid, and the aligned loads read B panels, which `pack_with` starts on
+        // 64-byte boundaries.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 2]; 8];
+            if load {
                 for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*a[r].add(kk));
-                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                    row[0] = _mm512_loadu_ps(c.add(r * ldc));
+                    row[1] = _mm512_loadu_ps(c.add(r * ldc + 16));
                 }
             }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            _mm512_storeu_ps(c.add(r * ldc), row[0]);
-            _mm512_storeu_ps(c.add(r * ldc + 16), row[1]);
+            for &(a, b, kc) in segs {
+                for kk in 0..kc {
+                    let b0 = _mm512_load_ps(b.add(kk * NR));
+                    let b1 = _mm512_load_ps(b.add(kk * NR + 16));
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = _mm512_set1_ps(*a[r].add(kk));
+                        row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                        row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                    }
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                _mm512_storeu_ps(c.add(r * ldc), row[0]);
+                _mm512_storeu_ps(c.add(r * ldc + 16), row[1]);
+            }
         }
     }
 
     /// 3 rows x 32 columns with 256-bit registers.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; as `tile_avx512` otherwise, with 3 rows.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile_avx2(segs: &[([*const f32; 3], *const f32, usize)], c: *mut f32, ldc: usize, load: bool) {
-        let mut acc = [[_mm256_setzero_ps(); 4]; 3];
-        if load {
-            for (r, row) in acc.iter_mut().enumerate() {
-                for (q, v) in row.iter_mut().enumerate() {
-                    *v = _mm256_loadu_ps(c.add(r * ldc + 8 * q));
-                }
-            }
-        }
-        for &(a, b, kc) in segs {
-            for kk in 0..kc {
-                let bs = [
-                    _mm256_load_ps(b.add(kk * NR)),
-                    _mm256_load_ps(b.add(kk * NR + 8)),
-                    _mm256_load_ps(b.add(kk * NR + 16)),
-                    _mm256_load_ps(b.add(kk * NR + 24)),
-                ];
+        // SAFETY: the CPU has AVX2 and FMA (the contract); loads and stores stay in the extents the
+        // contract makes valid, and the aligned loads read B panels, which `pack_with` starts on
+        // 64-byte boundaries.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 4]; 3];
+            if load {
                 for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_set1_ps(*a[r].add(kk));
-                    for (v, bv) in row.iter_mut().zip(bs) {
-                        *v = _mm256_fmadd_ps(av, bv, *v);
+                    for (q, v) in row.iter_mut().enumerate() {
+                        *v = _mm256_loadu_ps(c.add(r * ldc + 8 * q));
                     }
                 }
             }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (q, v) in row.iter().enumerate() {
-                _mm256_storeu_ps(c.add(r * ldc + 8 * q), *v);
+            for &(a, b, kc) in segs {
+                for kk in 0..kc {
+                    let bs = [
+                        _mm256_load_ps(b.add(kk * NR)),
+                        _mm256_load_ps(b.add(kk * NR + 8)),
+                        _mm256_load_ps(b.add(kk * NR + 16)),
+                        _mm256_load_ps(b.add(kk * NR + 24)),
+                    ];
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = _mm256_set1_ps(*a[r].add(kk));
+                        for (v, bv) in row.iter_mut().zip(bs) {
+                            *v = _mm256_fmadd_ps(av, bv, *v);
+                        }
+                    }
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                for (q, v) in row.iter().enumerate() {
+                    _mm256_storeu_ps(c.add(r * ldc + 8 * q), *v);
+                }
             }
         }
     }
@@ -377,10 +438,13 @@ mod tests {
             let a2: Vec<f32> = (0..m * k2).map(|_| lcg(&mut st)).collect();
             let b1: Vec<f32> = (0..k1 * n).map(|_| lcg(&mut st)).collect();
             let b2: Vec<f32> = (0..k2 * n).map(|_| lcg(&mut st)).collect();
+            // SAFETY: b1 (k1 × n) and b2 (k2 × n) row-major, read in bounds.
             let p1 = unsafe { Packed::pack(k1, n, b1.as_ptr(), n, 1, false) }.unwrap();
+            // SAFETY: as above.
             let p2 = unsafe { Packed::pack(k2, n, b2.as_ptr(), n, 1, false) }.unwrap();
             let ldc = n + 2;
             let mut c = vec![7f32; m * ldc];
+            // SAFETY: a1 (m × k1), a2 (m × k2) and c (m × ldc ≥ n) are separate buffers.
             unsafe {
                 p1.gemm_pair(m, |i| a1.as_ptr().add(i * k1), &p2, |i| a2.as_ptr().add(i * k2), c.as_mut_ptr(), ldc)
             };
@@ -424,17 +488,21 @@ mod tests {
                     let ldc = n + 3;
                     let c0: Vec<f32> = (0..m * ldc).map(|_| lcg(&mut st)).collect();
                     let (rs, cs) = if transposed { (1, k) } else { (n, 1) };
+                    // SAFETY: bsrc holds k × n values, read at kk·rs + j·cs in bounds.
                     let packed = unsafe { Packed::pack(k, n, bsrc.as_ptr(), rs, cs, false) }.unwrap();
                     let len = n.div_ceil(NR) * k * NR;
+                    // SAFETY: as above.
                     let par = unsafe { Packed::pack(k, n, bsrc.as_ptr(), rs, cs, true) }.unwrap();
                     assert_eq!(par.buf[par.start..][..len], packed.buf[packed.start..][..len]);
                     if transposed {
                         let base = bsrc.as_ptr() as usize;
+                        // SAFETY: column j of the transposed source is k values from j·k.
                         let by_cols =
                             unsafe { Packed::pack_cols(k, n, |j| (base as *const f32).add(j * k), false) }.unwrap();
                         assert_eq!(by_cols.buf[by_cols.start..][..len], packed.buf[packed.start..][..len]);
                     }
                     let mut c = c0.clone();
+                    // SAFETY: a (m × k) and c (m × ldc ≥ n) are separate buffers.
                     unsafe { packed.gemm(m, a.as_ptr(), k, c.as_mut_ptr(), ldc, accumulate) };
                     for i in 0..m {
                         for j in 0..ldc {

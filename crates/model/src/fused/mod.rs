@@ -22,17 +22,33 @@
 //! barrier pool for element-wise ops was tried: its waits spin without yielding, which stalls
 //! every step by a scheduler slice when the cores are shared with other processes.)
 
-pub mod hook;
+//!
+//! Modules: `cell` the gate math of one step (where the output gate lives), `kernel` the
+//! forward and backward time loops, `plan` their row/column layout, `gemm` and `micro` the
+//! matrix products, `threads` how a step's work is shared, `real` and `simd` the element
+//! types and their activations, `op` the candle custom ops around the kernel.
+
+// Every unsafe operation sits in its own block, and every block says why it is sound.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod cell;
+pub mod gemm;
 pub mod kernel;
 pub mod micro;
 pub mod op;
+pub mod plan;
+pub mod real;
 pub mod simd;
+pub mod threads;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
+use crate::cell::DirectionWeights;
+pub use crate::config::CellSpec;
+use crate::config::Variant;
 use candle_core::{DType, Device, Result, Tensor};
-pub use kernel::CellSpec;
 
 #[cfg(test)]
 thread_local! {
@@ -45,94 +61,18 @@ fn op_threads() -> usize {
     if let Some(t) = THREADS_OVERRIDE.with(|c| c.get()) {
         return t;
     }
-    kernel::pool_threads()
+    threads::pool_threads()
 }
 
-/// The gate variants (Greff et al. 2017) by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FusedVariant {
-    Vanilla,
-    Peephole,
-    Cifg,
-    Nog,
-    Noaf,
-    Nig,
-    Nfg,
-    Niaf,
-}
-
-impl FusedVariant {
-    pub const ALL: [FusedVariant; 8] = [
-        FusedVariant::Vanilla,
-        FusedVariant::Peephole,
-        FusedVariant::Cifg,
-        FusedVariant::Nog,
-        FusedVariant::Noaf,
-        FusedVariant::Nig,
-        FusedVariant::Nfg,
-        FusedVariant::Niaf,
-    ];
-
-    /// The config name (`"vanilla"`, `"peephole"`, ...); None for an unknown name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.name() == name)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            FusedVariant::Vanilla => "vanilla",
-            FusedVariant::Peephole => "peephole",
-            FusedVariant::Cifg => "cifg",
-            FusedVariant::Nog => "nog",
-            FusedVariant::Noaf => "noaf",
-            FusedVariant::Nig => "nig",
-            FusedVariant::Nfg => "nfg",
-            FusedVariant::Niaf => "niaf",
-        }
-    }
-
-    pub fn spec(self) -> CellSpec {
-        let v = CellSpec::VANILLA;
-        match self {
-            FusedVariant::Vanilla => v,
-            FusedVariant::Peephole => CellSpec { peephole: true, ..v },
-            FusedVariant::Cifg => CellSpec { input_gate: false, coupled: true, ..v },
-            FusedVariant::Nog => CellSpec { output_gate: false, ..v },
-            FusedVariant::Noaf => CellSpec { output_activation: false, ..v },
-            FusedVariant::Nig => CellSpec { input_gate: false, ..v },
-            FusedVariant::Nfg => CellSpec { forget_gate: false, ..v },
-            FusedVariant::Niaf => CellSpec { input_activation: false, ..v },
-        }
-    }
-
-    /// Gates with parameters, in the row order of W_ih / W_hh / biases (PyTorch's i, f, g, o
-    /// with the absent ones left out): e.g. cifg and nig have `[f, g, o]`, 3H rows.
-    pub fn gate_names(self) -> Vec<&'static str> {
-        self.spec().gates().into_iter().map(|g| ["i", "f", "g", "o"][g]).collect()
-    }
-}
-
-/// Whether the fused op runs for this device, dtype and variant (CPU, f32/f64, every variant).
-/// Elsewhere the caller uses the op-by-op path.
-pub fn supports(device: &Device, dtype: DType, _variant: FusedVariant) -> bool {
+/// Whether the fused op runs for this device and dtype (CPU, f32/f64; every variant).
+/// Elsewhere the layer uses the op-by-op path.
+pub fn supports(device: &Device, dtype: DType) -> bool {
     device.is_cpu() && matches!(dtype, DType::F32 | DType::F64)
 }
 
-/// One direction's parameters. With `G` = number of gates with parameters
-/// (`FusedVariant::gate_names`): `w_ih` (G*H, input), `w_hh` (G*H, H), biases (G*H),
-/// peephole diagonals `p_i, p_f, p_o` stacked (3*H) (peephole variant only).
-#[derive(Clone, Copy)]
-pub struct DirectionParams<'a> {
-    pub w_ih: &'a Tensor,
-    pub w_hh: &'a Tensor,
-    pub b_ih: Option<&'a Tensor>,
-    pub b_hh: Option<&'a Tensor>,
-    pub peephole: Option<&'a Tensor>,
-}
-
 /// Vanilla (PyTorch `nn.LSTM`) direction. `x` (batch, time, input); `lengths` one per batch
-/// row (each <= time; empty = all full); returns (output (batch, time, hidden), h_n (batch,
-/// hidden), c_n (batch, hidden)).
+/// row (each <= time; empty = all full); absent biases are zeros; returns (output (batch,
+/// time, hidden), h_n (batch, hidden), c_n (batch, hidden)).
 #[allow(clippy::too_many_arguments)]
 pub fn lstm_direction(
     x: &Tensor,
@@ -145,13 +85,20 @@ pub fn lstm_direction(
     lengths: &[usize],
     reverse: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let params = DirectionParams { w_ih, w_hh, b_ih, b_hh, peephole: None };
-    lstm_direction_variant(FusedVariant::Vanilla, &params, x, h0, c0, lengths, reverse)
+    let zeros = || Tensor::zeros(w_ih.dim(0)?, x.dtype(), x.device());
+    let w = DirectionWeights {
+        w_ih: w_ih.clone(),
+        w_hh: w_hh.clone(),
+        b_ih: b_ih.cloned().map_or_else(zeros, Ok)?,
+        b_hh: b_hh.cloned().map_or_else(zeros, Ok)?,
+        peephole: None,
+    };
+    lstm_direction_variant(Variant::Vanilla, &w, x, h0, c0, lengths, reverse)
 }
 
 /// Checks shapes and packs one direction's weights as the op takes them:
 /// `[W_ih | W_hh | b_ih + b_hh (| peephole)]`, (G*H, wcols), with differentiable ops.
-fn pack_weights(variant: FusedVariant, p: &DirectionParams<'_>, x: &Tensor) -> Result<Tensor> {
+fn pack_weights(variant: Variant, p: &DirectionWeights, x: &Tensor) -> Result<Tensor> {
     let (bias, peep) = check_and_columns(variant, p, x)?;
     let mut cols = vec![p.w_ih.clone(), p.w_hh.clone(), bias.unsqueeze(1)?];
     if let Some(col) = peep {
@@ -162,13 +109,13 @@ fn pack_weights(variant: FusedVariant, p: &DirectionParams<'_>, x: &Tensor) -> R
 
 /// Checks the shapes; returns the summed bias (G*H) and, for the peephole variant, the
 /// peephole weights as a column over the gate rows (0 for g), both as differentiable tensors.
-fn check_and_columns(variant: FusedVariant, p: &DirectionParams<'_>, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+fn check_and_columns(variant: Variant, p: &DirectionWeights, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
     let spec = variant.spec();
     let (_, _, i) = x.dims3()?;
     let (rows, wi) = p.w_ih.dims2()?;
     let hidden = p.w_hh.dim(1)?;
     let ng = spec.gates().len();
-    if !supports(x.device(), x.dtype(), variant) {
+    if !supports(x.device(), x.dtype()) {
         candle_core::bail!("fused lstm: unsupported device {:?} / dtype {:?}", x.device(), x.dtype());
     }
     if wi != i || rows != ng * hidden || p.w_hh.dims() != [ng * hidden, hidden] {
@@ -183,16 +130,8 @@ fn check_and_columns(variant: FusedVariant, p: &DirectionParams<'_>, x: &Tensor)
     }
     let dtype = x.dtype();
     let dev = x.device();
-    let bias = match (p.b_ih, p.b_hh) {
-        (Some(a), Some(c)) => Some(a.add(c)?),
-        (Some(a), None) | (None, Some(a)) => Some(a.clone()),
-        (None, None) => None,
-    };
-    let bias = match bias {
-        Some(bias) => bias.reshape(rows)?,
-        None => Tensor::zeros(rows, dtype, dev)?,
-    };
-    let peep = match (spec.peephole, p.peephole) {
+    let bias = p.b_ih.add(&p.b_hh)?.reshape(rows)?;
+    let peep = match (spec.peephole, &p.peephole) {
         (true, Some(pp)) => {
             if pp.dims() != [3 * hidden] {
                 candle_core::bail!(
@@ -242,10 +181,10 @@ fn check_lengths(lengths: &[usize], b: usize, t: usize) -> Result<Vec<usize>> {
     Ok(lengths)
 }
 
-/// Any variant. See `lstm_direction` for shapes.
+/// One direction of any variant over its weights `p`. See `lstm_direction` for shapes.
 pub fn lstm_direction_variant(
-    variant: FusedVariant,
-    p: &DirectionParams<'_>,
+    variant: Variant,
+    p: &DirectionWeights,
     x: &Tensor,
     h0: Option<&Tensor>,
     c0: Option<&Tensor>,
@@ -258,7 +197,8 @@ pub fn lstm_direction_variant(
     let (state, has_state) = pack_state(h0, c0, x, hidden)?;
     let threads = op_threads();
     let x = x.contiguous()?;
-    let tracked = [Some(&x), Some(p.w_ih), Some(p.w_hh), p.b_ih, p.b_hh, p.peephole, Some(&state)];
+    let tracked =
+        [Some(&x), Some(&p.w_ih), Some(&p.w_hh), Some(&p.b_ih), Some(&p.b_hh), p.peephole.as_ref(), Some(&state)];
     let needs_grad = tracked.into_iter().flatten().any(|t| t.track_op());
     // Flat: (batch, time, hidden) outputs, then h_n and c_n (batch, hidden); each part is a
     // contiguous view, so later ops never take candle's slow strided paths.
@@ -293,8 +233,8 @@ pub fn lstm_direction_variant(
 /// each. Returns the concatenated output (batch, time, 2·hidden) and each direction's
 /// (h_n, c_n). `init[d]` is direction d's optional (h0, c0).
 pub fn lstm_bidirectional_variant(
-    variant: FusedVariant,
-    p: [&DirectionParams<'_>; 2],
+    variant: Variant,
+    p: [&DirectionWeights; 2],
     x: &Tensor,
     init: [(Option<&Tensor>, Option<&Tensor>); 2],
     lengths: &[usize],

@@ -104,6 +104,7 @@ pub fn tanh_f32<const FMA: bool>(x: f32) -> f32 {
     }
 }
 
+/// `sigmoid_f32` in place over a slice (vectorises).
 #[inline(always)]
 pub fn sigmoid_slice<const FMA: bool>(xs: &mut [f32]) {
     for x in xs.iter_mut() {
@@ -111,6 +112,7 @@ pub fn sigmoid_slice<const FMA: bool>(xs: &mut [f32]) {
     }
 }
 
+/// `tanh_f32` in place over a slice (vectorises).
 #[inline(always)]
 pub fn tanh_slice<const FMA: bool>(xs: &mut [f32]) {
     for x in xs.iter_mut() {

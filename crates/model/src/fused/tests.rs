@@ -1,13 +1,14 @@
-//! The fused op against the op-by-op reference (`crate::lstm::run_direction`) and against
-//! finite differences, for every variant, random shapes, lengths, directions and initial states.
+//! The fused op on its own: against finite differences, the inference op against the
+//! training op, the two-direction op against two one-direction ops, shapes and lengths. Its
+//! equality with the op-by-op path (the layer's reference) is tested from the layer's side,
+//! in `lstm/fused_tests.rs`, which reuses the helpers here.
 
 use super::*;
-use crate::config::{CellKind, Variant};
-use crate::lstm::{run_direction, CellSpec as RefSpec, DirectionWeights, LstmState, StepMasks};
+use crate::config::Variant;
 use candle_core::{backprop::GradStore, Var};
 
 /// splitmix64: a seeded, dependency-free source for test data.
-struct TestRng(u64);
+pub(crate) struct TestRng(pub(crate) u64);
 impl TestRng {
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -16,13 +17,13 @@ impl TestRng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
-    fn tensor(&mut self, shape: &[usize], scale: f64, dtype: DType) -> Tensor {
+    pub(crate) fn tensor(&mut self, shape: &[usize], scale: f64, dtype: DType) -> Tensor {
         let n: usize = shape.iter().product();
         let v: Vec<f64> = (0..n).map(|_| (2.0 * self.uniform() - 1.0) * scale).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
@@ -30,19 +31,19 @@ impl TestRng {
 }
 
 #[derive(Debug, Clone)]
-struct Case {
-    variant: Variant,
-    b: usize,
-    t: usize,
-    i: usize,
-    h: usize,
-    lengths: Vec<usize>,
-    reverse: bool,
-    with_state: bool,
+pub(crate) struct Case {
+    pub(crate) variant: Variant,
+    pub(crate) b: usize,
+    pub(crate) t: usize,
+    pub(crate) i: usize,
+    pub(crate) h: usize,
+    pub(crate) lengths: Vec<usize>,
+    pub(crate) reverse: bool,
+    pub(crate) with_state: bool,
 }
 
 impl Case {
-    fn random(rng: &mut TestRng, variant: Variant) -> Case {
+    pub(crate) fn random(rng: &mut TestRng, variant: Variant) -> Case {
         let b = 1 + rng.below(5);
         let t = 1 + rng.below(7);
         let full = rng.below(3) == 0;
@@ -62,21 +63,21 @@ impl Case {
 }
 
 /// The inputs of one case, as Vars so that both paths get gradients for all of them.
-struct Inputs {
-    x: Var,
-    w_ih: Var,
-    w_hh: Var,
-    b_ih: Var,
-    b_hh: Var,
-    peep: Option<Var>,
-    h0: Option<Var>,
-    c0: Option<Var>,
+pub(crate) struct Inputs {
+    pub(crate) x: Var,
+    pub(crate) w_ih: Var,
+    pub(crate) w_hh: Var,
+    pub(crate) b_ih: Var,
+    pub(crate) b_hh: Var,
+    pub(crate) peep: Option<Var>,
+    pub(crate) h0: Option<Var>,
+    pub(crate) c0: Option<Var>,
     /// Loss weights for output, h_n, c_n.
-    r: [Tensor; 3],
+    pub(crate) r: [Tensor; 3],
 }
 
 impl Inputs {
-    fn new(c: &Case, rng: &mut TestRng, dtype: DType) -> Inputs {
+    pub(crate) fn new(c: &Case, rng: &mut TestRng, dtype: DType) -> Inputs {
         let g = c.variant.gates().len() * c.h;
         let v = |rng: &mut TestRng, shape: &[usize], scale: f64| {
             Var::from_tensor(&rng.tensor(shape, scale, dtype)).unwrap()
@@ -99,7 +100,18 @@ impl Inputs {
         }
     }
 
-    fn vars(&self) -> Vec<(&'static str, &Var)> {
+    /// The direction's weights: the Vars' own tensors, so gradients reach the Vars.
+    pub(crate) fn weights(&self) -> DirectionWeights {
+        DirectionWeights {
+            w_ih: self.w_ih.as_tensor().clone(),
+            w_hh: self.w_hh.as_tensor().clone(),
+            b_ih: self.b_ih.as_tensor().clone(),
+            b_hh: self.b_hh.as_tensor().clone(),
+            peephole: self.peep.as_ref().map(|p| p.as_tensor().clone()),
+        }
+    }
+
+    pub(crate) fn vars(&self) -> Vec<(&'static str, &Var)> {
         let mut v = vec![
             ("x", &self.x),
             ("w_ih", &self.w_ih),
@@ -117,7 +129,7 @@ impl Inputs {
         v
     }
 
-    fn loss(&self, outs: &[Tensor; 3]) -> Tensor {
+    pub(crate) fn loss(&self, outs: &[Tensor; 3]) -> Tensor {
         let mut l = Tensor::zeros((), outs[0].dtype(), &Device::Cpu).unwrap();
         for (o, r) in outs.iter().zip(&self.r) {
             l = (l + (o * r).unwrap().sum_all().unwrap()).unwrap();
@@ -126,18 +138,10 @@ impl Inputs {
     }
 }
 
-fn run_fused(c: &Case, inp: &Inputs) -> [Tensor; 3] {
-    let variant = FusedVariant::from_name(c.variant.name()).unwrap();
-    let p = DirectionParams {
-        w_ih: inp.w_ih.as_tensor(),
-        w_hh: inp.w_hh.as_tensor(),
-        b_ih: Some(inp.b_ih.as_tensor()),
-        b_hh: Some(inp.b_hh.as_tensor()),
-        peephole: inp.peep.as_ref().map(|p| p.as_tensor()),
-    };
+pub(crate) fn run_fused(c: &Case, inp: &Inputs) -> [Tensor; 3] {
     let (o, h, cc) = lstm_direction_variant(
-        variant,
-        &p,
+        c.variant,
+        &inp.weights(),
         inp.x.as_tensor(),
         inp.h0.as_ref().map(|v| v.as_tensor()),
         inp.c0.as_ref().map(|v| v.as_tensor()),
@@ -148,27 +152,8 @@ fn run_fused(c: &Case, inp: &Inputs) -> [Tensor; 3] {
     [o, h, cc]
 }
 
-fn run_reference(c: &Case, inp: &Inputs) -> [Tensor; 3] {
-    let spec = RefSpec { cell: CellKind::Lstm, variant: c.variant, hidden_size: c.h };
-    let w = DirectionWeights {
-        w_ih: inp.w_ih.as_tensor().clone(),
-        w_hh: inp.w_hh.as_tensor().clone(),
-        b_ih: inp.b_ih.as_tensor().clone(),
-        b_hh: inp.b_hh.as_tensor().clone(),
-        peephole: inp.peep.as_ref().map(|p| p.as_tensor().clone()),
-    };
-    let x = inp.x.as_tensor();
-    let masks = StepMasks::new(&c.lengths, c.t, x.dtype(), x.device()).unwrap();
-    let initial = match (&inp.h0, &inp.c0) {
-        (Some(h), Some(cc)) => Some(LstmState { h: h.as_tensor().clone(), c: Some(cc.as_tensor().clone()) }),
-        _ => None,
-    };
-    let out = run_direction(&spec, &w, x, Some(&masks), c.reverse, initial.as_ref(), false).unwrap();
-    [out.output, out.final_state.h, out.final_state.c.unwrap()]
-}
-
 /// max |a - b| / max |b|: relative to the reference tensor's scale.
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+pub(crate) fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
     let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
     assert_eq!(a.len(), b.len());
@@ -181,106 +166,16 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     }
 }
 
-fn grads_of(inp: &Inputs, g: &GradStore) -> Vec<(&'static str, Tensor)> {
+pub(crate) fn grads_of(inp: &Inputs, g: &GradStore) -> Vec<(&'static str, Tensor)> {
     inp.vars()
         .into_iter()
         .map(|(n, v)| (n, g.get(v.as_tensor()).cloned().unwrap_or_else(|| v.as_tensor().zeros_like().unwrap())))
         .collect()
 }
 
-/// Worst relative error over outputs and every gradient, fused vs reference.
-fn compare(c: &Case, dtype: DType, rng: &mut TestRng) -> (f64, String) {
-    let inp = Inputs::new(c, rng, dtype);
-    let fo = run_fused(c, &inp);
-    let ro = run_reference(c, &inp);
-    let fg = grads_of(&inp, &inp.loss(&fo).backward().unwrap());
-    let rg = grads_of(&inp, &inp.loss(&ro).backward().unwrap());
-    let mut worst = (0f64, String::new());
-    for (k, name) in ["output", "h_n", "c_n"].iter().enumerate() {
-        let e = rel_err(&fo[k], &ro[k]);
-        if e >= worst.0 {
-            worst = (e, name.to_string());
-        }
-    }
-    for ((n, a), (_, b)) in fg.iter().zip(&rg) {
-        let e = rel_err(a, b);
-        if e >= worst.0 {
-            worst = (e, format!("grad {n}"));
-        }
-    }
-    worst
-}
-
-fn check_against_reference(dtype: DType, tol: f64, cases_per_variant: usize, seed: u64) {
-    let mut rng = TestRng(seed);
-    let mut overall = 0f64;
-    for variant in Variant::ALL {
-        for _ in 0..cases_per_variant {
-            let c = Case::random(&mut rng, variant);
-            let (e, what) = compare(&c, dtype, &mut rng);
-            overall = overall.max(e);
-            assert!(e <= tol, "{dtype:?} {c:?}: {what} rel err {e:.3e} > {tol:e}");
-        }
-    }
-    println!("{dtype:?}: worst relative error vs op-by-op over all variants {overall:.3e}");
-}
-
-#[test]
-fn matches_op_by_op_f64() {
-    // f64 uses libm activations on both paths: only summation order differs.
-    check_against_reference(DType::F64, 1e-12, 6, 1);
-}
-
-#[test]
-fn matches_op_by_op_f32() {
-    // f32: the SIMD activations and a different GEMM order against candle's libm ops.
-    check_against_reference(DType::F32, 1e-5, 6, 2);
-}
-
-#[test]
-fn matches_op_by_op_with_more_threads_than_cores() {
-    // Three blocks of hidden units (hidden 40 = 16 + 16 + 8) run as three rayon tasks.
-    THREADS_OVERRIDE.with(|c| c.set(Some(3)));
-    {
-        let mut rng = TestRng(3);
-        for variant in [Variant::Vanilla, Variant::Peephole, Variant::Cifg] {
-            let mut c = Case::random(&mut rng, variant);
-            c.h = 40;
-            let (e, what) = compare(&c, DType::F64, &mut rng);
-            assert!(e <= 1e-12, "{c:?}: {what} rel err {e:.3e}");
-        }
-    }
-    THREADS_OVERRIDE.with(|c| c.set(None));
-}
-
-#[test]
-fn matches_op_by_op_with_row_groups() {
-    // Rows split over 2 and 3 threads (each runs every 2nd / 3rd sorted row through the whole
-    // sequence), with batches below, at and above the thread count and ragged lengths; f64
-    // on the gemm path, f32 on the micro-kernel where the CPU has one.
-    kernel::ROW_SPLIT_OVERRIDE.with(|c| c.set(Some(1)));
-    let mut rng = TestRng(5);
-    for threads in [2, 3] {
-        THREADS_OVERRIDE.with(|c| c.set(Some(threads)));
-        for variant in Variant::ALL {
-            for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
-                let mut c = Case::random(&mut rng, variant);
-                c.b = 1 + rng.below(9);
-                c.lengths = (0..c.b).map(|_| rng.below(c.t + 1)).collect();
-                c.lengths[rng.below(c.b)] = c.t;
-                let (e, what) = compare(&c, dtype, &mut rng);
-                assert!(e <= tol, "{threads} threads {dtype:?} {c:?}: {what} rel err {e:.3e}");
-            }
-        }
-    }
-    THREADS_OVERRIDE.with(|c| c.set(None));
-    kernel::ROW_SPLIT_OVERRIDE.with(|c| c.set(None));
-}
-
 #[test]
 fn row_groups_only_with_enough_rows() {
-    let plan =
-        |b: usize, threads: usize| kernel::Plan::new(b, 4, 3, 32, &vec![4; b], false, CellSpec::VANILLA, threads);
+    let plan = |b: usize, threads: usize| plan::Plan::new(b, 4, 3, 32, &vec![4; b], false, CellSpec::VANILLA, threads);
     // Two tiles of rows per thread: rows split, one block of every hidden unit.
     let p = plan(64, 2);
     assert_eq!((p.groups, p.blocks.clone()), (2, vec![(0, 32)]));
@@ -333,69 +228,8 @@ fn rejects_bad_shapes_and_lengths() {
     assert!(lstm_direction(&x, &w_ih, &w_hh, None, None, None, None, &[3], false).is_err());
     let bad = Tensor::zeros((8, 3), DType::F32, &dev).unwrap();
     assert!(lstm_direction(&x, &bad, &w_hh, None, None, None, None, &[], false).is_err());
-    assert!(supports(&dev, DType::F32, FusedVariant::Peephole));
-    assert!(!supports(&dev, DType::BF16, FusedVariant::Vanilla));
-}
-
-/// The whole layer (2 layers, bidirectional, lengths, initial states): `fused = true` against
-/// `fused = false`, outputs, final states and the gradient of every parameter and the input.
-fn layer_case(variant: Variant, dtype: DType, seed: u64) -> f64 {
-    use crate::config::LstmConfig;
-    use crate::init::seeded_var_builder;
-    use crate::lstm::{Lstm, LstmInput};
-    let dev = Device::Cpu;
-    let mut rng = TestRng(seed);
-    let (b, t, i, h) = (4, 6, 5, 20);
-    let lengths = vec![6, 3, 0, 5];
-    let x = Var::from_tensor(&rng.tensor(&[b, t, i], 1.0, dtype)).unwrap();
-    let initial: Vec<LstmState> = (0..4)
-        .map(|_| LstmState { h: rng.tensor(&[b, h], 0.5, dtype), c: Some(rng.tensor(&[b, h], 0.5, dtype)) })
-        .collect();
-    let w_out = rng.tensor(&[b, t, 2 * h], 1.0, dtype);
-    let w_fin = rng.tensor(&[b, h], 1.0, dtype);
-    let mut worst = 0f64;
-    let mut results = Vec::new();
-    for fused in [true, false] {
-        let mut cfg = LstmConfig::new(i, h);
-        cfg.num_layers = 2;
-        cfg.bidirectional = true;
-        cfg.variant = variant;
-        cfg.fused = fused;
-        let varmap = candle_nn::VarMap::new();
-        let lstm = Lstm::new(&cfg, seeded_var_builder(&varmap, 7, dtype, &dev)).unwrap();
-        let out = lstm.forward(x.as_tensor(), &LstmInput::new().lengths(&lengths).initial(initial.clone())).unwrap();
-        let mut loss = (&out.output * &w_out).unwrap().sum_all().unwrap();
-        let mut tensors = vec![out.output.clone()];
-        for s in &out.final_states {
-            let c = s.c.as_ref().unwrap();
-            loss = (loss + (&s.h * &w_fin).unwrap().sum_all().unwrap() + (c * &w_fin).unwrap().sum_all().unwrap())
-                .unwrap();
-            tensors.push(s.h.clone());
-            tensors.push(c.clone());
-        }
-        let grads = loss.backward().unwrap();
-        tensors.push(grads.get(x.as_tensor()).unwrap().clone());
-        let data = varmap.data().lock().unwrap();
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for n in names {
-            tensors.push(grads.get(data[n].as_tensor()).unwrap().clone());
-        }
-        results.push(tensors);
-    }
-    for (a, b) in results[0].iter().zip(&results[1]) {
-        worst = worst.max(rel_err(a, b));
-    }
-    worst
-}
-
-#[test]
-fn layer_fused_matches_op_by_op() {
-    for (k, variant) in Variant::ALL.into_iter().enumerate() {
-        let e64 = layer_case(variant, DType::F64, 10 + k as u64);
-        let e32 = layer_case(variant, DType::F32, 20 + k as u64);
-        assert!(e64 < 1e-12 && e32 < 1e-5, "{variant:?}: f64 {e64:.2e}, f32 {e32:.2e}");
-    }
+    assert!(supports(&dev, DType::F32));
+    assert!(!supports(&dev, DType::BF16));
 }
 
 #[test]
@@ -411,20 +245,24 @@ fn inference_without_graph_matches_training_forward() {
                 let inp = Inputs::new(&c, &mut rng, dtype);
                 let tracked = run_fused(&c, &inp);
                 let d = |v: &Var| v.as_tensor().detach();
-                let (w_ih, w_hh, b_ih, b_hh) = (d(&inp.w_ih), d(&inp.w_hh), d(&inp.b_ih), d(&inp.b_hh));
-                let peep = inp.peep.as_ref().map(d);
-                let params = DirectionParams {
-                    w_ih: &w_ih,
-                    w_hh: &w_hh,
-                    b_ih: Some(&b_ih),
-                    b_hh: Some(&b_hh),
-                    peephole: peep.as_ref(),
+                let params = DirectionWeights {
+                    w_ih: d(&inp.w_ih),
+                    w_hh: d(&inp.w_hh),
+                    b_ih: d(&inp.b_ih),
+                    b_hh: d(&inp.b_hh),
+                    peephole: inp.peep.as_ref().map(d),
                 };
                 let (h0, c0) = (inp.h0.as_ref().map(d), inp.c0.as_ref().map(d));
-                let fv = FusedVariant::from_name(variant.name()).unwrap();
-                let plain =
-                    lstm_direction_variant(fv, &params, &d(&inp.x), h0.as_ref(), c0.as_ref(), &c.lengths, c.reverse)
-                        .unwrap();
+                let plain = lstm_direction_variant(
+                    variant,
+                    &params,
+                    &d(&inp.x),
+                    h0.as_ref(),
+                    c0.as_ref(),
+                    &c.lengths,
+                    c.reverse,
+                )
+                .unwrap();
                 for (a, b) in tracked.iter().zip([plain.0, plain.1, plain.2].iter()) {
                     assert_eq!(rel_err(a, b), 0.0, "{variant:?} {dtype:?} reverse {reverse}");
                     assert!(!b.track_op());
@@ -479,17 +317,8 @@ fn bidirectional_op_matches_two_directions() {
                 c.with_state = true;
                 let fw = Inputs::new(&c, &mut rng, dtype);
                 let bw = Inputs { x: fw.x.clone(), ..Inputs::new(&c, &mut rng, dtype) };
-                let fv = FusedVariant::from_name(variant.name()).unwrap();
-                fn params(inp: &Inputs) -> DirectionParams<'_> {
-                    DirectionParams {
-                        w_ih: inp.w_ih.as_tensor(),
-                        w_hh: inp.w_hh.as_tensor(),
-                        b_ih: Some(inp.b_ih.as_tensor()),
-                        b_hh: Some(inp.b_hh.as_tensor()),
-                        peephole: inp.peep.as_ref().map(|p| p.as_tensor()),
-                    }
-                }
-                let (pf, pb) = (params(&fw), params(&bw));
+                let fv = variant;
+                let (pf, pb) = (fw.weights(), bw.weights());
                 fn st(inp: &Inputs) -> (Option<&Tensor>, Option<&Tensor>) {
                     (inp.h0.as_ref().map(|v| v.as_tensor()), inp.c0.as_ref().map(|v| v.as_tensor()))
                 }
@@ -528,36 +357,4 @@ fn bidirectional_op_matches_two_directions() {
         }
     }
     THREADS_OVERRIDE.with(|t| t.set(None));
-}
-
-/// The fused paths are taken where they apply, so the speed does not silently fall back to
-/// the op-by-op cell (the equality tests above would still pass if it did): both directions
-/// of a bidirectional LSTM layer go through the two-direction op, a single direction through
-/// the one-direction op; a gate trace, `fused = false` and GRU cells take the op-by-op path.
-#[test]
-fn fused_paths_are_taken_where_they_apply() {
-    use crate::config::{CellKind, LstmConfig};
-    use crate::init::seeded_var_builder;
-    use crate::lstm::Lstm;
-    let dev = Device::Cpu;
-    let x = Tensor::zeros((2, 3, 4), DType::F32, &dev).unwrap();
-    let build = |f: &dyn Fn(&mut LstmConfig)| {
-        let mut cfg = LstmConfig::new(4, 8);
-        cfg.bidirectional = true;
-        f(&mut cfg);
-        let varmap = candle_nn::VarMap::new();
-        let lstm = Lstm::new(&cfg, seeded_var_builder(&varmap, 1, DType::F32, &dev)).unwrap();
-        (cfg, lstm)
-    };
-    let (cfg, lstm) = build(&|_| {});
-    let w = [lstm.direction_weights(0, 0), lstm.direction_weights(0, 1)];
-    assert!(hook::try_run_bidirectional(&cfg, w, &x, None, [None, None], false).unwrap().is_some());
-    assert!(hook::try_run_direction(&cfg, w[0], &x, None, false, None, false).unwrap().is_some());
-    assert!(hook::try_run_bidirectional(&cfg, w, &x, None, [None, None], true).unwrap().is_none());
-    let (cfg, lstm) = build(&|c| c.fused = false);
-    let w = [lstm.direction_weights(0, 0), lstm.direction_weights(0, 1)];
-    assert!(hook::try_run_bidirectional(&cfg, w, &x, None, [None, None], false).unwrap().is_none());
-    let (cfg, lstm) = build(&|c| c.cell = CellKind::Gru);
-    let w = [lstm.direction_weights(0, 0), lstm.direction_weights(0, 1)];
-    assert!(hook::try_run_bidirectional(&cfg, w, &x, None, [None, None], false).unwrap().is_none());
 }
