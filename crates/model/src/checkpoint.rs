@@ -13,11 +13,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The `format` metadata value of our checkpoints (a foreign safetensors file has none).
 pub const FORMAT: &str = "sluice";
+/// The `format_version` metadata value written; readers refuse other versions.
 pub const FORMAT_VERSION: &str = "1";
 
 /// Anything that can be saved as a set of named tensors.
 pub trait NamedTensors {
+    /// (name, tensor) pairs to write; the order does not matter (the file is sorted by name).
     fn named_tensors(&self) -> Vec<(String, Tensor)>;
 }
 
@@ -49,7 +52,9 @@ impl NamedTensors for Vec<(String, Tensor)> {
 /// A loaded checkpoint.
 #[derive(Debug)]
 pub struct Checkpoint {
+    /// The file it was read from.
     pub path: PathBuf,
+    /// Every tensor by its stored name, on the device `read` was given.
     pub tensors: HashMap<String, Tensor>,
     /// The `config` metadata parsed as JSON (None for foreign files).
     pub config: Option<serde_json::Value>,

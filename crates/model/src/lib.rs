@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! sluice model crate: the LSTM built from candle tensor ops.
 //!
 //! From the bottom up: [`config`] (the layer's configuration and gate variants), [`cell`]

@@ -26,12 +26,16 @@ pub fn stable_hash(s: &str) -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeededRngState {
+    /// The run seed.
     pub seed: u64,
+    /// The purpose name the stream was derived from ("dropout", "init", ...).
     pub stream: String,
     /// ChaCha word position, as a decimal string because it is a u128 (TOML/JSON-safe).
     pub word_pos: String,
 }
 
+/// A ChaCha20 stream derived from (seed, purpose name): every random draw of a run comes
+/// from one of these, so the same seed gives the same numbers on every machine.
 #[derive(Clone)]
 pub struct SeededRng {
     seed: u64,
@@ -53,6 +57,7 @@ impl SeededRng {
         Self { seed, stream: stream.to_string(), rng }
     }
 
+    /// The position to save, so that [`SeededRng::from_state`] continues the same stream.
     pub fn state(&self) -> SeededRngState {
         SeededRngState { seed: self.seed, stream: self.stream.clone(), word_pos: self.rng.get_word_pos().to_string() }
     }
@@ -68,6 +73,7 @@ impl SeededRng {
         Ok(r)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.rng.next_u64()
     }
@@ -109,14 +115,17 @@ impl SeededRng {
         }
     }
 
+    /// `n` values uniform in [lo, hi).
     pub fn uniform_vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
         (0..n).map(|_| self.uniform(lo, hi)).collect()
     }
 
+    /// `n` values from Normal(mean, std).
     pub fn normal_vec(&mut self, n: usize, mean: f64, std: f64) -> Vec<f64> {
         (0..n).map(|_| self.normal(mean, std)).collect()
     }
 
+    /// A tensor of values uniform in [lo, hi), drawn in f64 on the CPU, then cast and moved.
     pub fn uniform_tensor<S: Into<Shape>>(
         &mut self,
         shape: S,
@@ -130,6 +139,7 @@ impl SeededRng {
         Tensor::from_vec(v, shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)
     }
 
+    /// A tensor of Normal(mean, std) values, drawn in f64 on the CPU, then cast and moved.
     pub fn normal_tensor<S: Into<Shape>>(
         &mut self,
         shape: S,

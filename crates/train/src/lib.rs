@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! sluice training library: configs, the training loop, metrics and run directories.
 //!
 //! The trainer is open: implement [`trainer::Task`] for a model of your own and

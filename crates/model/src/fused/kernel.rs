@@ -2,9 +2,8 @@
 //! saving what the backward needs; `backward` runs back through time. The layout they share
 //! is `plan`, the gate math of each step `cell`, the products `gemm` and `micro`.
 
-// What the op (`op.rs`), the translation decoder's cell op and the benchmarks use, at the
-// paths they have always used.
-pub use super::cell::{cell_backward, cell_forward};
+// What the op (`op.rs`), the translation decoder's loss and the benchmarks use, at the paths
+// they have always used.
 pub(crate) use super::gemm::matmul;
 pub use super::plan::{Plan, Weights};
 pub use super::real::Real;

@@ -47,17 +47,22 @@ impl Keep for f64 {
 /// The training op (it always keeps the activations for `bwd`); inference, where no input
 /// tracks a gradient, goes through `FusedLstmInferOp`.
 pub struct FusedLstmOp {
+    /// The gate set of the variant.
     pub spec: CellSpec,
+    /// Real steps per sequence (empty: every sequence runs the whole time axis).
     pub lengths: Vec<usize>,
+    /// Run right to left over each sequence's real steps.
     pub reverse: bool,
     /// Whether the state input is the caller's (h0, c0) rather than zeros we made up; without
     /// it the state gradient is not returned.
     pub has_state: bool,
+    /// Threads the kernel splits its work over.
     pub threads: usize,
     saved: Arc<Mutex<Option<AnySaved>>>,
 }
 
 impl FusedLstmOp {
+    /// A training op; the activations of its forward are kept for `bwd`.
     pub fn new(spec: CellSpec, lengths: Vec<usize>, reverse: bool, has_state: bool, threads: usize) -> Self {
         Self { spec, lengths, reverse, has_state, threads, saved: Arc::new(Mutex::new(None)) }
     }
@@ -137,12 +142,19 @@ impl CustomOp3 for FusedLstmOp {
 /// summed bias (G*H), the peephole column (G*H, peephole variant) and the initial state
 /// (2, batch, hidden) ride along as tensors. Same flat output as `FusedLstmOp`.
 pub struct FusedLstmInferOp {
+    /// The gate set of the variant.
     pub spec: CellSpec,
+    /// Real steps per sequence (empty: every sequence runs the whole time axis).
     pub lengths: Vec<usize>,
+    /// Run right to left over each sequence's real steps.
     pub reverse: bool,
+    /// Threads the kernel splits its work over.
     pub threads: usize,
+    /// b_ih + b_hh (G·H).
     pub bias: Tensor,
+    /// The peephole weights (3·H), peephole variant only.
     pub peep: Option<Tensor>,
+    /// (h0, c0) stacked: (2, batch, hidden).
     pub state: Tensor,
 }
 
@@ -198,13 +210,17 @@ impl CustomOp3 for FusedLstmInferOp {
 /// state (2, 2, batch, hidden). Flat output: (batch, time, 2·hidden) outputs, then h_n and c_n
 /// of the forward direction, then of the backward one, each (batch, hidden).
 pub struct FusedBiLstmOp {
+    /// The gate set of the variant.
     pub spec: CellSpec,
+    /// Real steps per sequence (empty: every sequence runs the whole time axis).
     pub lengths: Vec<usize>,
+    /// Whether the state input is the caller's; without it no state gradient is returned.
     pub has_state: bool,
     /// Threads for each direction.
     pub threads: usize,
     /// Run the two directions at the same time (the op was given at least two threads).
     pub parallel: bool,
+    /// Keep the activations for `bwd` (training).
     pub save: bool,
     saved: Arc<Mutex<Option<[AnySaved; 2]>>>,
 }

@@ -1,5 +1,7 @@
 //! The decoder's LSTM cell as one CPU op.
 
+use crate::config::CellSpec;
+use crate::fused::cell::{cell_backward, cell_forward};
 use crate::fused::kernel::Real;
 use crate::ops::{contiguous, cpu_slices, dispatch_bwd, dispatch_fwd, FloatBwd, FloatFwd};
 use crate::Result;
@@ -16,16 +18,11 @@ pub(super) fn lstm_cell(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> 
     lstm_cell_ops(gates, c)
 }
 
-/// `lstm_cell` from candle's ops (any device; the reference the CPU op is tested against).
+/// `lstm_cell` from candle's ops (any device; the reference the CPU op is tested against):
+/// the layer's own op-by-op step, [`crate::cell::step`], for a vanilla cell.
 pub(super) fn lstm_cell_ops(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
-    let hsz = c.dim(1)?;
-    let input_gate = candle_nn::ops::sigmoid(&gates.narrow(1, 0, hsz)?)?;
-    let forget_gate = candle_nn::ops::sigmoid(&gates.narrow(1, hsz, hsz)?)?;
-    let cell_candidate = gates.narrow(1, 2 * hsz, hsz)?.tanh()?;
-    let output_gate = candle_nn::ops::sigmoid(&gates.narrow(1, 3 * hsz, hsz)?)?;
-    let cell = ((forget_gate * c)? + (input_gate * cell_candidate)?)?;
-    let hidden = (output_gate * cell.tanh()?)?;
-    Ok((hidden, cell))
+    let step = crate::cell::step(CellSpec::VANILLA, gates, c, None)?;
+    Ok((step.hidden, step.cell))
 }
 
 /// `lstm_cell`'s CPU op over (gates (N, 4H), c_prev (N, H)) → (2, N, H): h, then c (each a
@@ -37,7 +34,7 @@ impl<T: Real> FloatFwd<T, 2> for CellOp {
         let (n, nh) = lc.shape().dims2()?;
         let gates = contiguous::<T>(gates, lg, "lstm cell: gates")?;
         let c_prev = contiguous::<T>(c, lc, "lstm cell: c")?;
-        let (_, c, _, mut h) = crate::fused::kernel::cell_forward(gates, c_prev, nh);
+        let (_, c, _, mut h) = cell_forward(gates, c_prev, nh);
         h.extend_from_slice(&c);
         Ok((h, Shape::from((2, n, nh))))
     }
@@ -50,7 +47,7 @@ impl<T: Real> FloatBwd<T, 2> for CellOp {
             [(gates, "lstm cell: gates"), (c, "lstm cell: c"), (grad, "lstm cell: gradient")],
             |[gates, c_prev, grad]| {
                 let (dh, dc) = grad.split_at(c_prev.len());
-                crate::fused::kernel::cell_backward(gates, c_prev, dh, dc, nh)
+                cell_backward(gates, c_prev, dh, dc, nh)
             },
         )?;
         Ok([
