@@ -21,7 +21,6 @@
 //! parallelism with the same count. rayon workers sleep when idle. (candle's separate
 //! barrier pool for element-wise ops was tried: its waits spin without yielding, which stalls
 //! every step by a scheduler slice when the cores are shared with other processes.)
-
 //!
 //! Modules: `cell` the gate math of one step (where the output gate lives), `kernel` the
 //! forward and backward time loops, `plan` their row/column layout, `gemm` and `micro` the
