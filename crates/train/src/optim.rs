@@ -336,6 +336,7 @@ impl Rule {
                 return unsafe { apply_avx512(self, fold, w, g, m, v) };
             }
             if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: as above: avx2 was detected at run time.
                 return unsafe { apply_avx2(self, fold, w, g, m, v) };
             }
         }
