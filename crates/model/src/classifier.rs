@@ -1,5 +1,35 @@
 //! Sequence classifier: embedding → dropout → [`Lstm`] → pooling over real tokens →
 //! dropout → linear. Logits out; the loss lives with the training loop.
+//!
+//! The rung above [`Lstm`] (cell step → layer → task model → `train::trainer::Trainer`):
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use model::classifier::{probabilities, Classifier, ClassifierConfig, Pooling};
+//! use model::{config::LstmConfig, init::seeded_var_builder};
+//!
+//! let mut lstm = LstmConfig::new(8, 16); // embedding_dim, hidden_size
+//! lstm.bidirectional = true;
+//! let cfg = ClassifierConfig {
+//!     vocab_size: 100,
+//!     embedding_dim: 8,
+//!     num_classes: 2,
+//!     lstm,
+//!     embedding_dropout: 0.0,
+//!     head_dropout: 0.0,
+//!     variational: false,
+//!     pooling: Pooling::Last,
+//! };
+//! let varmap = candle_nn::VarMap::new();
+//! let model = Classifier::new(&cfg, seeded_var_builder(&varmap, 42, DType::F32, &Device::Cpu))?;
+//! // Two sequences padded to 5 tokens; the second has 3 real ones.
+//! let ids = Tensor::new(&[[5u32, 9, 12, 7, 3], [4, 8, 2, 0, 0]], &Device::Cpu)?;
+//! let out = model.forward(&ids, &[5, 3], false, None, false)?; // evaluation mode, no trace
+//! assert_eq!(out.logits.dims(), &[2, 2]); // (batch, num_classes)
+//! let p = probabilities(&out.logits)?.to_vec2::<f32>()?;
+//! assert!((p[1][0] + p[1][1] - 1.0).abs() < 1e-6);
+//! # Ok::<(), model::Error>(())
+//! ```
 
 use crate::config::LstmConfig;
 use crate::rng::SeededRng;
