@@ -9,12 +9,23 @@ use std::sync::OnceLock;
 
 static THREADS: OnceLock<usize> = OnceLock::new();
 
-/// The thread count `run.threads = requested` stands for (0 = every core).
+/// The thread count `run.threads = requested` stands for: 0 = the CPUs Slurm gave the job
+/// (`SLURM_CPUS_PER_TASK`, inside `sbatch --cpus-per-task`), else every core.
 pub fn resolve(requested: usize) -> usize {
-    if requested == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    } else {
-        requested
+    let cores = || std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    resolve_with(requested, std::env::var("SLURM_CPUS_PER_TASK").ok().as_deref(), cores)
+}
+
+/// [`resolve`] with the environment passed in. A job step sees the whole node's cores
+/// unless its cluster confines it with cgroups, so Slurm's allocation is the better guide;
+/// a value that is not a positive number is ignored.
+fn resolve_with(requested: usize, slurm_cpus: Option<&str>, cores: impl FnOnce() -> usize) -> usize {
+    if requested > 0 {
+        return requested;
+    }
+    match slurm_cpus.and_then(|s| s.trim().parse::<usize>().ok()) {
+        Some(n) if n > 0 => n,
+        _ => cores(),
     }
 }
 
@@ -58,5 +69,14 @@ mod tests {
         let env = candle_env(4);
         assert!(env.contains(&("RAYON_NUM_THREADS", "4".to_string())));
         assert!(env.contains(&("CANDLE_NUM_THREADS", "4".to_string())));
+    }
+
+    #[test]
+    fn zero_follows_slurms_allocation_when_there_is_one() {
+        assert_eq!(resolve_with(0, Some("3"), || 64), 3);
+        assert_eq!(resolve_with(0, None, || 64), 64);
+        assert_eq!(resolve_with(0, Some("0"), || 64), 64);
+        assert_eq!(resolve_with(0, Some("lots"), || 64), 64);
+        assert_eq!(resolve_with(5, Some("3"), || 64), 5, "an explicit run.threads wins");
     }
 }

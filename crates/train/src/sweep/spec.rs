@@ -155,9 +155,15 @@ fn parse_dist(file: &str, key: &str, v: &Value) -> Result<Dist> {
 
 /// Reads and checks a sweep file.
 pub fn load_spec(path: &Path) -> Result<SweepSpec> {
+    load_spec_text(path).map(|(spec, _)| spec)
+}
+
+/// [`load_spec`], also returning the file's text (recorded in sweep.json).
+pub fn load_spec_text(path: &Path) -> Result<(SweepSpec, String)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading sweep file {}", path.display()))?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().trim_end_matches(".sweep").to_string()).unwrap_or_default();
-    parse_spec(&text, &path.display().to_string(), &stem)
+    let spec = parse_spec(&text, &path.display().to_string(), &stem)?;
+    Ok((spec, text))
 }
 
 /// Parses a sweep file's text; `file` names it in errors, `default_name` is the sweep's name when it sets none.
