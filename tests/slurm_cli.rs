@@ -147,6 +147,13 @@ fn slurm_submission_status_retry_and_errors_against_a_fake_slurm() {
     assert!(fail(&out, "nothing was submitted").contains("sbatch rejected"));
     assert!(record(&dir).get("slurm").is_none(), "a rejected submission must not be recorded as a job");
     assert_eq!(calls(&bin).len(), 1);
+    let out = train(&["sweep", "--dir", dir.to_str().unwrap(), "--status"], &[("PATH", path)]);
+    ok(&out);
+    assert!(
+        stdout(&out).contains("(Slurm, not submitted: sbatch refused it), 4 trials: 4 pending"),
+        "{}",
+        stdout(&out)
+    );
 
     // Corrected, the same command submits the array and the collect job after it.
     let out = train(
@@ -239,6 +246,10 @@ fn slurm_submission_status_retry_and_errors_against_a_fake_slurm() {
     let out = train(&["sweep", "--dir", dir.to_str().unwrap(), "--retry-failed"], &[("PATH", path)]);
     fail(&out, "Unable to contact slurm controller");
     assert_eq!(calls(&bin).len(), 5);
+    // --status still answers, from the run directories, and says why.
+    let out = train(&["sweep", "--dir", dir.to_str().unwrap(), "--status"], &[("PATH", path)]);
+    ok(&out);
+    assert!(stderr(&out).contains("warning: squeue failed") && stdout(&out).contains("1 finished"), "{}", stderr(&out));
 
     // --collect works from the directory alone (one finished trial so far).
     let out = train(&["sweep", "--dir", dir.to_str().unwrap(), "--collect"], &[("PATH", empty.to_str().unwrap())]);

@@ -137,7 +137,7 @@ pub fn slurm_states(sl: &SlurmRecord) -> Result<Option<HashMap<(String, usize), 
         HashMap::new()
     } else {
         // Without the queue we cannot tell a running trial from a dead one: refuse to guess.
-        bail!("squeue failed ({}): {}", out.status, stderr.trim());
+        bail!("squeue failed ({}): {}", out.status, stderr.trim().replace('\n', "; "));
     };
     // Ended tasks squeue has forgotten: sacct knows them where accounting is enabled.
     if let Some(sacct) = which("sacct") {
@@ -192,10 +192,21 @@ pub struct TrialStatus {
     pub detail: String,
 }
 
-/// Every trial's state.
-pub fn trial_statuses(dir: &Path, record: &SweepRecord) -> Result<Vec<TrialStatus>> {
+/// Every trial's state. With `strict`, a `squeue` that fails is an error (a retry must not
+/// guess); otherwise it is reported and the run directories alone decide.
+pub fn trial_statuses(dir: &Path, record: &SweepRecord, strict: bool) -> Result<Vec<TrialStatus>> {
     let slurm = match &record.slurm {
-        Some(sl) => Some((sl, slurm_states(sl)?, latest_jobs(sl).into_iter().collect::<HashMap<_, _>>())),
+        Some(sl) => {
+            let states = match slurm_states(sl) {
+                Ok(s) => s,
+                Err(e) if !strict => {
+                    eprintln!("warning: {e:#}; the states below come from the run directories alone");
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            Some((sl, states, latest_jobs(sl).into_iter().collect::<HashMap<_, _>>()))
+        }
         None => None,
     };
     let mut out = Vec::new();
@@ -269,10 +280,11 @@ fn last_evaluation(run: &Path) -> Option<String> {
 /// `train sweep --dir D --status`: prints a table of the trials and a count per state.
 pub fn status(dir: &Path) -> Result<()> {
     let record = SweepRecord::read(dir)?;
-    let rows = trial_statuses(dir, &record)?;
-    let backend = match &record.slurm {
-        Some(sl) => format!("Slurm array job {}", sl.job_id),
-        None => "local".to_string(),
+    let rows = trial_statuses(dir, &record, false)?;
+    let backend = match (&record.slurm, record.backend.as_deref()) {
+        (Some(sl), _) => format!("Slurm array job {}", sl.job_id),
+        (None, Some("slurm")) => "Slurm, not submitted: sbatch refused it".to_string(),
+        _ => "local".to_string(),
     };
     let mut counts: Vec<(TrialState, usize)> = Vec::new();
     for r in &rows {
@@ -283,8 +295,8 @@ pub fn status(dir: &Path) -> Result<()> {
     }
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(5).max(5);
     let ws = rows.iter().filter_map(|r| r.slurm.as_ref().map(String::len)).max().unwrap_or(0);
-    println!(
-        "sweep `{}` ({backend}), {} trials: {}",
+    let mut text = format!(
+        "sweep `{}` ({backend}), {} trials: {}\n",
         record.name,
         rows.len(),
         counts.iter().map(|(s, n)| format!("{n} {}", s.label())).collect::<Vec<_>>().join(", ")
@@ -292,10 +304,15 @@ pub fn status(dir: &Path) -> Result<()> {
     for r in &rows {
         let slurm = r.slurm.as_deref().map(|s| format!("{s:ws$}  ")).unwrap_or_default();
         let line = format!("{:w$}  {:10}  {slurm}{}", r.name, r.state.label(), r.detail);
-        println!("{}", line.trim_end());
+        text.push_str(line.trim_end());
+        text.push('\n');
     }
+    print_out(&text)?;
     if record.slurm.is_some() && which("squeue").is_none() {
         eprintln!("note: squeue is not on PATH, so unfinished trials show what their run directories hold (incomplete or pending)");
+    }
+    if rows.iter().any(|r| r.state == TrialState::Incomplete) && record.slurm.is_none() {
+        eprintln!("incomplete trials are running now or were interrupted; rerunning the sweep's command resumes the interrupted ones");
     }
     if rows.iter().any(|r| r.state == TrialState::Failed) {
         eprintln!("`train sweep --dir {} --retry-failed` resubmits the failed trials", dir.display());
@@ -312,8 +329,17 @@ pub fn collect(dir: &Path, metric: Option<&str>) -> Result<()> {
     let done = trials.iter().filter(|t| dir.join(&t.name).join("summary.json").exists()).count();
     eprintln!("{done} of {} trials finished; results in {}", trials.len(), dir.join("results.csv").display());
     let md = std::fs::read_to_string(dir.join("results.md")).unwrap_or_default();
-    println!("{md}");
-    Ok(())
+    print_out(&format!("{md}\n"))
+}
+
+/// Writes to stdout; a reader that has stopped reading (`--status | head -1`) is not an error.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
 }
 
 /// `train sweep --dir D --retry-failed`: resubmits the trials that ended unfinished (not
@@ -334,7 +360,7 @@ pub fn retry_failed(dir: &Path, max_parallel: Option<usize>) -> Result<()> {
     if which("squeue").is_none() {
         bail!("squeue not found on PATH: without it a running trial cannot be told from a failed one, so nothing was resubmitted");
     }
-    let rows = trial_statuses(dir, &record)?;
+    let rows = trial_statuses(dir, &record, true)?;
     let failed: Vec<usize> =
         rows.iter().enumerate().filter(|(_, r)| r.state == TrialState::Failed).map(|(i, _)| i).collect();
     if failed.is_empty() {
