@@ -363,8 +363,9 @@ fn a_real_slurm_sweep_matches_the_local_one_and_a_cancelled_trial_resumes_to_the
     let env = [("SLURM_CONF", conf.as_str())];
     let cfg = write_config(tmp.path(), "");
     let spec = write_sweep(tmp.path(), "s.sweep.toml", SWEEP);
-    // 30 epochs (360 steps) so a trial runs long enough to be cancelled mid-way.
-    let sets = ["--set", "train.epochs=30"];
+    // 60 epochs (720 steps, a resume state every 5) so a trial runs long enough to be
+    // cancelled well before its end even on a fast machine.
+    let sets = ["--set", "train.epochs=60"];
 
     let local = tmp.path().join("local");
     let mut args = sweep_args(&cfg, &spec, &local, &["--jobs", "2"]);
