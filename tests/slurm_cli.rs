@@ -281,6 +281,10 @@ impl Cluster {
         let c = Cluster { env, script };
         let out = c.script_cmd("start").output().unwrap();
         assert!(out.status.success(), "slurm_local.sh start failed:\n{}", stderr(&out));
+        assert!(stdout(&out).contains(&format!("export SLURM_CONF={}", c.conf())), "{}", stdout(&out));
+        // Idempotent: a second start leaves the running cluster alone.
+        let again = c.script_cmd("start").output().unwrap();
+        assert!(again.status.success() && stderr(&again).contains("already running"), "{}", stderr(&again));
         c
     }
 
