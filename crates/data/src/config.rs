@@ -26,6 +26,9 @@ pub enum CorpusKind {
     /// Free Spoken Digit Dataset: a folder (`dir`) of `{digit}_{speaker}_{index}.wav` files,
     /// featurised by [`crate::audio::load_fsdd`].
     Fsdd,
+    /// Your own labelled texts: CSV/TSV/JSON Lines/Parquet files (optionally `.gz`) with a
+    /// text column (and an optional second text) and a label column ([`crate::text`]).
+    Text,
 }
 
 impl CorpusKind {
@@ -35,7 +38,7 @@ impl CorpusKind {
             CorpusKind::Sst2 => Some("SetFit/sst2"),
             CorpusKind::Multi30k => Some("bentrevett/multi30k"),
             CorpusKind::Ett => Some("pkr7098/etth1"),
-            CorpusKind::Adding | CorpusKind::Copy | CorpusKind::Fsdd => None,
+            CorpusKind::Adding | CorpusKind::Copy | CorpusKind::Fsdd | CorpusKind::Text => None,
         }
     }
 
@@ -57,6 +60,7 @@ impl CorpusKind {
             CorpusKind::Adding => "adding",
             CorpusKind::Copy => "copy",
             CorpusKind::Fsdd => "fsdd",
+            CorpusKind::Text => "text",
         }
     }
 }
@@ -100,7 +104,8 @@ pub enum Freq {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Which corpus: "sst2" | "multi30k" | "ett" | "adding" | "copy" | "fsdd". Default "sst2".
+    /// Which corpus: "sst2" | "text" | "multi30k" | "ett" | "adding" | "copy" | "fsdd".
+    /// Default "sst2".
     pub corpus: CorpusKind,
     /// Hugging Face hub dataset repo "owner/name". Default: the corpus' own repo
     /// (sst2: "SetFit/sst2", multi30k: "bentrevett/multi30k", ett: "pkr7098/etth1") when
@@ -157,6 +162,47 @@ pub struct DataConfig {
     pub train_size: usize,
     /// Synthetic tasks: size of the fixed validation set and of the fixed test set. Default 1000.
     pub eval_size: usize,
+    /// text: the column holding the text. Default "text".
+    pub text_column: String,
+    /// text: a second text column for sentence-pair tasks (both texts reach the model, joined
+    /// by the `[EOS]` token). Default: unset.
+    pub text_pair_column: Option<String>,
+    /// text: the column holding the label (an integer or a string). Default "label".
+    pub label_column: String,
+    /// text: the class names in label order (integers written as strings or numbers); rows
+    /// with other labels are errors. Default: the labels of the training split, sorted
+    /// (integers numerically).
+    #[serde(deserialize_with = "de_labels", default)]
+    pub labels: Option<Vec<String>>,
+    /// text: fraction of the training file carved out (seeded, stratified by label) as the
+    /// validation split when `validation_file` is unset. Default 0.
+    pub validation_split: f64,
+    /// text: fraction of the training file carved out as the test split when `test_file` is
+    /// unset. Default 0.
+    pub test_split: f64,
+    /// text: skip rows with an unusable cell (empty text, missing or unknown label, ...)
+    /// instead of stopping at the first, and count them (`skipped_rows` in the metrics).
+    /// Default false.
+    pub skip_invalid: bool,
+}
+
+/// `labels = ["neg", "pos"]` or `labels = [0, 1, 2]`: integers are kept as their decimal text.
+fn de_labels<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Name {
+        Int(i64),
+        Str(String),
+    }
+    let v: Option<Vec<Name>> = Option::deserialize(d)?;
+    Ok(v.map(|v| {
+        v.into_iter()
+            .map(|n| match n {
+                Name::Int(i) => i.to_string(),
+                Name::Str(s) => s,
+            })
+            .collect()
+    }))
 }
 
 impl Default for DataConfig {
@@ -184,6 +230,13 @@ impl Default for DataConfig {
             length: 100,
             train_size: 10_000,
             eval_size: 1_000,
+            text_column: "text".into(),
+            text_pair_column: None,
+            label_column: "label".into(),
+            labels: None,
+            validation_split: 0.0,
+            test_split: 0.0,
+            skip_invalid: false,
         }
     }
 }
@@ -244,7 +297,7 @@ impl DataConfig {
                 }
                 let split_files = key != "file";
                 let applies = if split_files {
-                    matches!(self.corpus, CorpusKind::Sst2 | CorpusKind::Multi30k)
+                    matches!(self.corpus, CorpusKind::Sst2 | CorpusKind::Multi30k | CorpusKind::Text)
                 } else {
                     self.corpus == CorpusKind::Ett
                 };
@@ -264,6 +317,7 @@ impl DataConfig {
         if self.extra_train_file.is_some() && self.corpus != CorpusKind::Sst2 {
             return Err(Error::config(k("extra_train_file"), "applies to corpus `sst2` only"));
         }
+        self.validate_text()?;
         if self.max_len == Some(0) {
             return Err(Error::config(k("max_len"), "must be at least 1"));
         }
@@ -308,6 +362,93 @@ impl DataConfig {
             }
             if self.eval_size == 0 {
                 return Err(Error::config(k("eval_size"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_text(&self) -> Result<()> {
+        let k = |key: &str| format!("data.{key}");
+        let text = self.corpus == CorpusKind::Text;
+        let d = DataConfig::default();
+        let text_keys_set = [
+            ("text_column", self.text_column != d.text_column),
+            ("text_pair_column", self.text_pair_column.is_some()),
+            ("label_column", self.label_column != d.label_column),
+            ("labels", self.labels.is_some()),
+            ("validation_split", self.validation_split != 0.0),
+            ("test_split", self.test_split != 0.0),
+            ("skip_invalid", self.skip_invalid),
+        ];
+        if !text {
+            if let Some((key, _)) = text_keys_set.iter().find(|(_, set)| *set) {
+                return Err(Error::config(
+                    k(key),
+                    format!("applies to corpus \"text\" (your own files), not to `{}`", self.corpus.name()),
+                ));
+            }
+            return Ok(());
+        }
+        if self.dir.is_none() && self.hub.is_none() {
+            return Err(Error::config(
+                k("dir"),
+                "corpus \"text\" reads your files: set `dir` (a folder) or `hub` (\"owner/name\")",
+            ));
+        }
+        if self.train_file.is_none() {
+            return Err(Error::config(
+                k("train_file"),
+                "corpus \"text\" needs the training file's name, e.g. \"train.csv\" (.csv, .tsv, .jsonl, \
+                 .json or .parquet, optionally .gz)",
+            ));
+        }
+        for (key, v) in [("text_column", &self.text_column), ("label_column", &self.label_column)] {
+            if v.trim().is_empty() {
+                return Err(Error::config(k(key), "must name a column"));
+            }
+        }
+        if self.text_pair_column.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            return Err(Error::config(k("text_pair_column"), "must name a column"));
+        }
+        for (key, f, file) in [
+            ("validation_split", self.validation_split, &self.validation_file),
+            ("test_split", self.test_split, &self.test_file),
+        ] {
+            if !(0.0..1.0).contains(&f) {
+                return Err(Error::config(k(key), format!("expected a fraction in [0, 1), found {f}")));
+            }
+            if f > 0.0 && file.is_some() {
+                let which = if key == "test_split" { "test_file" } else { "validation_file" };
+                return Err(Error::config(k(key), format!("set either `{which}` or `{key}`, not both")));
+            }
+        }
+        if self.validation_split + self.test_split >= 1.0 {
+            return Err(Error::config(k("test_split"), "validation_split + test_split must leave rows for training"));
+        }
+        if self.validation_file.is_none() && self.validation_split == 0.0 {
+            return Err(Error::config(
+                k("validation_split"),
+                "no validation split: set `validation_file`, or `validation_split = 0.1` to carve one from train",
+            ));
+        }
+        if self.test_file.is_none() && self.test_split == 0.0 {
+            return Err(Error::config(
+                k("test_split"),
+                "no test split: set `test_file`, or `test_split = 0.1` to carve one from train",
+            ));
+        }
+        if let Some(labels) = &self.labels {
+            if labels.len() < 2 {
+                return Err(Error::config(k("labels"), format!("expected at least 2 classes, found {}", labels.len())));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for l in labels {
+                if l.trim().is_empty() {
+                    return Err(Error::config(k("labels"), "a class name is empty"));
+                }
+                if !seen.insert(l) {
+                    return Err(Error::config(k("labels"), format!("class `{l}` is listed twice")));
+                }
             }
         }
         Ok(())

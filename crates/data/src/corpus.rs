@@ -14,7 +14,7 @@ use std::path::PathBuf;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Corpus {
-    /// SST-2: texts with class labels.
+    /// SST-2 or your own texts (`corpus = "text"`): texts with class labels.
     TextClassification(TextClassification),
     /// Multi30k: source/target sentence pairs.
     Translation(Translation),
@@ -80,6 +80,7 @@ pub fn load_with(cfg: &DataConfig, seed: u64, hub: &HubOptions) -> Result<Corpus
             }
             Corpus::TextClassification(crate::sst2::load([&p[0], &p[1], &p[2]], extra.as_deref())?)
         }
+        CorpusKind::Text => Corpus::TextClassification(crate::text::load(cfg, hub, seed)?),
         CorpusKind::Multi30k => {
             let p = fetch_splits()?;
             Corpus::Translation(crate::multi30k::load([&p[0], &p[1], &p[2]], cfg.direction)?)

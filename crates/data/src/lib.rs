@@ -34,6 +34,8 @@ pub mod rng;
 pub mod source;
 pub mod sst2;
 pub mod synthetic;
+pub mod table;
+pub mod text;
 pub mod tokenizer;
 
 pub use corpus::{load, load_with, source_of, Corpus};

@@ -71,7 +71,7 @@ pub fn estimate(cfg: &Config) -> Estimate {
     let head = hidden * directions * 16.0;
     // (parameters, steps, extra activation floats per batch element and step)
     let (parameters, steps, extra) = match cfg.data.corpus {
-        CorpusKind::Sst2 => (vocab * emb + encoder(emb) + head, text_len, emb),
+        CorpusKind::Sst2 | CorpusKind::Text => (vocab * emb + encoder(emb) + head, text_len, emb),
         CorpusKind::Multi30k => {
             let dec = hidden * directions;
             let decoder = recurrent_parameters(emb + dec, dec, layers, 1.0);
@@ -112,7 +112,7 @@ fn refuse_if_too_large(cfg: &Config, e: &Estimate, available: u64) -> Result<()>
         return Ok(());
     }
     let m = &cfg.model;
-    let text = matches!(cfg.data.corpus, CorpusKind::Sst2 | CorpusKind::Multi30k);
+    let text = matches!(cfg.data.corpus, CorpusKind::Sst2 | CorpusKind::Multi30k | CorpusKind::Text);
     let mut sizes = vec![
         format!("model.hidden = {}", m.hidden),
         format!("model.layers = {}", m.layers),

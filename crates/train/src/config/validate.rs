@@ -85,7 +85,7 @@ impl Config {
                 return Err(invalid("train.gamma", format!("expected (0, 1], got {}", t.gamma)));
             }
         }
-        if t.class_weights.iter().any(|w| !(*w >= 0.0 && w.is_finite())) {
+        if t.class_weights.explicit().iter().any(|w| !(*w >= 0.0 && w.is_finite())) {
             return Err(invalid("train.class_weights", "expected non-negative finite weights"));
         }
         if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {

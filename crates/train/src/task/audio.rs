@@ -177,7 +177,7 @@ impl AudioTask {
         if corpus.train.is_empty() {
             bail!("{}: the training split is empty", dir.root.display());
         }
-        let class_weights: Vec<f32> = cfg.train.class_weights.iter().map(|&w| w as f32).collect();
+        let class_weights: Vec<f32> = cfg.train.class_weights.explicit().iter().map(|&w| w as f32).collect();
         if !class_weights.is_empty() && class_weights.len() != NUM_CLASSES {
             bail!(
                 "config key `train.class_weights`: expected {NUM_CLASSES} weights (one per digit), got {}",
