@@ -29,6 +29,9 @@ pub enum CorpusKind {
     /// Your own labelled texts: CSV/TSV/JSON Lines/Parquet files (optionally `.gz`) with a
     /// text column (and an optional second text) and a label column ([`crate::text`]).
     Text,
+    /// Your own text pairs for sequence-to-sequence tasks: source and target columns of a
+    /// table, or two aligned plain-text files per split ([`crate::pairs`]).
+    Pairs,
 }
 
 impl CorpusKind {
@@ -38,7 +41,7 @@ impl CorpusKind {
             CorpusKind::Sst2 => Some("SetFit/sst2"),
             CorpusKind::Multi30k => Some("bentrevett/multi30k"),
             CorpusKind::Ett => Some("pkr7098/etth1"),
-            CorpusKind::Adding | CorpusKind::Copy | CorpusKind::Fsdd | CorpusKind::Text => None,
+            CorpusKind::Adding | CorpusKind::Copy | CorpusKind::Fsdd | CorpusKind::Text | CorpusKind::Pairs => None,
         }
     }
 
@@ -61,6 +64,7 @@ impl CorpusKind {
             CorpusKind::Copy => "copy",
             CorpusKind::Fsdd => "fsdd",
             CorpusKind::Text => "text",
+            CorpusKind::Pairs => "pairs",
         }
     }
 }
@@ -104,7 +108,7 @@ pub enum Freq {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Which corpus: "sst2" | "text" | "multi30k" | "ett" | "adding" | "copy" | "fsdd".
+    /// Which corpus: "sst2" | "text" | "pairs" | "multi30k" | "ett" | "adding" | "copy" | "fsdd".
     /// Default "sst2".
     pub corpus: CorpusKind,
     /// Hugging Face hub dataset repo "owner/name". Default: the corpus' own repo
@@ -184,6 +188,16 @@ pub struct DataConfig {
     /// instead of stopping at the first, and count them (`skipped_rows` in the metrics).
     /// Default false.
     pub skip_invalid: bool,
+    /// pairs: the column holding the source text. Default "source".
+    pub source_column: String,
+    /// pairs: the column holding the target text. Default "target".
+    pub target_column: String,
+    /// pairs, plain-text form: each `*_file` is a prefix and the split's files are
+    /// `<prefix>.<source_lang>` and `<prefix>.<target_lang>` (e.g. `train.de`, `train.en`),
+    /// one sentence per line. Default: unset (the files are tables).
+    pub source_lang: Option<String>,
+    /// pairs, plain-text form: the target files' extension (with `source_lang`). Default: unset.
+    pub target_lang: Option<String>,
 }
 
 /// `labels = ["neg", "pos"]` or `labels = [0, 1, 2]`: integers are kept as their decimal text.
@@ -237,6 +251,10 @@ impl Default for DataConfig {
             validation_split: 0.0,
             test_split: 0.0,
             skip_invalid: false,
+            source_column: "source".into(),
+            target_column: "target".into(),
+            source_lang: None,
+            target_lang: None,
         }
     }
 }
@@ -297,7 +315,10 @@ impl DataConfig {
                 }
                 let split_files = key != "file";
                 let applies = if split_files {
-                    matches!(self.corpus, CorpusKind::Sst2 | CorpusKind::Multi30k | CorpusKind::Text)
+                    matches!(
+                        self.corpus,
+                        CorpusKind::Sst2 | CorpusKind::Multi30k | CorpusKind::Text | CorpusKind::Pairs
+                    )
                 } else {
                     self.corpus == CorpusKind::Ett
                 };
@@ -318,6 +339,7 @@ impl DataConfig {
             return Err(Error::config(k("extra_train_file"), "applies to corpus `sst2` only"));
         }
         self.validate_text()?;
+        self.validate_pairs()?;
         if self.max_len == Some(0) {
             return Err(Error::config(k("max_len"), "must be at least 1"));
         }
@@ -363,6 +385,56 @@ impl DataConfig {
             if self.eval_size == 0 {
                 return Err(Error::config(k("eval_size"), "must be at least 1"));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_pairs(&self) -> Result<()> {
+        let k = |key: &str| format!("data.{key}");
+        let d = DataConfig::default();
+        let pairs = self.corpus == CorpusKind::Pairs;
+        let set = [
+            ("source_column", self.source_column != d.source_column),
+            ("target_column", self.target_column != d.target_column),
+            ("source_lang", self.source_lang.is_some()),
+            ("target_lang", self.target_lang.is_some()),
+        ];
+        if !pairs {
+            if let Some((key, _)) = set.iter().find(|(_, s)| *s) {
+                return Err(Error::config(
+                    k(key),
+                    format!("applies to corpus \"pairs\" (your own text pairs), not to `{}`", self.corpus.name()),
+                ));
+            }
+            return Ok(());
+        }
+        if self.dir.is_none() && self.hub.is_none() {
+            return Err(Error::config(
+                k("dir"),
+                "corpus \"pairs\" reads your files: set `dir` (a folder) or `hub` (\"owner/name\")",
+            ));
+        }
+        for key in ["train_file", "validation_file", "test_file"] {
+            let v = match key {
+                "train_file" => &self.train_file,
+                "validation_file" => &self.validation_file,
+                _ => &self.test_file,
+            };
+            if v.is_none() {
+                return Err(Error::config(
+                    k(key),
+                    "corpus \"pairs\" needs a file per split: a table (\"train.csv\", .tsv, .jsonl, .parquet, \
+                     optionally .gz), or with source_lang/target_lang a prefix (\"train\" for train.de + train.en)",
+                ));
+            }
+        }
+        match (&self.source_lang, &self.target_lang) {
+            (Some(_), None) => return Err(Error::config(k("target_lang"), "set with `source_lang`")),
+            (None, Some(_)) => return Err(Error::config(k("source_lang"), "set with `target_lang`")),
+            (Some(a), Some(b)) if a.trim().is_empty() || b.trim().is_empty() || a == b => {
+                return Err(Error::config(k("target_lang"), "source and target extensions must be two different names"))
+            }
+            _ => {}
         }
         Ok(())
     }

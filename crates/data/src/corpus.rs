@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub enum Corpus {
     /// SST-2 or your own texts (`corpus = "text"`): texts with class labels.
     TextClassification(TextClassification),
-    /// Multi30k: source/target sentence pairs.
+    /// Multi30k or your own pairs (`corpus = "pairs"`): source/target texts.
     Translation(Translation),
     /// ETT: normalised series split by rows, cut into windows on demand.
     Forecast(Forecast),
@@ -81,6 +81,7 @@ pub fn load_with(cfg: &DataConfig, seed: u64, hub: &HubOptions) -> Result<Corpus
             Corpus::TextClassification(crate::sst2::load([&p[0], &p[1], &p[2]], extra.as_deref())?)
         }
         CorpusKind::Text => Corpus::TextClassification(crate::text::load(cfg, hub, seed)?),
+        CorpusKind::Pairs => Corpus::Translation(crate::pairs::load(cfg, hub)?),
         CorpusKind::Multi30k => {
             let p = fetch_splits()?;
             Corpus::Translation(crate::multi30k::load([&p[0], &p[1], &p[2]], cfg.direction)?)

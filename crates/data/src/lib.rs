@@ -30,6 +30,7 @@ pub mod error;
 pub mod ett;
 mod jsonl;
 pub mod multi30k;
+pub mod pairs;
 pub mod rng;
 pub mod source;
 pub mod sst2;

@@ -72,7 +72,7 @@ pub fn estimate(cfg: &Config) -> Estimate {
     // (parameters, steps, extra activation floats per batch element and step)
     let (parameters, steps, extra) = match cfg.data.corpus {
         CorpusKind::Sst2 | CorpusKind::Text => (vocab * emb + encoder(emb) + head, text_len, emb),
-        CorpusKind::Multi30k => {
+        CorpusKind::Multi30k | CorpusKind::Pairs => {
             let dec = hidden * directions;
             let decoder = recurrent_parameters(emb + dec, dec, layers, 1.0);
             let attention = 2.0 * dec * dec + dec;
@@ -112,7 +112,8 @@ fn refuse_if_too_large(cfg: &Config, e: &Estimate, available: u64) -> Result<()>
         return Ok(());
     }
     let m = &cfg.model;
-    let text = matches!(cfg.data.corpus, CorpusKind::Sst2 | CorpusKind::Multi30k | CorpusKind::Text);
+    let text =
+        matches!(cfg.data.corpus, CorpusKind::Sst2 | CorpusKind::Multi30k | CorpusKind::Text | CorpusKind::Pairs);
     let mut sizes = vec![
         format!("model.hidden = {}", m.hidden),
         format!("model.layers = {}", m.layers),

@@ -164,10 +164,10 @@ impl Config {
 
     /// Checks of the rest of the config that only matter for `task = "translate"`.
     fn validate_translate(&self) -> Result<(), Invalid> {
-        if self.data.corpus != data::config::CorpusKind::Multi30k {
+        if !matches!(self.data.corpus, data::config::CorpusKind::Multi30k | data::config::CorpusKind::Pairs) {
             return Err(invalid(
                 "data.corpus",
-                "task \"translate\" reads a translation corpus (data.corpus = \"multi30k\")",
+                "task \"translate\" reads a translation corpus (data.corpus = \"pairs\" or \"multi30k\")",
             ));
         }
         if self.model.cell != model::config::CellKind::Lstm {
