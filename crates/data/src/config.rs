@@ -32,6 +32,17 @@ pub enum CorpusKind {
     /// Your own text pairs for sequence-to-sequence tasks: source and target columns of a
     /// table, or two aligned plain-text files per split ([`crate::pairs`]).
     Pairs,
+    /// Your own time series: a CSV/TSV/JSON Lines/Parquet file with an optional time column
+    /// and numeric columns, forecast as ETT is ([`crate::series`]).
+    Series,
+}
+
+/// How missing values of a series are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fill {
+    /// Carry the last value forward (a missing first value is still an error).
+    Forward,
 }
 
 impl CorpusKind {
@@ -41,7 +52,12 @@ impl CorpusKind {
             CorpusKind::Sst2 => Some("SetFit/sst2"),
             CorpusKind::Multi30k => Some("bentrevett/multi30k"),
             CorpusKind::Ett => Some("pkr7098/etth1"),
-            CorpusKind::Adding | CorpusKind::Copy | CorpusKind::Fsdd | CorpusKind::Text | CorpusKind::Pairs => None,
+            CorpusKind::Adding
+            | CorpusKind::Copy
+            | CorpusKind::Fsdd
+            | CorpusKind::Text
+            | CorpusKind::Pairs
+            | CorpusKind::Series => None,
         }
     }
 
@@ -65,6 +81,7 @@ impl CorpusKind {
             CorpusKind::Fsdd => "fsdd",
             CorpusKind::Text => "text",
             CorpusKind::Pairs => "pairs",
+            CorpusKind::Series => "series",
         }
     }
 }
@@ -108,7 +125,7 @@ pub enum Freq {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Which corpus: "sst2" | "text" | "pairs" | "multi30k" | "ett" | "adding" | "copy" | "fsdd".
+    /// Which corpus: "sst2" | "text" | "pairs" | "series" | "multi30k" | "ett" | "adding" | "copy" | "fsdd".
     /// Default "sst2".
     pub corpus: CorpusKind,
     /// Hugging Face hub dataset repo "owner/name". Default: the corpus' own repo
@@ -198,6 +215,17 @@ pub struct DataConfig {
     pub source_lang: Option<String>,
     /// pairs, plain-text form: the target files' extension (with `source_lang`). Default: unset.
     pub target_lang: Option<String>,
+    /// series: the time column, parsed as `YYYY-MM-DD[ HH:MM[:SS]]` (also `/` for `-`, ISO
+    /// 8601's `T`, a trailing `Z`); every other column is a value column. Default: unset (no
+    /// time column: every column is a value column, and `calendar` is unavailable).
+    pub time_column: Option<String>,
+    /// series: (train, validation, test) fractions of the rows, e.g. [0.7, 0.1, 0.2] (train =
+    /// ⌊n·a⌋, test = ⌊n·c⌋, validation the rest). Default: unset; with neither this nor
+    /// `split_rows` set, [0.7, 0.1, 0.2].
+    pub split_ratio: Option<[f64; 3]>,
+    /// series: "forward" carries the last value into a missing cell. Default: unset (a
+    /// missing value is an error naming its row and column).
+    pub fill: Option<Fill>,
 }
 
 /// `labels = ["neg", "pos"]` or `labels = [0, 1, 2]`: integers are kept as their decimal text.
@@ -255,6 +283,9 @@ impl Default for DataConfig {
             target_column: "target".into(),
             source_lang: None,
             target_lang: None,
+            time_column: None,
+            split_ratio: None,
+            fill: None,
         }
     }
 }
@@ -320,7 +351,7 @@ impl DataConfig {
                         CorpusKind::Sst2 | CorpusKind::Multi30k | CorpusKind::Text | CorpusKind::Pairs
                     )
                 } else {
-                    self.corpus == CorpusKind::Ett
+                    matches!(self.corpus, CorpusKind::Ett | CorpusKind::Series)
                 };
                 if !applies {
                     let hint = if self.corpus == CorpusKind::Ett {
@@ -346,7 +377,8 @@ impl DataConfig {
         if self.bucket_pool == 0 {
             return Err(Error::config(k("bucket_pool"), "must be at least 1 (1 = no bucketing)"));
         }
-        if self.corpus == CorpusKind::Ett {
+        self.validate_series()?;
+        if matches!(self.corpus, CorpusKind::Ett | CorpusKind::Series) {
             if self.input_len == 0 {
                 return Err(Error::config(k("input_len"), "must be at least 1"));
             }
@@ -385,6 +417,50 @@ impl DataConfig {
             if self.eval_size == 0 {
                 return Err(Error::config(k("eval_size"), "must be at least 1"));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_series(&self) -> Result<()> {
+        let k = |key: &str| format!("data.{key}");
+        let series = self.corpus == CorpusKind::Series;
+        let set = [
+            ("time_column", self.time_column.is_some()),
+            ("split_ratio", self.split_ratio.is_some()),
+            ("fill", self.fill.is_some()),
+        ];
+        if !series {
+            if let Some((key, _)) = set.iter().find(|(_, s)| *s) {
+                return Err(Error::config(
+                    k(key),
+                    format!("applies to corpus \"series\" (your own time series), not to `{}`", self.corpus.name()),
+                ));
+            }
+            return Ok(());
+        }
+        if self.dir.is_none() && self.hub.is_none() {
+            return Err(Error::config(k("dir"), "corpus \"series\" reads your file: set `dir` or `hub`"));
+        }
+        if self.file.is_none() {
+            return Err(Error::config(
+                k("file"),
+                "corpus \"series\" needs the file holding the whole series, e.g. \"load.csv\" (.csv, .tsv, \
+                 .jsonl, .parquet, optionally .gz); the splits are cut by rows",
+            ));
+        }
+        if self.split_ratio.is_some() && self.split_rows.is_some() {
+            return Err(Error::config(k("split_ratio"), "set either `split_ratio` or `split_rows`, not both"));
+        }
+        if let Some(r) = self.split_ratio {
+            if r.iter().any(|f| !(*f > 0.0 && *f < 1.0)) || (r.iter().sum::<f64>() - 1.0).abs() > 1e-9 {
+                return Err(Error::config(
+                    k("split_ratio"),
+                    format!("expected three fractions in (0, 1) summing to 1, found {r:?}"),
+                ));
+            }
+        }
+        if self.calendar && self.time_column.is_none() {
+            return Err(Error::config(k("calendar"), "calendar features need `time_column`"));
         }
         Ok(())
     }

@@ -18,7 +18,8 @@ pub enum Corpus {
     TextClassification(TextClassification),
     /// Multi30k or your own pairs (`corpus = "pairs"`): source/target texts.
     Translation(Translation),
-    /// ETT: normalised series split by rows, cut into windows on demand.
+    /// ETT or your own series (`corpus = "series"`): normalised series split by rows, cut
+    /// into windows on demand.
     Forecast(Forecast),
     /// The adding problem.
     Adding(AddingTask),
@@ -82,6 +83,7 @@ pub fn load_with(cfg: &DataConfig, seed: u64, hub: &HubOptions) -> Result<Corpus
         }
         CorpusKind::Text => Corpus::TextClassification(crate::text::load(cfg, hub, seed)?),
         CorpusKind::Pairs => Corpus::Translation(crate::pairs::load(cfg, hub)?),
+        CorpusKind::Series => Corpus::Forecast(crate::series::load(cfg, hub)?),
         CorpusKind::Multi30k => {
             let p = fetch_splits()?;
             Corpus::Translation(crate::multi30k::load([&p[0], &p[1], &p[2]], cfg.direction)?)

@@ -32,6 +32,7 @@ mod jsonl;
 pub mod multi30k;
 pub mod pairs;
 pub mod rng;
+pub mod series;
 pub mod source;
 pub mod sst2;
 pub mod synthetic;

@@ -81,7 +81,9 @@ pub fn estimate(cfg: &Config) -> Estimate {
             // the target side the generator's logits, their softmax and gradient.
             (params, (text_len.0 * 2, text_len.1), emb + 1.5 * vocab)
         }
-        CorpusKind::Ett => (encoder(16.0) + head, (cfg.data.input_len + cfg.data.horizon, "data.input_len"), 16.0),
+        CorpusKind::Ett | CorpusKind::Series => {
+            (encoder(16.0) + head, (cfg.data.input_len + cfg.data.horizon, "data.input_len"), 16.0)
+        }
         CorpusKind::Adding => (encoder(2.0) + head, (cfg.data.length, "data.length"), 2.0),
         CorpusKind::Copy => (encoder(10.0) + head, (cfg.data.length + 20, "data.length"), 10.0),
         CorpusKind::Fsdd => {

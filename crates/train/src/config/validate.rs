@@ -133,7 +133,8 @@ impl Config {
             _ => None,
         };
         if let Some(kind) = need {
-            if self.data.corpus != kind {
+            let preset_of_own = kind == CorpusKind::Ett && self.data.corpus == CorpusKind::Series;
+            if self.data.corpus != kind && !preset_of_own {
                 return Err(invalid(
                     "data.corpus",
                     format!(
