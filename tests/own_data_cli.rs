@@ -205,3 +205,127 @@ fn bad_input_names_file_line_and_column() {
     let e = stderr(&out);
     assert!(e.contains("missing column `title`") && e.contains("id, headline, topic"), "{e}");
 }
+
+/// Two aligned plain-text files per split (`train.de` + `train.en`, ...) through `task = "translate"`.
+#[test]
+fn translation_from_parallel_text_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let words = [("hund", "dog"), ("katze", "cat"), ("haus", "house"), ("baum", "tree"), ("auto", "car")];
+    for (split, n) in [("train", 60), ("valid", 10), ("test", 10)] {
+        let (mut de, mut en) = (String::new(), String::new());
+        for i in 0..n {
+            let (a, b) = (words[i % 5], words[(i / 5) % 5]);
+            de.push_str(&format!("ein {} und ein {}\n", a.0, b.0));
+            en.push_str(&format!("a {} and a {}\n", a.1, b.1));
+        }
+        fs::write(t.join(format!("{split}.de")), de).unwrap();
+        fs::write(t.join(format!("{split}.en")), en).unwrap();
+    }
+    let cfg = t.join("mt.toml");
+    fs::write(
+        &cfg,
+        format!(
+            r#"
+task = "translate"
+[run]
+name = "mt"
+seed = 3
+threads = 1
+[data]
+corpus = "pairs"
+dir = {:?}
+train_file = "train"
+validation_file = "valid"
+test_file = "test"
+source_lang = "de"
+target_lang = "en"
+[tokenizer]
+vocab_size = 100
+[model]
+embedding_dim = 16
+hidden = 16
+[translate]
+beam = 2
+[train]
+epochs = 2
+batch_size = 16
+lr = 0.01
+early_stopping_metric = "bleu"
+early_stopping_mode = "max"
+"#,
+            t.display().to_string()
+        ),
+    )
+    .unwrap();
+    let dir = t.join("run");
+    run(&cfg, &dir, &[]);
+    let s = common::json(dir.join("summary.json"));
+    assert!(s["test"]["bleu"].as_f64().is_some(), "{s}");
+    // A misaligned split names both files and their line counts.
+    fs::write(t.join("test.en"), "a dog\n").unwrap();
+    let out = train(&["--config", cfg.to_str().unwrap(), "--run-dir", t.join("r2").to_str().unwrap()], &[]);
+    let e = stderr(&out);
+    assert!(!out.status.success() && e.contains("test.en") && e.contains("test.de"), "{e}");
+}
+
+/// Your own CSV series (a time column in another spelling, a missing value filled forward)
+/// through `task = "forecast"`, split by ratio.
+#[test]
+fn forecasting_your_own_csv_series() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let mut s = String::from("when,temperature,demand\n");
+    for i in 0..240usize {
+        let phase = i as f64 * std::f64::consts::TAU / 24.0;
+        let demand = if i == 50 { String::new() } else { format!("{:.3}", 100.0 + 20.0 * phase.sin()) };
+        s.push_str(&format!("2024/03/{:02}T{:02}:00Z,{:.2},{demand}\n", 1 + i / 24, i % 24, 10.0 + phase.cos()));
+    }
+    fs::write(t.join("demand.csv"), s).unwrap();
+    let cfg = t.join("series.toml");
+    fs::write(
+        &cfg,
+        format!(
+            r#"
+task = "forecast"
+[run]
+name = "demand"
+seed = 5
+threads = 1
+[data]
+corpus = "series"
+dir = {:?}
+file = "demand.csv"
+time_column = "when"
+target = "demand"
+features = "MS"
+split_ratio = [0.6, 0.2, 0.2]
+fill = "forward"
+input_len = 24
+horizon = 6
+calendar = true
+[model]
+hidden = 8
+bidirectional = false
+[train]
+epochs = 2
+batch_size = 16
+lr = 0.01
+early_stopping_metric = "mse"
+early_stopping_mode = "min"
+"#,
+            t.display().to_string()
+        ),
+    )
+    .unwrap();
+    let dir = t.join("run");
+    run(&cfg, &dir, &[]);
+    let s = common::json(dir.join("summary.json"));
+    assert!(s["test"]["mse"].as_f64().is_some() && s["test"]["mae"].as_f64().is_some(), "{s}");
+    // Without fill the missing value is an error at its line and column.
+    let text = fs::read_to_string(&cfg).unwrap().replace("fill = \"forward\"\n", "");
+    fs::write(&cfg, text).unwrap();
+    let out = train(&["--config", cfg.to_str().unwrap(), "--run-dir", t.join("r2").to_str().unwrap()], &[]);
+    let e = stderr(&out);
+    assert!(e.contains("demand.csv:52: column `demand`") && e.contains("fill"), "{e}");
+}

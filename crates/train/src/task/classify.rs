@@ -434,3 +434,33 @@ impl Task for ClassifyTask {
                "class_names": &self.prepared.class_names})
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::ClassWeights;
+
+    #[test]
+    fn class_weights_balanced_and_explicit() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            w: ClassWeights,
+        }
+        let t: T = toml::from_str("w = \"balanced\"").unwrap();
+        // scikit-learn's compute_class_weight("balanced"): n / (k * count).
+        let w = t.w.resolve(&[3, 1, 6]);
+        let want = [10.0 / 9.0, 10.0 / 3.0, 10.0 / 18.0];
+        assert!(w.iter().zip(want).all(|(a, b)| (*a as f64 - b).abs() < 1e-6), "{w:?}");
+        assert_eq!(t.w.resolve(&[2, 0]), [1.0, 0.0]);
+        let t: T = toml::from_str("w = [1.0, 2.5]").unwrap();
+        assert_eq!(t.w.resolve(&[9, 9]), [1.0, 2.5]);
+        assert!(toml::from_str::<T>("w = \"balance\"").is_err());
+    }
+
+    #[test]
+    fn pairs_join_with_the_separator() {
+        let mut a = vec![5, 6];
+        super::join_pair(&mut a, vec![7], 3);
+        assert_eq!(a, [5, 6, 3, 7]);
+        assert_eq!(super::argmax_row(&[0.2, 0.5, 0.5, 0.1]), 1);
+    }
+}
