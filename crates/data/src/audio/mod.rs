@@ -72,8 +72,6 @@ pub enum AudioError {
         /// Samples actually read before the data ran out.
         got: u64,
     },
-    /// A setting is out of range: an [`MfccConfig`] field or the sample rate ([`Mfcc::new`]), or
-    /// `val_fraction` ([`split_fsdd`]).
     /// A recording shorter than one analysis frame: it has no features to classify.
     #[error(
         "{path}: {samples} samples ({:.1} ms at {sample_rate} Hz) is shorter than one analysis frame of {frame_len} samples; expected a recording of at least {:.1} ms",
@@ -90,6 +88,8 @@ pub enum AudioError {
         /// Samples of one frame (`audio.mfcc.frame_len_s` at this rate).
         frame_len: usize,
     },
+    /// A setting is out of range: an [`MfccConfig`] field or the sample rate ([`Mfcc::new`]), or
+    /// `val_fraction` ([`split_fsdd`]).
     #[error("invalid audio config `{key}`: {reason}")]
     InvalidConfig {
         /// The field's name within its section, e.g. `"num_ceps"` (the `[audio.mfcc]` key) or
