@@ -4,7 +4,8 @@ use crate::config::{CorpusKind, DataConfig};
 use crate::error::{Error, Result};
 use crate::ett::Forecast;
 use crate::multi30k::Translation;
-use crate::source::{HubOptions, RepoKind, Source};
+pub use crate::source::source_of;
+use crate::source::HubOptions;
 use crate::sst2::TextClassification;
 use crate::synthetic::{AddingTask, CopyTask};
 use std::path::PathBuf;
@@ -39,15 +40,6 @@ impl Corpus {
             Corpus::Copy(t) => [t.train_size, t.validation.len(), t.test.len()],
         }
     }
-}
-
-/// Where `cfg` reads from: `dir`, `hub`, or the corpus' default hub repo.
-pub fn source_of(cfg: &DataConfig) -> Option<Source> {
-    if let Some(d) = &cfg.dir {
-        return Some(Source::Dir(d.clone()));
-    }
-    let repo = cfg.hub.clone().or_else(|| cfg.corpus.default_hub().map(String::from))?;
-    Some(Source::Hub { repo, revision: cfg.revision.clone(), kind: RepoKind::Dataset })
 }
 
 /// Loads the corpus `cfg` names, reading HF_HOME / HF_HUB_CACHE / HF_HUB_OFFLINE /

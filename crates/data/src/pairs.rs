@@ -28,7 +28,7 @@ use std::path::Path;
 /// different line counts or an empty line, [`Error::EmptySplit`].
 pub fn load(cfg: &DataConfig, hub: &HubOptions) -> Result<Translation> {
     cfg.validate()?;
-    let src = crate::corpus::source_of(cfg).expect("validated: pairs has a dir or a hub");
+    let src = crate::source::source_of(cfg).expect("validated: pairs has a dir or a hub");
     let names = [&cfg.train_file, &cfg.validation_file, &cfg.test_file];
     let mut splits: [Vec<PairExample>; 3] = Default::default();
     for ((name, split), out) in names.iter().zip(["train", "validation", "test"]).zip(splits.iter_mut()) {

@@ -18,7 +18,7 @@ use crate::table::Table;
 /// time stamp; [`Error::EmptySplit`] / [`Error::TooFewRows`] when the splits cannot hold a window.
 pub fn load(cfg: &DataConfig, hub: &HubOptions) -> Result<Forecast> {
     cfg.validate()?;
-    let src = crate::corpus::source_of(cfg).expect("validated: series has a dir or a hub");
+    let src = crate::source::source_of(cfg).expect("validated: series has a dir or a hub");
     let table = Table::read(&src.fetch(cfg.file.as_deref().expect("validated: series names its file"), hub)?)?;
     from_table(&table, cfg)
 }

@@ -125,7 +125,7 @@ impl Reader<'_> {
 /// classes or an empty split ([`Error::EmptySplit`]), [`Error::Config`] for impossible keys.
 pub fn load(cfg: &DataConfig, hub: &HubOptions, seed: u64) -> Result<TextClassification> {
     cfg.validate()?;
-    let src = crate::corpus::source_of(cfg).expect("validated: text has a dir or a hub");
+    let src = crate::source::source_of(cfg).expect("validated: text has a dir or a hub");
     let read = |name: &str| -> Result<Table> { Table::read(&src.fetch(name, hub)?) };
     let train_file = cfg.train_file.as_deref().expect("validated: train_file is set");
     let train_table = read(train_file)?;
