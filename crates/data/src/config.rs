@@ -26,6 +26,23 @@ pub enum CorpusKind {
     /// Free Spoken Digit Dataset: a folder (`dir`) of `{digit}_{speaker}_{index}.wav` files,
     /// featurised by [`crate::audio::load_fsdd`].
     Fsdd,
+    /// Your own labelled texts: CSV/TSV/JSON Lines/Parquet files (optionally `.gz`) with a
+    /// text column (and an optional second text) and a label column ([`crate::text`]).
+    Text,
+    /// Your own text pairs for sequence-to-sequence tasks: source and target columns of a
+    /// table, or two aligned plain-text files per split ([`crate::pairs`]).
+    Pairs,
+    /// Your own time series: a CSV/TSV/JSON Lines/Parquet file with an optional time column
+    /// and numeric columns, forecast as ETT is ([`crate::series`]).
+    Series,
+}
+
+/// How missing values of a series are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fill {
+    /// Carry the last value forward (a missing first value is still an error).
+    Forward,
 }
 
 impl CorpusKind {
@@ -35,7 +52,12 @@ impl CorpusKind {
             CorpusKind::Sst2 => Some("SetFit/sst2"),
             CorpusKind::Multi30k => Some("bentrevett/multi30k"),
             CorpusKind::Ett => Some("pkr7098/etth1"),
-            CorpusKind::Adding | CorpusKind::Copy | CorpusKind::Fsdd => None,
+            CorpusKind::Adding
+            | CorpusKind::Copy
+            | CorpusKind::Fsdd
+            | CorpusKind::Text
+            | CorpusKind::Pairs
+            | CorpusKind::Series => None,
         }
     }
 
@@ -57,6 +79,9 @@ impl CorpusKind {
             CorpusKind::Adding => "adding",
             CorpusKind::Copy => "copy",
             CorpusKind::Fsdd => "fsdd",
+            CorpusKind::Text => "text",
+            CorpusKind::Pairs => "pairs",
+            CorpusKind::Series => "series",
         }
     }
 }
@@ -100,7 +125,8 @@ pub enum Freq {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Which corpus: "sst2" | "multi30k" | "ett" | "adding" | "copy" | "fsdd". Default "sst2".
+    /// Which corpus: "sst2" | "text" | "pairs" | "series" | "multi30k" | "ett" | "adding" | "copy" | "fsdd".
+    /// Default "sst2".
     pub corpus: CorpusKind,
     /// Hugging Face hub dataset repo "owner/name". Default: the corpus' own repo
     /// (sst2: "SetFit/sst2", multi30k: "bentrevett/multi30k", ett: "pkr7098/etth1") when
@@ -157,6 +183,68 @@ pub struct DataConfig {
     pub train_size: usize,
     /// Synthetic tasks: size of the fixed validation set and of the fixed test set. Default 1000.
     pub eval_size: usize,
+    /// text: the column holding the text. Default "text".
+    pub text_column: String,
+    /// text: a second text column for sentence-pair tasks (both texts reach the model, joined
+    /// by the `[EOS]` token). Default: unset.
+    pub text_pair_column: Option<String>,
+    /// text: the column holding the label (an integer or a string). Default "label".
+    pub label_column: String,
+    /// text: the class names in label order (integers written as strings or numbers); rows
+    /// with other labels are errors. Default: the labels of the training split, sorted
+    /// (integers numerically).
+    #[serde(deserialize_with = "de_labels", default)]
+    pub labels: Option<Vec<String>>,
+    /// text: fraction of the training file carved out (seeded, stratified by label) as the
+    /// validation split when `validation_file` is unset. Default 0.
+    pub validation_split: f64,
+    /// text: fraction of the training file carved out as the test split when `test_file` is
+    /// unset. Default 0.
+    pub test_split: f64,
+    /// text: skip rows with an unusable cell (empty text, missing or unknown label, ...)
+    /// instead of stopping at the first, and count them (`skipped_rows` in the metrics).
+    /// Default false.
+    pub skip_invalid: bool,
+    /// pairs: the column holding the source text. Default "source".
+    pub source_column: String,
+    /// pairs: the column holding the target text. Default "target".
+    pub target_column: String,
+    /// pairs, plain-text form: each `*_file` is a prefix and the split's files are
+    /// `<prefix>.<source_lang>` and `<prefix>.<target_lang>` (e.g. `train.de`, `train.en`),
+    /// one sentence per line. Default: unset (the files are tables).
+    pub source_lang: Option<String>,
+    /// pairs, plain-text form: the target files' extension (with `source_lang`). Default: unset.
+    pub target_lang: Option<String>,
+    /// series: the time column, parsed as `YYYY-MM-DD[ HH:MM[:SS]]` (also `/` for `-`, ISO
+    /// 8601's `T`, a trailing `Z`); every other column is a value column. Default: unset (no
+    /// time column: every column is a value column, and `calendar` is unavailable).
+    pub time_column: Option<String>,
+    /// series: (train, validation, test) fractions of the rows, e.g. [0.7, 0.1, 0.2] (train =
+    /// ⌊n·a⌋, test = ⌊n·c⌋, validation the rest). Default: unset; with neither this nor
+    /// `split_rows` set, [0.7, 0.1, 0.2].
+    pub split_ratio: Option<[f64; 3]>,
+    /// series: "forward" carries the last value into a missing cell. Default: unset (a
+    /// missing value is an error naming its row and column).
+    pub fill: Option<Fill>,
+}
+
+/// `labels = ["neg", "pos"]` or `labels = [0, 1, 2]`: integers are kept as their decimal text.
+fn de_labels<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Name {
+        Int(i64),
+        Str(String),
+    }
+    let v: Option<Vec<Name>> = Option::deserialize(d)?;
+    Ok(v.map(|v| {
+        v.into_iter()
+            .map(|n| match n {
+                Name::Int(i) => i.to_string(),
+                Name::Str(s) => s,
+            })
+            .collect()
+    }))
 }
 
 impl Default for DataConfig {
@@ -184,6 +272,20 @@ impl Default for DataConfig {
             length: 100,
             train_size: 10_000,
             eval_size: 1_000,
+            text_column: "text".into(),
+            text_pair_column: None,
+            label_column: "label".into(),
+            labels: None,
+            validation_split: 0.0,
+            test_split: 0.0,
+            skip_invalid: false,
+            source_column: "source".into(),
+            target_column: "target".into(),
+            source_lang: None,
+            target_lang: None,
+            time_column: None,
+            split_ratio: None,
+            fill: None,
         }
     }
 }
@@ -244,9 +346,12 @@ impl DataConfig {
                 }
                 let split_files = key != "file";
                 let applies = if split_files {
-                    matches!(self.corpus, CorpusKind::Sst2 | CorpusKind::Multi30k)
+                    matches!(
+                        self.corpus,
+                        CorpusKind::Sst2 | CorpusKind::Multi30k | CorpusKind::Text | CorpusKind::Pairs
+                    )
                 } else {
-                    self.corpus == CorpusKind::Ett
+                    matches!(self.corpus, CorpusKind::Ett | CorpusKind::Series)
                 };
                 if !applies {
                     let hint = if self.corpus == CorpusKind::Ett {
@@ -264,13 +369,16 @@ impl DataConfig {
         if self.extra_train_file.is_some() && self.corpus != CorpusKind::Sst2 {
             return Err(Error::config(k("extra_train_file"), "applies to corpus `sst2` only"));
         }
+        self.validate_text()?;
+        self.validate_pairs()?;
         if self.max_len == Some(0) {
             return Err(Error::config(k("max_len"), "must be at least 1"));
         }
         if self.bucket_pool == 0 {
             return Err(Error::config(k("bucket_pool"), "must be at least 1 (1 = no bucketing)"));
         }
-        if self.corpus == CorpusKind::Ett {
+        self.validate_series()?;
+        if matches!(self.corpus, CorpusKind::Ett | CorpusKind::Series) {
             if self.input_len == 0 {
                 return Err(Error::config(k("input_len"), "must be at least 1"));
             }
@@ -308,6 +416,187 @@ impl DataConfig {
             }
             if self.eval_size == 0 {
                 return Err(Error::config(k("eval_size"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_series(&self) -> Result<()> {
+        let k = |key: &str| format!("data.{key}");
+        let series = self.corpus == CorpusKind::Series;
+        let set = [
+            ("time_column", self.time_column.is_some()),
+            ("split_ratio", self.split_ratio.is_some()),
+            ("fill", self.fill.is_some()),
+        ];
+        if !series {
+            if let Some((key, _)) = set.iter().find(|(_, s)| *s) {
+                return Err(Error::config(
+                    k(key),
+                    format!("applies to corpus \"series\" (your own time series), not to `{}`", self.corpus.name()),
+                ));
+            }
+            return Ok(());
+        }
+        if self.dir.is_none() && self.hub.is_none() {
+            return Err(Error::config(k("dir"), "corpus \"series\" reads your file: set `dir` or `hub`"));
+        }
+        if self.file.is_none() {
+            return Err(Error::config(
+                k("file"),
+                "corpus \"series\" needs the file holding the whole series, e.g. \"load.csv\" (.csv, .tsv, \
+                 .jsonl, .parquet, optionally .gz); the splits are cut by rows",
+            ));
+        }
+        if self.split_ratio.is_some() && self.split_rows.is_some() {
+            return Err(Error::config(k("split_ratio"), "set either `split_ratio` or `split_rows`, not both"));
+        }
+        if let Some(r) = self.split_ratio {
+            if r.iter().any(|f| !(*f > 0.0 && *f < 1.0)) || (r.iter().sum::<f64>() - 1.0).abs() > 1e-9 {
+                return Err(Error::config(
+                    k("split_ratio"),
+                    format!("expected three fractions in (0, 1) summing to 1, found {r:?}"),
+                ));
+            }
+        }
+        if self.calendar && self.time_column.is_none() {
+            return Err(Error::config(k("calendar"), "calendar features need `time_column`"));
+        }
+        Ok(())
+    }
+
+    fn validate_pairs(&self) -> Result<()> {
+        let k = |key: &str| format!("data.{key}");
+        let d = DataConfig::default();
+        let pairs = self.corpus == CorpusKind::Pairs;
+        let set = [
+            ("source_column", self.source_column != d.source_column),
+            ("target_column", self.target_column != d.target_column),
+            ("source_lang", self.source_lang.is_some()),
+            ("target_lang", self.target_lang.is_some()),
+        ];
+        if !pairs {
+            if let Some((key, _)) = set.iter().find(|(_, s)| *s) {
+                return Err(Error::config(
+                    k(key),
+                    format!("applies to corpus \"pairs\" (your own text pairs), not to `{}`", self.corpus.name()),
+                ));
+            }
+            return Ok(());
+        }
+        if self.dir.is_none() && self.hub.is_none() {
+            return Err(Error::config(
+                k("dir"),
+                "corpus \"pairs\" reads your files: set `dir` (a folder) or `hub` (\"owner/name\")",
+            ));
+        }
+        for key in ["train_file", "validation_file", "test_file"] {
+            let v = match key {
+                "train_file" => &self.train_file,
+                "validation_file" => &self.validation_file,
+                _ => &self.test_file,
+            };
+            if v.is_none() {
+                return Err(Error::config(
+                    k(key),
+                    "corpus \"pairs\" needs a file per split: a table (\"train.csv\", .tsv, .jsonl, .parquet, \
+                     optionally .gz), or with source_lang/target_lang a prefix (\"train\" for train.de + train.en)",
+                ));
+            }
+        }
+        match (&self.source_lang, &self.target_lang) {
+            (Some(_), None) => return Err(Error::config(k("target_lang"), "set with `source_lang`")),
+            (None, Some(_)) => return Err(Error::config(k("source_lang"), "set with `target_lang`")),
+            (Some(a), Some(b)) if a.trim().is_empty() || b.trim().is_empty() || a == b => {
+                return Err(Error::config(k("target_lang"), "source and target extensions must be two different names"))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn validate_text(&self) -> Result<()> {
+        let k = |key: &str| format!("data.{key}");
+        let text = self.corpus == CorpusKind::Text;
+        let d = DataConfig::default();
+        let text_keys_set = [
+            ("text_column", self.text_column != d.text_column),
+            ("text_pair_column", self.text_pair_column.is_some()),
+            ("label_column", self.label_column != d.label_column),
+            ("labels", self.labels.is_some()),
+            ("validation_split", self.validation_split != 0.0),
+            ("test_split", self.test_split != 0.0),
+            ("skip_invalid", self.skip_invalid),
+        ];
+        if !text {
+            if let Some((key, _)) = text_keys_set.iter().find(|(_, set)| *set) {
+                return Err(Error::config(
+                    k(key),
+                    format!("applies to corpus \"text\" (your own files), not to `{}`", self.corpus.name()),
+                ));
+            }
+            return Ok(());
+        }
+        if self.dir.is_none() && self.hub.is_none() {
+            return Err(Error::config(
+                k("dir"),
+                "corpus \"text\" reads your files: set `dir` (a folder) or `hub` (\"owner/name\")",
+            ));
+        }
+        if self.train_file.is_none() {
+            return Err(Error::config(
+                k("train_file"),
+                "corpus \"text\" needs the training file's name, e.g. \"train.csv\" (.csv, .tsv, .jsonl, \
+                 .json or .parquet, optionally .gz)",
+            ));
+        }
+        for (key, v) in [("text_column", &self.text_column), ("label_column", &self.label_column)] {
+            if v.trim().is_empty() {
+                return Err(Error::config(k(key), "must name a column"));
+            }
+        }
+        if self.text_pair_column.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            return Err(Error::config(k("text_pair_column"), "must name a column"));
+        }
+        for (key, f, file) in [
+            ("validation_split", self.validation_split, &self.validation_file),
+            ("test_split", self.test_split, &self.test_file),
+        ] {
+            if !(0.0..1.0).contains(&f) {
+                return Err(Error::config(k(key), format!("expected a fraction in [0, 1), found {f}")));
+            }
+            if f > 0.0 && file.is_some() {
+                let which = if key == "test_split" { "test_file" } else { "validation_file" };
+                return Err(Error::config(k(key), format!("set either `{which}` or `{key}`, not both")));
+            }
+        }
+        if self.validation_split + self.test_split >= 1.0 {
+            return Err(Error::config(k("test_split"), "validation_split + test_split must leave rows for training"));
+        }
+        if self.validation_file.is_none() && self.validation_split == 0.0 {
+            return Err(Error::config(
+                k("validation_split"),
+                "no validation split: set `validation_file`, or `validation_split = 0.1` to carve one from train",
+            ));
+        }
+        if self.test_file.is_none() && self.test_split == 0.0 {
+            return Err(Error::config(
+                k("test_split"),
+                "no test split: set `test_file`, or `test_split = 0.1` to carve one from train",
+            ));
+        }
+        if let Some(labels) = &self.labels {
+            if labels.len() < 2 {
+                return Err(Error::config(k("labels"), format!("expected at least 2 classes, found {}", labels.len())));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for l in labels {
+                if l.trim().is_empty() {
+                    return Err(Error::config(k("labels"), "a class name is empty"));
+                }
+                if !seen.insert(l) {
+                    return Err(Error::config(k("labels"), format!("class `{l}` is listed twice")));
+                }
             }
         }
         Ok(())

@@ -4,7 +4,8 @@ use crate::config::{CorpusKind, DataConfig};
 use crate::error::{Error, Result};
 use crate::ett::Forecast;
 use crate::multi30k::Translation;
-use crate::source::{HubOptions, RepoKind, Source};
+pub use crate::source::source_of;
+use crate::source::HubOptions;
 use crate::sst2::TextClassification;
 use crate::synthetic::{AddingTask, CopyTask};
 use std::path::PathBuf;
@@ -14,11 +15,12 @@ use std::path::PathBuf;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Corpus {
-    /// SST-2: texts with class labels.
+    /// SST-2 or your own texts (`corpus = "text"`): texts with class labels.
     TextClassification(TextClassification),
-    /// Multi30k: source/target sentence pairs.
+    /// Multi30k or your own pairs (`corpus = "pairs"`): source/target texts.
     Translation(Translation),
-    /// ETT: normalised series split by rows, cut into windows on demand.
+    /// ETT or your own series (`corpus = "series"`): normalised series split by rows, cut
+    /// into windows on demand.
     Forecast(Forecast),
     /// The adding problem.
     Adding(AddingTask),
@@ -38,15 +40,6 @@ impl Corpus {
             Corpus::Copy(t) => [t.train_size, t.validation.len(), t.test.len()],
         }
     }
-}
-
-/// Where `cfg` reads from: `dir`, `hub`, or the corpus' default hub repo.
-pub fn source_of(cfg: &DataConfig) -> Option<Source> {
-    if let Some(d) = &cfg.dir {
-        return Some(Source::Dir(d.clone()));
-    }
-    let repo = cfg.hub.clone().or_else(|| cfg.corpus.default_hub().map(String::from))?;
-    Some(Source::Hub { repo, revision: cfg.revision.clone(), kind: RepoKind::Dataset })
 }
 
 /// Loads the corpus `cfg` names, reading HF_HOME / HF_HUB_CACHE / HF_HUB_OFFLINE /
@@ -80,6 +73,9 @@ pub fn load_with(cfg: &DataConfig, seed: u64, hub: &HubOptions) -> Result<Corpus
             }
             Corpus::TextClassification(crate::sst2::load([&p[0], &p[1], &p[2]], extra.as_deref())?)
         }
+        CorpusKind::Text => Corpus::TextClassification(crate::text::load(cfg, hub, seed)?),
+        CorpusKind::Pairs => Corpus::Translation(crate::pairs::load(cfg, hub)?),
+        CorpusKind::Series => Corpus::Forecast(crate::series::load(cfg, hub)?),
         CorpusKind::Multi30k => {
             let p = fetch_splits()?;
             Corpus::Translation(crate::multi30k::load([&p[0], &p[1], &p[2]], cfg.direction)?)

@@ -178,6 +178,36 @@ pub enum Error {
         detail: String,
     },
 
+    /// A file as a whole cannot be read as a table: not gzip though named `.gz`, invalid
+    /// UTF-8, a Parquet file the reader rejects, an unknown extension.
+    #[error("{}{}: {msg}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Table {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, where one applies.
+        line: Option<usize>,
+        /// What is wrong and what was expected.
+        msg: String,
+    },
+
+    /// A cell of a table holds what its column cannot use (an empty text, a label of the
+    /// wrong type or outside `data.labels`, a non-number in a series, ...).
+    #[error("{}:{row}: column `{column}`: expected {expected}, found {found}", path.display())]
+    Cell {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (CSV/TSV/JSON Lines; the CSV header is line 1) or row (Parquet).
+        row: usize,
+        /// "line" or "row": how `row` counts.
+        unit: &'static str,
+        /// The column's name.
+        column: String,
+        /// What the cell should hold.
+        expected: String,
+        /// What it holds.
+        found: String,
+    },
+
     /// The tokenizers crate failed, or a tokenizer file is unusable.
     #[error("tokenizer{}: {msg}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
     Tokenizer {

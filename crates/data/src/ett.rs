@@ -92,7 +92,7 @@ impl Forecast {
 
 /// A calendar time stamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     year: i64,
     month: u32,
     day: u32,
@@ -101,10 +101,12 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn parse(s: &str) -> Option<Stamp> {
+    pub(crate) fn parse(s: &str) -> Option<Stamp> {
         let s = s.trim();
         let (date, time) = s.split_once([' ', 'T']).unwrap_or((s, "00:00:00"));
-        let mut d = date.split('-');
+        // Common spellings beside ETT's own: `2016/07/01`, ISO 8601's `T` and a UTC `Z`.
+        let time = time.trim_end_matches('Z');
+        let mut d = date.split(['-', '/']);
         let year: i64 = d.next()?.parse().ok()?;
         let month: u32 = d.next()?.parse().ok()?;
         let day: u32 = d.next()?.parse().ok()?;
@@ -265,6 +267,47 @@ pub fn load(path: &Path, cfg: &DataConfig) -> Result<Forecast> {
             dates.push(cell.to_string());
         }
     }
+    let names: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let parsed = Parsed { header: names, values, used, input_cols, target_cols, target_col, stamps, dates };
+    assemble(path, cfg, parsed, SplitSpec::Rows(cfg.split_rows), true)
+}
+
+/// How the rows are cut into train / validation / test.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SplitSpec {
+    /// Row counts; `None` = Informer's for the frequency.
+    Rows(Option<[usize; 3]>),
+    /// Fractions: train = ⌊n·a⌋, test = ⌊n·c⌋, validation the rest (the long-horizon
+    /// forecasting protocol of Autoformer and its successors).
+    Ratio([f64; 3]),
+}
+
+/// A series file read into columns: what [`assemble`] cuts into splits.
+pub(crate) struct Parsed {
+    /// Column names, in file order.
+    pub header: Vec<String>,
+    /// Values of each used column (others empty).
+    pub values: Vec<Vec<f64>>,
+    /// Columns read as numbers (inputs and targets), sorted.
+    pub used: Vec<usize>,
+    /// Input columns.
+    pub input_cols: Vec<usize>,
+    /// Target columns.
+    pub target_cols: Vec<usize>,
+    /// The `data.target` column.
+    pub target_col: usize,
+    /// Parsed time stamps (empty without a time column).
+    pub stamps: Vec<Stamp>,
+    /// The time column as written (empty without one).
+    pub dates: Vec<String>,
+}
+
+/// Normalises with training statistics and cuts the windows of each split. `need_freq`: the
+/// sampling interval must be known (ETT: it picks the default split); otherwise a series
+/// without stamps is taken as hourly, which only matters for calendar features (refused
+/// without a time column).
+pub(crate) fn assemble(path: &Path, cfg: &DataConfig, p: Parsed, spec: SplitSpec, need_freq: bool) -> Result<Forecast> {
+    let Parsed { header, values, used, input_cols, target_cols, target_col, stamps, dates } = p;
     let n = values[target_col].len();
     if n == 0 {
         return Err(Error::EmptySplit {
@@ -279,6 +322,7 @@ pub fn load(path: &Path, cfg: &DataConfig) -> Result<Forecast> {
         (None, true) => match stamps[1].minutes() - stamps[0].minutes() {
             60 => Freq::Hourly,
             15 => Freq::Min15,
+            _ if !need_freq && !cfg.calendar => Freq::Hourly,
             d => {
                 return Err(Error::config(
                     "data.freq",
@@ -289,6 +333,7 @@ pub fn load(path: &Path, cfg: &DataConfig) -> Result<Forecast> {
                 ))
             }
         },
+        (None, false) if !need_freq => Freq::Hourly,
         (None, false) => {
             return Err(Error::config(
                 "data.freq",
@@ -299,10 +344,17 @@ pub fn load(path: &Path, cfg: &DataConfig) -> Result<Forecast> {
             ))
         }
     };
-    let split_rows = cfg.split_rows.unwrap_or(match freq {
-        Freq::Hourly => [8640, 2880, 2880],
-        Freq::Min15 => [4 * 8640, 4 * 2880, 4 * 2880],
-    });
+    let split_rows = match spec {
+        SplitSpec::Rows(Some(r)) => r,
+        SplitSpec::Rows(None) => match freq {
+            Freq::Hourly => [8640, 2880, 2880],
+            Freq::Min15 => [4 * 8640, 4 * 2880, 4 * 2880],
+        },
+        SplitSpec::Ratio([a, _, c]) => {
+            let (train, test) = ((n as f64 * a) as usize, (n as f64 * c) as usize);
+            [train, n.saturating_sub(train + test), test]
+        }
+    };
     let needed: usize = split_rows.iter().sum();
     if n < needed {
         return Err(Error::TooFewRows {

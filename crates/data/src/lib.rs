@@ -30,10 +30,14 @@ pub mod error;
 pub mod ett;
 mod jsonl;
 pub mod multi30k;
+pub mod pairs;
 pub mod rng;
+pub mod series;
 pub mod source;
 pub mod sst2;
 pub mod synthetic;
+pub mod table;
+pub mod text;
 pub mod tokenizer;
 
 pub use corpus::{load, load_with, source_of, Corpus};

@@ -17,6 +17,8 @@ pub enum Purpose {
     SyntheticValidation = 3,
     /// A synthetic task's test set (fixed: epoch 0).
     SyntheticTest = 4,
+    /// Validation/test rows carved from a training file (`data.validation_split`, `test_split`).
+    SplitCarve = 5,
 }
 
 /// SplitMix64's finaliser: spreads (seed, purpose, epoch) over the 64-bit seed space.

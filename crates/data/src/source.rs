@@ -5,6 +5,7 @@
 //! so [`HubOptions::from_env`] resolves them the way the Python client does, and offline
 //! lookups go through `Cache::repo(..).get(..)` only, never the network.
 
+use crate::config::DataConfig;
 use crate::error::{Error, Result};
 use hf_hub::{Cache, Repo, RepoType};
 use std::path::{Path, PathBuf};
@@ -118,6 +119,15 @@ impl Source {
             Source::Dir(d) => format!("dir:{}", d.display()),
         }
     }
+}
+
+/// Where `cfg` reads from: `dir`, `hub`, or the corpus' default hub repo.
+pub fn source_of(cfg: &DataConfig) -> Option<Source> {
+    if let Some(d) = &cfg.dir {
+        return Some(Source::Dir(d.clone()));
+    }
+    let repo = cfg.hub.clone().or_else(|| cfg.corpus.default_hub().map(String::from))?;
+    Some(Source::Hub { repo, revision: cfg.revision.clone(), kind: RepoKind::Dataset })
 }
 
 fn fetch_hub(repo: &str, revision: &str, kind: RepoKind, file: &str, opts: &HubOptions) -> Result<PathBuf> {

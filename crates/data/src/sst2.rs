@@ -10,11 +10,14 @@ use std::path::Path;
 pub struct TextExample {
     /// The sentence (or phrase), trimmed, Penn Treebank escapes undone ([`unescape_ptb`]).
     pub text: String,
-    /// The class: 0 negative, 1 positive (index into [`CLASS_NAMES`]).
+    /// A second text for sentence-pair tasks (`data.text_pair_column`); `None` for SST-2.
+    pub pair: Option<String>,
+    /// The class: an index into [`TextClassification::class_names`] (SST-2: 0 negative,
+    /// 1 positive, [`CLASS_NAMES`]).
     pub label: usize,
 }
 
-/// A text-classification corpus.
+/// A text-classification corpus: SST-2, or your own files ([`crate::text`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextClassification {
     /// Training examples; the extra training file's examples (if any) come last.
@@ -29,12 +32,15 @@ pub struct TextClassification {
     pub num_classes: usize,
     /// `class_names[label]`.
     pub class_names: Vec<String>,
+    /// Rows skipped as unusable (`data.skip_invalid`) in the train, validation and test files.
+    pub skipped: [usize; 3],
 }
 
 impl TextClassification {
-    /// Training texts, for fitting a tokenizer on the training split only.
+    /// Training texts (and second texts of pairs), for fitting a tokenizer on the training
+    /// split only.
     pub fn train_texts(&self) -> impl Iterator<Item = &str> + Send + '_ {
-        self.train.iter().map(|e| e.text.as_str())
+        self.train.iter().flat_map(|e| std::iter::once(e.text.as_str()).chain(e.pair.as_deref()))
     }
 }
 
@@ -88,7 +94,7 @@ pub fn read_file(path: &Path, split: &str) -> Result<Vec<TextExample>> {
             let f = Fields { path, line: l.line, obj: &l.obj };
             let text = f.text("text")?;
             let label = f.label("label", CLASS_NAMES.len())?;
-            Ok(TextExample { text: unescape_ptb(text.trim()), label })
+            Ok(TextExample { text: unescape_ptb(text.trim()), pair: None, label })
         })
         .collect()
 }
@@ -115,6 +121,7 @@ pub fn load(paths: [&Path; 3], extra: Option<&Path>) -> Result<TextClassificatio
         extra_train,
         num_classes: CLASS_NAMES.len(),
         class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+        skipped: [0; 3],
     })
 }
 
@@ -143,7 +150,7 @@ mod tests {
         let c = load([&tr, &va, &te], Some(&ex)).unwrap();
         assert_eq!(c.train.len(), 3);
         assert_eq!(c.extra_train, 1);
-        assert_eq!(c.train[0], TextExample { text: "a ( fine ) film".into(), label: 1 });
+        assert_eq!(c.train[0], TextExample { text: "a ( fine ) film".into(), pair: None, label: 1 });
         assert_eq!(c.test[0].text, "bad / worse");
         assert_eq!(c.class_names, vec!["negative", "positive"]);
     }

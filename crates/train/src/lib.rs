@@ -10,6 +10,7 @@ pub mod atomic;
 pub mod bench;
 pub mod bleu;
 pub mod config;
+pub mod confusion;
 pub mod curves;
 pub mod inspect;
 pub mod launch;

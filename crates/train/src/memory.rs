@@ -71,8 +71,8 @@ pub fn estimate(cfg: &Config) -> Estimate {
     let head = hidden * directions * 16.0;
     // (parameters, steps, extra activation floats per batch element and step)
     let (parameters, steps, extra) = match cfg.data.corpus {
-        CorpusKind::Sst2 => (vocab * emb + encoder(emb) + head, text_len, emb),
-        CorpusKind::Multi30k => {
+        CorpusKind::Sst2 | CorpusKind::Text => (vocab * emb + encoder(emb) + head, text_len, emb),
+        CorpusKind::Multi30k | CorpusKind::Pairs => {
             let dec = hidden * directions;
             let decoder = recurrent_parameters(emb + dec, dec, layers, 1.0);
             let attention = 2.0 * dec * dec + dec;
@@ -81,7 +81,9 @@ pub fn estimate(cfg: &Config) -> Estimate {
             // the target side the generator's logits, their softmax and gradient.
             (params, (text_len.0 * 2, text_len.1), emb + 1.5 * vocab)
         }
-        CorpusKind::Ett => (encoder(16.0) + head, (cfg.data.input_len + cfg.data.horizon, "data.input_len"), 16.0),
+        CorpusKind::Ett | CorpusKind::Series => {
+            (encoder(16.0) + head, (cfg.data.input_len + cfg.data.horizon, "data.input_len"), 16.0)
+        }
         CorpusKind::Adding => (encoder(2.0) + head, (cfg.data.length, "data.length"), 2.0),
         CorpusKind::Copy => (encoder(10.0) + head, (cfg.data.length + 20, "data.length"), 10.0),
         CorpusKind::Fsdd => {
@@ -112,7 +114,8 @@ fn refuse_if_too_large(cfg: &Config, e: &Estimate, available: u64) -> Result<()>
         return Ok(());
     }
     let m = &cfg.model;
-    let text = matches!(cfg.data.corpus, CorpusKind::Sst2 | CorpusKind::Multi30k);
+    let text =
+        matches!(cfg.data.corpus, CorpusKind::Sst2 | CorpusKind::Multi30k | CorpusKind::Text | CorpusKind::Pairs);
     let mut sizes = vec![
         format!("model.hidden = {}", m.hidden),
         format!("model.layers = {}", m.layers),

@@ -70,6 +70,49 @@ impl Confusion {
     }
 }
 
+impl Confusion {
+    /// Examples whose true class is `c` (scikit-learn's `support`).
+    pub fn support(&self, c: usize) -> u64 {
+        self.counts[c].iter().sum()
+    }
+
+    /// The full report for any number of classes, with scikit-learn's definitions
+    /// (`classification_report`, `zero_division=0`): `accuracy`; `macro_*` (unweighted mean
+    /// over classes), `weighted_*` (mean weighted by support) and `micro_*` (from the summed
+    /// counts; for single-label data all three equal the accuracy) precision, recall and F1;
+    /// `per_class.{name}.{precision,recall,f1,support}`; and `confusion` (rows = true class,
+    /// columns = predicted class, in label order).
+    pub fn report(&self, class_names: &[String]) -> Map<String, Value> {
+        let n = self.counts.len();
+        let total = self.total();
+        let mut m = Map::new();
+        m.insert("accuracy".into(), json!(self.accuracy()));
+        let (mut macro_, mut weighted) = ([0.0f64; 3], [0.0f64; 3]);
+        let mut per_class = Map::new();
+        for c in 0..n {
+            let (p, r, f) = self.class_prf(c);
+            let support = self.support(c);
+            for (i, v) in [p, r, f].into_iter().enumerate() {
+                macro_[i] += v / n.max(1) as f64;
+                weighted[i] += v * support as f64;
+            }
+            let name = class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
+            per_class.insert(name, json!({"precision": p, "recall": r, "f1": f, "support": support}));
+        }
+        let correct: u64 = (0..n).map(|i| self.counts[i][i]).sum();
+        // Micro averages: every example is one prediction, so FP total = FN total = wrong ones.
+        let micro = ratio(correct, total);
+        for (i, what) in ["precision", "recall", "f1"].into_iter().enumerate() {
+            m.insert(format!("macro_{what}"), json!(macro_[i]));
+            m.insert(format!("micro_{what}"), json!(micro));
+            m.insert(format!("weighted_{what}"), json!(if total == 0 { 0.0 } else { weighted[i] / total as f64 }));
+        }
+        m.insert("per_class".into(), Value::Object(per_class));
+        m.insert("confusion".into(), json!(self.counts));
+        m
+    }
+}
+
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         0.0
@@ -97,6 +140,41 @@ mod tests {
         let j = c.to_json(&["negative".into(), "positive".into()]);
         assert_eq!(j["confusion"], json!([[2, 1], [1, 3]]));
         assert!(j.contains_key("f1_positive"));
+    }
+
+    /// The report against scikit-learn on committed fixtures
+    /// (`scripts/gen_classification_fixtures.py`, `tests/fixtures/classification_report.json`).
+    #[test]
+    fn report_matches_scikit_learn() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/classification_report.json");
+        let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(cases.len() >= 3);
+        for case in cases {
+            let names: Vec<String> = serde_json::from_value(case["labels"].clone()).unwrap();
+            let truth: Vec<usize> = serde_json::from_value(case["y_true"].clone()).unwrap();
+            let pred: Vec<usize> = serde_json::from_value(case["y_pred"].clone()).unwrap();
+            let mut c = Confusion::new(names.len());
+            for (t, p) in truth.iter().zip(&pred) {
+                c.add(*t, *p);
+            }
+            let r = c.report(&names);
+            let close = |a: &Value, b: &Value, what: &str| {
+                let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+                assert!((a - b).abs() < 1e-12, "{}: {what}: ours {a}, scikit-learn {b}", case["name"]);
+            };
+            assert_eq!(r["confusion"], case["confusion"], "{}", case["name"]);
+            close(&r["accuracy"], &case["accuracy"], "accuracy");
+            for avg in ["macro", "micro", "weighted"] {
+                for what in ["precision", "recall", "f1"] {
+                    close(&r[&format!("{avg}_{what}")], &case[avg][what], &format!("{avg}_{what}"));
+                }
+            }
+            for name in &names {
+                for what in ["precision", "recall", "f1", "support"] {
+                    close(&r["per_class"][name][what], &case["per_class"][name][what], &format!("{name}.{what}"));
+                }
+            }
+        }
     }
 
     #[test]

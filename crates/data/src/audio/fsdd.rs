@@ -228,7 +228,8 @@ pub fn split_fsdd(
 /// Features of one WAV file: MFCCs, then the normalisation (`normalizer` is required for
 /// `Normalization::TrainSet`). This is what `predict` runs on a user's file.
 ///
-/// Errors: those of [`read_wav`] and [`Mfcc::new`]; [`AudioError::Normalizer`] when
+/// Errors: those of [`read_wav`] and [`Mfcc::new`]; [`AudioError::TooShort`] for a file
+/// shorter than one analysis frame; [`AudioError::Normalizer`] when
 /// `TrainSet` comes without a normaliser or the features are not whole frames of its dimension.
 pub fn file_features(
     path: &Path,
@@ -237,7 +238,19 @@ pub fn file_features(
     normalizer: Option<&Normalizer>,
 ) -> Result<super::Features, AudioError> {
     let wav = read_wav(path)?;
-    let mut f = Mfcc::new(config, wav.sample_rate)?.compute(&wav.samples);
+    let mfcc = Mfcc::new(config, wav.sample_rate)?;
+    // Zero-padding would turn a click into one made-up frame, and the model would answer it
+    // with a made-up digit.
+    let frame_len = mfcc.frame_geometry().0;
+    if wav.samples.len() < frame_len {
+        return Err(AudioError::TooShort {
+            path: path.into(),
+            samples: wav.samples.len(),
+            sample_rate: wav.sample_rate,
+            frame_len,
+        });
+    }
+    let mut f = mfcc.compute(&wav.samples);
     match (normalization, normalizer) {
         (Normalization::None, _) => {}
         (Normalization::Utterance, _) => normalize_utterance(&mut f.data, f.dim),
@@ -389,6 +402,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(list_fsdd(dir.path()).unwrap_err(), AudioError::NoFiles { .. }));
         assert!(list_fsdd(&dir.path().join("nope")).unwrap_err().to_string().contains("nope"));
+    }
+
+    #[test]
+    fn a_wav_shorter_than_one_frame_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("click.wav");
+        write_wav(&p, 8000, 150, 1);
+        let e = file_features(&p, &MfccConfig::default(), Normalization::Utterance, None).unwrap_err();
+        assert!(matches!(e, AudioError::TooShort { samples: 150, frame_len: 200, .. }), "{e:?}");
+        assert!(e.to_string().contains("click.wav") && e.to_string().contains("25.0 ms"), "{e}");
+        write_wav(&p, 8000, 200, 1);
+        assert!(file_features(&p, &MfccConfig::default(), Normalization::Utterance, None).is_ok());
     }
 
     #[test]

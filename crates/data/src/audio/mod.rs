@@ -72,6 +72,22 @@ pub enum AudioError {
         /// Samples actually read before the data ran out.
         got: u64,
     },
+    /// A recording shorter than one analysis frame: it has no features to classify.
+    #[error(
+        "{path}: {samples} samples ({:.1} ms at {sample_rate} Hz) is shorter than one analysis frame of {frame_len} samples; expected a recording of at least {:.1} ms",
+        *samples as f64 * 1000.0 / *sample_rate as f64,
+        *frame_len as f64 * 1000.0 / *sample_rate as f64
+    )]
+    TooShort {
+        /// The WAV file.
+        path: PathBuf,
+        /// Samples it holds.
+        samples: usize,
+        /// Its sample rate.
+        sample_rate: u32,
+        /// Samples of one frame (`audio.mfcc.frame_len_s` at this rate).
+        frame_len: usize,
+    },
     /// A setting is out of range: an [`MfccConfig`] field or the sample rate ([`Mfcc::new`]), or
     /// `val_fraction` ([`split_fsdd`]).
     #[error("invalid audio config `{key}`: {reason}")]

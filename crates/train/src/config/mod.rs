@@ -290,8 +290,8 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// L1 penalty on the weight matrices.
     pub l1: f64,
-    /// Per-class loss weights (empty = unweighted).
-    pub class_weights: Vec<f64>,
+    /// Per-class loss weights: a list (empty = unweighted) or "balanced".
+    pub class_weights: ClassWeights,
     /// The validation metric that picks the best checkpoint and drives early stopping.
     pub early_stopping_metric: String,
     /// Whether that metric is better high ("max") or low ("min").
@@ -324,11 +324,65 @@ impl Default for TrainConfig {
             l2_embeddings: false,
             weight_decay: 0.0,
             l1: 0.0,
-            class_weights: Vec::new(),
+            class_weights: ClassWeights::default(),
             early_stopping_metric: "accuracy".into(),
             early_stopping_mode: MetricMode::Max,
             patience: 0,
             checkpoint_every: 200,
+        }
+    }
+}
+
+/// `train.class_weights`: explicit per-class weights (`[]` = unweighted), or `"balanced"`:
+/// n_samples / (n_classes × count of the class) over the training split, as scikit-learn's
+/// `class_weight="balanced"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    /// One weight per class, in label order; empty = every class weighs 1.
+    Explicit(Vec<f64>),
+    /// `"balanced"`: weights from the training split's class counts.
+    Balanced(BalancedWord),
+}
+
+/// The word `"balanced"` (any other string is refused when the config is read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BalancedWord {
+    /// `"balanced"`.
+    #[serde(rename = "balanced")]
+    Balanced,
+}
+
+impl Default for ClassWeights {
+    fn default() -> Self {
+        ClassWeights::Explicit(Vec::new())
+    }
+}
+
+impl ClassWeights {
+    /// The explicit weights (empty for none and for `"balanced"`).
+    pub fn explicit(&self) -> &[f64] {
+        match self {
+            ClassWeights::Explicit(w) => w,
+            ClassWeights::Balanced(_) => &[],
+        }
+    }
+
+    /// Whether the weights come from the training split's class counts.
+    pub fn is_balanced(&self) -> bool {
+        matches!(self, ClassWeights::Balanced(_))
+    }
+
+    /// The weights for a training split with `counts[c]` examples of class c: explicit ones
+    /// as f32, balanced ones computed (a class without examples gets 0), or none.
+    pub fn resolve(&self, counts: &[usize]) -> Vec<f32> {
+        match self {
+            ClassWeights::Explicit(w) => w.iter().map(|&w| w as f32).collect(),
+            ClassWeights::Balanced(_) => {
+                let n: usize = counts.iter().sum();
+                let k = counts.len() as f64;
+                counts.iter().map(|&c| if c == 0 { 0.0 } else { (n as f64 / (k * c as f64)) as f32 }).collect()
+            }
         }
     }
 }

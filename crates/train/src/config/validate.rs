@@ -85,7 +85,7 @@ impl Config {
                 return Err(invalid("train.gamma", format!("expected (0, 1], got {}", t.gamma)));
             }
         }
-        if t.class_weights.iter().any(|w| !(*w >= 0.0 && w.is_finite())) {
+        if t.class_weights.explicit().iter().any(|w| !(*w >= 0.0 && w.is_finite())) {
             return Err(invalid("train.class_weights", "expected non-negative finite weights"));
         }
         if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {
@@ -133,7 +133,8 @@ impl Config {
             _ => None,
         };
         if let Some(kind) = need {
-            if self.data.corpus != kind {
+            let preset_of_own = kind == CorpusKind::Ett && self.data.corpus == CorpusKind::Series;
+            if self.data.corpus != kind && !preset_of_own {
                 return Err(invalid(
                     "data.corpus",
                     format!(
@@ -164,10 +165,10 @@ impl Config {
 
     /// Checks of the rest of the config that only matter for `task = "translate"`.
     fn validate_translate(&self) -> Result<(), Invalid> {
-        if self.data.corpus != data::config::CorpusKind::Multi30k {
+        if !matches!(self.data.corpus, data::config::CorpusKind::Multi30k | data::config::CorpusKind::Pairs) {
             return Err(invalid(
                 "data.corpus",
-                "task \"translate\" reads a translation corpus (data.corpus = \"multi30k\")",
+                "task \"translate\" reads a translation corpus (data.corpus = \"pairs\" or \"multi30k\")",
             ));
         }
         if self.model.cell != model::config::CellKind::Lstm {

@@ -177,7 +177,11 @@ impl AudioTask {
         if corpus.train.is_empty() {
             bail!("{}: the training split is empty", dir.root.display());
         }
-        let class_weights: Vec<f32> = cfg.train.class_weights.iter().map(|&w| w as f32).collect();
+        let mut counts = vec![0usize; NUM_CLASSES];
+        for e in &corpus.train {
+            counts[e.label.min(NUM_CLASSES - 1)] += 1;
+        }
+        let class_weights = cfg.train.class_weights.resolve(&counts);
         if !class_weights.is_empty() && class_weights.len() != NUM_CLASSES {
             bail!(
                 "config key `train.class_weights`: expected {NUM_CLASSES} weights (one per digit), got {}",

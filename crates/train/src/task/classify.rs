@@ -1,6 +1,7 @@
-//! Sentence classification (`task = "classify"`, SST-2): corpus → tokenizer → encoded
-//! splits → batches → [`Classifier`] → cross-entropy; accuracy, P/R/F1 and the confusion
-//! matrix; prediction on raw text.
+//! Sentence classification (`task = "classify"`: SST-2, or your own texts with
+//! `data.corpus = "text"`): corpus → tokenizer → encoded splits → batches → [`Classifier`] →
+//! cross-entropy; accuracy, P/R/F1 and the confusion matrix (also drawn to `confusion.svg`);
+//! prediction on raw text (or text pairs) with every class's probability.
 
 use super::{Registration, SplitName, StepOutput, Task};
 use crate::config::Config;
@@ -8,7 +9,7 @@ use crate::loss::{argmax, correct, cross_entropy};
 use crate::metrics::Confusion;
 use crate::rundir::RunDir;
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use data::batch::{BatchOptions, Batcher, TokenBatch};
 use data::tokenizer::Tok;
@@ -79,8 +80,14 @@ pub struct Prepared {
     pub num_classes: usize,
     /// Their names, in label order.
     pub class_names: Vec<String>,
-    /// `train.class_weights` as f32 (empty = unweighted).
+    /// `train.class_weights` as f32 (empty = unweighted; "balanced" resolved on train).
     pub class_weights: Vec<f32>,
+    /// Rows skipped as unusable per split (`data.skip_invalid`).
+    pub skipped: [usize; 3],
+    /// SST-2 keeps its historical metric keys (flat `precision_<class>` ...), so its runs give
+    /// the same `metrics.jsonl` bytes as before; other corpora report the full set
+    /// ([`crate::metrics::Confusion::report`]).
+    pub legacy_metrics: bool,
 }
 
 /// Loads the corpus, fits (or, for an existing run, reloads) the tokenizer, encodes and
@@ -88,7 +95,7 @@ pub struct Prepared {
 pub fn prepare(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Prepared> {
     let corpus = data::load(&cfg.data, cfg.run.seed).context("loading the corpus")?;
     let data::Corpus::TextClassification(corpus) = corpus else {
-        bail!("task \"classify\" needs a text-classification corpus (data.corpus = \"sst2\")");
+        bail!("task \"classify\" needs a text-classification corpus (data.corpus = \"text\" or \"sst2\")");
     };
     let tok_path = dir.tokenizer();
     let tokenizer = if existing_run && tok_path.exists() {
@@ -104,6 +111,12 @@ pub fn prepare(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Prepare
     let make = |examples: &[data::TextExample], shuffle: bool| -> Result<Split> {
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
         let mut seqs = tokenizer.encode_all(&texts)?;
+        if examples.iter().any(|e| e.pair.is_some()) {
+            let pairs: Vec<&str> = examples.iter().map(|e| e.pair.as_deref().unwrap_or("")).collect();
+            for (s, p) in seqs.iter_mut().zip(tokenizer.encode_all(&pairs)?) {
+                join_pair(s, p, tokenizer.eos_id());
+            }
+        }
         // A text with no known token still gets one step, so every length is ≥ 1.
         for s in seqs.iter_mut().filter(|s| s.is_empty()) {
             s.push(tokenizer.unk_id());
@@ -122,7 +135,11 @@ pub fn prepare(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Prepare
     let train = make(&corpus.train, true)?;
     let validation = make(&corpus.validation, false)?;
     let test = make(&corpus.test, false)?;
-    let class_weights: Vec<f32> = cfg.train.class_weights.iter().map(|&w| w as f32).collect();
+    let mut counts = vec![0usize; corpus.num_classes];
+    for e in &corpus.train {
+        counts[e.label] += 1;
+    }
+    let class_weights = cfg.train.class_weights.resolve(&counts);
     if !class_weights.is_empty() && class_weights.len() != corpus.num_classes {
         bail!(
             "config key `train.class_weights`: expected {} weights (one per class), got {}",
@@ -151,7 +168,27 @@ pub fn prepare(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Prepare
         num_classes: corpus.num_classes,
         class_names: corpus.class_names.clone(),
         class_weights,
+        skipped: corpus.skipped,
+        legacy_metrics: cfg.data.corpus == data::config::CorpusKind::Sst2,
     })
+}
+
+/// A sentence pair as one sequence: the first text, `[EOS]` as the separator, the second.
+fn join_pair(first: &mut Vec<u32>, second: Vec<u32>, sep: u32) {
+    first.push(sep);
+    first.extend(second);
+}
+
+/// For a fresh run of `corpus = "text"` whose labels came from the training split: the
+/// recorded `config.toml` gets `data.labels`, so the run names its classes in its config
+/// as well as in its checkpoints, and a resume or `eval` keeps the same order.
+fn record_labels(cfg: &Config, dir: &RunDir, class_names: &[String]) -> Result<()> {
+    if cfg.data.corpus != data::config::CorpusKind::Text || cfg.data.labels.is_some() || !dir.config().exists() {
+        return Ok(());
+    }
+    let mut with = cfg.clone();
+    with.data.labels = Some(class_names.to_vec());
+    crate::atomic::write(&dir.config(), with.to_toml()?.as_bytes())
 }
 
 /// How the registry builds this task and predicts with its runs.
@@ -161,13 +198,19 @@ pub const REGISTRATION: Registration = Registration {
 };
 
 /// `train predict` for a classifier: one line per text, `label<TAB>probability<TAB>text`,
-/// or a JSON object per line with `--json`.
+/// or with `--json` one object per line: `text`, `label`, `probability` and
+/// `probabilities` (every class's, by name). A run trained on sentence pairs
+/// (`data.text_pair_column`) takes each input as `first<TAB>second`.
 pub fn predict_cli(dir: &RunDir, cfg: &Config, args: &super::PredictArgs) -> Result<()> {
     let texts = super::inputs_or_stdin(&args.inputs)?;
-    let preds = predict(dir, cfg, &texts)?;
-    for (text, (label, p)) in texts.iter().zip(preds) {
+    let (class_names, preds) = predict_probabilities(dir, cfg, &texts)?;
+    for (text, probs) in texts.iter().zip(preds) {
+        let best = argmax_row(&probs);
+        let (label, p) = (&class_names[best], probs[best]);
         if args.json {
-            println!("{}", json!({"text": text, "label": label, "probability": p}));
+            let by_name: Map<String, Value> =
+                class_names.iter().zip(&probs).map(|(n, p)| (n.clone(), json!(p))).collect();
+            println!("{}", json!({"text": text, "label": label, "probability": p, "probabilities": by_name}));
         } else {
             println!("{label}\t{p:.4}\t{text}");
         }
@@ -175,8 +218,33 @@ pub fn predict_cli(dir: &RunDir, cfg: &Config, args: &super::PredictArgs) -> Res
     Ok(())
 }
 
+fn argmax_row(probs: &[f32]) -> usize {
+    // The first of equal maxima, as the tensor argmax picks it.
+    let mut best = 0;
+    for (i, &p) in probs.iter().enumerate() {
+        if p > probs[best] {
+            best = i;
+        }
+    }
+    best
+}
+
 /// Label and probability of each text, from a finished run's best checkpoint.
 pub fn predict(dir: &RunDir, cfg: &Config, texts: &[String]) -> Result<Vec<(String, f32)>> {
+    let (names, probs) = predict_probabilities(dir, cfg, texts)?;
+    Ok(probs
+        .into_iter()
+        .map(|p| {
+            let best = argmax_row(&p);
+            (names[best].clone(), p[best])
+        })
+        .collect())
+}
+
+/// The class names and, for each text, every class's probability (in label order), from a
+/// finished run's best checkpoint. For a run trained on sentence pairs each text is
+/// `first<TAB>second`.
+pub fn predict_probabilities(dir: &RunDir, cfg: &Config, texts: &[String]) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
     let device = cfg.run.device()?;
     let tok_path = dir.tokenizer();
     let tokenizer = Tok::load(&tok_path).with_context(|| format!("loading {}", tok_path.display()))?;
@@ -190,7 +258,20 @@ pub fn predict(dir: &RunDir, cfg: &Config, texts: &[String]) -> Result<Vec<(Stri
         let enc: Vec<Vec<u32>> = chunk
             .iter()
             .map(|t| {
-                let mut ids = tokenizer.encode(t)?;
+                let mut ids = if cfg.data.text_pair_column.is_some() {
+                    let Some((first, second)) = t.split_once('\t') else {
+                        bail!(
+                            "this run classifies text pairs (data.text_pair_column = {:?}): give each input as \
+                             `first<TAB>second`, found {t:?}",
+                            cfg.data.text_pair_column.as_deref().unwrap_or_default()
+                        );
+                    };
+                    let mut ids = tokenizer.encode(first)?;
+                    join_pair(&mut ids, tokenizer.encode(second)?, tokenizer.eos_id());
+                    ids
+                } else {
+                    tokenizer.encode(t)?
+                };
                 if let Some(m) = cfg.data.max_len {
                     ids.truncate(m);
                 }
@@ -208,18 +289,9 @@ pub fn predict(dir: &RunDir, cfg: &Config, texts: &[String]) -> Result<Vec<(Stri
         let lengths: Vec<usize> = enc.iter().map(Vec::len).collect();
         let ids = Tensor::from_vec(ids, (enc.len(), time), &device)?;
         let logits = net.forward(&ids, &lengths, false, None, false)?.logits;
-        for (label, p) in argmax_probs(&logits)? {
-            out.push((class_names[label].clone(), p));
-        }
+        out.extend(model::classifier::probabilities(&logits)?.to_dtype(DType::F32)?.to_vec2::<f32>()?);
     }
-    Ok(out)
-}
-
-fn argmax_probs(logits: &Tensor) -> Result<Vec<(usize, f32)>> {
-    let probs = model::classifier::probabilities(logits)?.to_dtype(DType::F32)?;
-    let rows = probs.to_vec2::<f32>()?;
-    let idx = probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
-    Ok(idx.iter().zip(rows).map(|(i, r)| (*i as usize, r[*i as usize])).collect())
+    Ok((class_names, out))
 }
 
 /// The classifier config and class names stored in a checkpoint's metadata.
@@ -245,6 +317,8 @@ pub struct ClassifyTask {
     word_dropout: f64,
     epoch_batches: Vec<Batch>,
     embedding_grad: model::ops::SparseGradSlot,
+    /// Where the test split's confusion matrix is drawn.
+    confusion_svg: std::path::PathBuf,
 }
 
 impl ClassifyTask {
@@ -252,6 +326,9 @@ impl ClassifyTask {
     pub fn new(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Self> {
         let device = cfg.run.device()?;
         let prepared = prepare(cfg, dir, existing_run)?;
+        if !existing_run {
+            record_labels(cfg, dir, &prepared.class_names)?;
+        }
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
         let mut net = Classifier::new(&prepared.model_config, vb).context("building the model")?;
@@ -266,6 +343,7 @@ impl ClassifyTask {
             word_dropout: cfg.model.word_dropout,
             epoch_batches: Vec::new(),
             embedding_grad,
+            confusion_svg: dir.root.join(crate::confusion::FILE),
         })
     }
 
@@ -330,7 +408,20 @@ impl Task for ClassifyTask {
         }
         let mut m = Map::new();
         m.insert("loss".into(), json!(loss_sum / n.max(1) as f64));
-        m.extend(confusion.to_json(&self.prepared.class_names));
+        let names = &self.prepared.class_names;
+        if self.prepared.legacy_metrics {
+            m.extend(confusion.to_json(names));
+        } else {
+            m.extend(confusion.report(names));
+            let s = self.prepared.skipped;
+            if s.iter().any(|&k| k > 0) {
+                m.insert("skipped_rows".into(), json!({"train": s[0], "validation": s[1], "test": s[2]}));
+            }
+        }
+        if split == SplitName::Test {
+            let title = format!("test split: {} examples, accuracy {:.4}", confusion.total(), confusion.accuracy());
+            crate::confusion::write(&self.confusion_svg, &confusion.counts, names, &title)?;
+        }
         Ok(m)
     }
 
@@ -341,5 +432,35 @@ impl Task for ClassifyTask {
     fn checkpoint_meta(&self) -> Value {
         json!({"kind": "classifier", "model": &self.prepared.model_config,
                "class_names": &self.prepared.class_names})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::ClassWeights;
+
+    #[test]
+    fn class_weights_balanced_and_explicit() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            w: ClassWeights,
+        }
+        let t: T = toml::from_str("w = \"balanced\"").unwrap();
+        // scikit-learn's compute_class_weight("balanced"): n / (k * count).
+        let w = t.w.resolve(&[3, 1, 6]);
+        let want = [10.0 / 9.0, 10.0 / 3.0, 10.0 / 18.0];
+        assert!(w.iter().zip(want).all(|(a, b)| (*a as f64 - b).abs() < 1e-6), "{w:?}");
+        assert_eq!(t.w.resolve(&[2, 0]), [1.0, 0.0]);
+        let t: T = toml::from_str("w = [1.0, 2.5]").unwrap();
+        assert_eq!(t.w.resolve(&[9, 9]), [1.0, 2.5]);
+        assert!(toml::from_str::<T>("w = \"balance\"").is_err());
+    }
+
+    #[test]
+    fn pairs_join_with_the_separator() {
+        let mut a = vec![5, 6];
+        super::join_pair(&mut a, vec![7], 3);
+        assert_eq!(a, [5, 6, 3, 7]);
+        assert_eq!(super::argmax_row(&[0.2, 0.5, 0.5, 0.1]), 1);
     }
 }

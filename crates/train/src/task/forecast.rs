@@ -24,7 +24,7 @@ pub const REGISTRATION: Registration =
 pub fn load_corpus(cfg: &Config) -> Result<Forecast> {
     match data::load(&cfg.data, cfg.run.seed).context("loading the corpus")? {
         data::Corpus::Forecast(f) => Ok(f),
-        _ => bail!("task \"forecast\" needs a forecasting corpus (data.corpus = \"ett\")"),
+        _ => bail!("task \"forecast\" needs a forecasting corpus (data.corpus = \"series\" or \"ett\")"),
     }
 }
 

@@ -156,7 +156,7 @@ impl TranslateTask {
         let device = cfg.run.device()?;
         let corpus = data::load(&cfg.data, cfg.run.seed).context("loading the corpus")?;
         let data::Corpus::Translation(corpus) = corpus else {
-            bail!("task \"translate\" needs a translation corpus (data.corpus = \"multi30k\")");
+            bail!("task \"translate\" needs a translation corpus (data.corpus = \"pairs\" or \"multi30k\")");
         };
         let (sp, tp) = tokenizer_paths(dir, cfg.tokenizer.joint);
         let toks = if existing_run && sp.exists() && tp.exists() {
