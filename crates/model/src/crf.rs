@@ -229,7 +229,7 @@ impl Crf {
         let mask: Vec<f64> = (0..b * t).map(|i| if i % t < lengths[i / t] { 1.0 } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, (b, t), device)?.to_dtype(dtype)?;
         let ids = Tensor::from_slice(tags, (b, t, 1), device)?;
-        let emitted = emissions.gather(&ids, 2)?.squeeze(2)?.mul(&mask)?.sum(1)?;
+        let emitted = emissions.contiguous()?.gather(&ids, 2)?.squeeze(2)?.mul(&mask)?.sum(1)?;
         // Transition i → j read from the flattened matrix at i * tags + j, for steps 1..len.
         let mut pair = Vec::with_capacity(b * t);
         let mut pair_mask = Vec::with_capacity(b * t);

@@ -37,6 +37,7 @@ pub mod forecaster;
 pub mod frames;
 pub mod fused;
 pub mod init;
+pub mod labeler;
 pub mod lstm;
 pub mod ops;
 pub mod par;
