@@ -163,6 +163,18 @@ fn ner_trains_scores_entities_reruns_identically_and_tags() {
         fs::read(b.join("checkpoints/best.safetensors")).unwrap()
     );
 
+    // Killed mid-epoch and resumed: the same bytes as the uninterrupted run.
+    let killed = tmp.path().join("killed");
+    let out = train(
+        &["--config", cfg.to_str().unwrap(), "--run-dir", killed.to_str().unwrap(), "--quiet"],
+        &[("SLUICE_TEST_KILL_AT_STEP", "13")],
+    );
+    assert!(!out.status.success(), "the run should have been killed");
+    ok(&train(&["resume", "--run", killed.to_str().unwrap(), "--quiet"], &[]));
+    for f in ["checkpoints/best.safetensors", "metrics.jsonl", "tag_vocab.json"] {
+        assert!(fs::read(a.join(f)).unwrap() == fs::read(killed.join(f)).unwrap(), "{f} differs after kill + resume");
+    }
+
     // `train tag`: word/TAG and the entities; `predict` says the same.
     let run_arg = a.to_str().unwrap();
     let text = "Anna lives in Oslo .";

@@ -44,6 +44,10 @@ pub struct Vocab {
     pub digits_to_zero: bool,
     /// Characters kept per word.
     pub max_word_len: usize,
+    /// Tags by id in the target scheme (also in the checkpoints' metadata; here so that a run
+    /// interrupted before its first checkpoint resumes with the same numbering).
+    #[serde(default)]
+    pub labels: Vec<String>,
     #[serde(skip)]
     word_ids: HashMap<String, u32>,
     #[serde(skip)]
@@ -76,6 +80,7 @@ impl Vocab {
             lowercase: t.lowercase,
             digits_to_zero: t.digits_to_zero,
             max_word_len: t.max_word_len,
+            labels: Vec::new(),
             word_ids: HashMap::new(),
             char_ids: HashMap::new(),
         };
@@ -241,12 +246,19 @@ pub fn prepare(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Prepare
     }
     let vocab_path = dir.root.join(VOCAB_FILE);
     let (vocab, labels) = if existing_run && vocab_path.exists() {
-        let labels = read_meta(&dir.best()).or_else(|_| read_meta(&dir.last())).map(|m| m.1)?;
-        (Vocab::load(&vocab_path)?, labels)
+        let v = Vocab::load(&vocab_path)?;
+        let labels = if v.labels.is_empty() {
+            read_meta(&dir.best()).or_else(|_| read_meta(&dir.last())).map(|m| m.1)?
+        } else {
+            v.labels.clone()
+        };
+        (v, labels)
     } else {
-        let v = Vocab::build(&sents[0], t);
+        let mut v = Vocab::build(&sents[0], t);
+        v.labels = label_set(&converted[0], scheme);
         crate::atomic::write_json(&vocab_path, &v)?;
-        (v, label_set(&converted[0], scheme))
+        let labels = v.labels.clone();
+        (v, labels)
     };
     let label_ids: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
     let mut splits = Vec::new();
