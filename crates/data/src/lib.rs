@@ -25,6 +25,7 @@ pub mod audio;
 
 pub mod batch;
 pub mod config;
+pub mod conll;
 mod corpus;
 pub mod error;
 pub mod ett;
@@ -38,6 +39,7 @@ pub mod sst2;
 pub mod synthetic;
 pub mod table;
 pub mod text;
+pub mod tag_scheme;
 pub mod tokenizer;
 
 pub use corpus::{load, load_with, source_of, Corpus};

@@ -23,6 +23,7 @@ pub mod plot;
 pub mod prune;
 pub mod rundir;
 pub mod schedule;
+pub mod seqeval;
 pub mod sweep;
 pub mod task;
 pub mod threads;

@@ -57,6 +57,9 @@ enum Command {
     /// Translate with a finished translation run (stdin lines when no TEXT is given);
     /// --attention FILE.svg draws the first sentence's attention matrix.
     Translate(train::task::translate::TranslateArgs),
+    /// Tag texts with a finished sequence-labelling run (stdin lines when no TEXT is given):
+    /// `word/TAG` per token, and the entities with their spans for entity runs.
+    Tag(train::task::tag::TagArgs),
     /// Show a classifier run's gates (o_t by default) per token and unit on given sentences:
     /// a heatmap (--out FILE.svg), a terminal view, or the numbers (--json).
     Inspect(train::inspect::InspectArgs),
@@ -171,6 +174,11 @@ fn real_main() -> Result<()> {
             init_logging(true);
             configure_threads(threads_of(&args.run.join("config.toml"), &[]));
             train::task::translate::cli(&args)?;
+        }
+        Some(Command::Tag(args)) => {
+            init_logging(true);
+            configure_threads(threads_of(&args.run.join("config.toml"), &[]));
+            train::task::tag::cli(&args)?;
         }
         Some(Command::Sweep(args)) => {
             init_logging(true);

@@ -69,6 +69,24 @@ pub fn estimate(cfg: &Config) -> Estimate {
     };
     let encoder = |input: f64| recurrent_parameters(input, hidden, layers, directions);
     let head = hidden * directions * 16.0;
+    if cfg.task == crate::config::TaskKind::Tag {
+        // Words and characters: a vocabulary of tokenizer.vocab_size words at most (the
+        // training words are counted only later), the char BiLSTM's two directions, and
+        // per step the word's characters through it.
+        let t = &cfg.tag;
+        let chars = (t.char_dim + 2 * t.char_hidden) as f64;
+        let char_rnn = recurrent_parameters(t.char_dim as f64, t.char_hidden as f64, 1.0, 2.0);
+        let params = vocab * emb + 256.0 * t.char_dim as f64 + char_rnn + encoder(emb + chars) + head;
+        let per_word = t.max_word_len as f64 * 2.0 * t.char_hidden as f64 * ACTIVATIONS_PER_UNIT;
+        let steps = (text_len.0, text_len.1);
+        let per_step = layers * directions * hidden * ACTIVATIONS_PER_UNIT + emb + chars + per_word;
+        return Estimate {
+            parameters: params,
+            parameter_bytes: params * F32 * PARAM_COPIES,
+            activation_bytes: batch * steps.0 as f64 * per_step * F32,
+            steps,
+        };
+    }
     // (parameters, steps, extra activation floats per batch element and step)
     let (parameters, steps, extra) = match cfg.data.corpus {
         CorpusKind::Sst2 | CorpusKind::Text => (vocab * emb + encoder(emb) + head, text_len, emb),

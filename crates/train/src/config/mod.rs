@@ -18,7 +18,7 @@ mod tests;
 
 pub use load::{load, load_recorded, locate, parse, Loaded};
 pub use model::classifier::Pooling;
-pub use sections::{AudioConfig, BenchConfig, ForecastConfig, TranslateConfig};
+pub use sections::{AudioConfig, BenchConfig, ForecastConfig, TagConfig, TranslateConfig};
 pub use validate::Invalid;
 
 use anyhow::{Context, Result};
@@ -45,6 +45,8 @@ pub enum TaskKind {
     Copy,
     /// Translation with an attention encoder–decoder (Multi30k; `[translate]` section).
     Translate,
+    /// Sequence labelling with a BiLSTM(-CNN)-CRF (part of speech, named entities; `[tag]`).
+    Tag,
 }
 
 impl TaskKind {
@@ -57,6 +59,7 @@ impl TaskKind {
             TaskKind::Adding => "adding",
             TaskKind::Copy => "copy",
             TaskKind::Translate => "translate",
+            TaskKind::Tag => "tag",
         }
     }
 }
@@ -95,6 +98,9 @@ pub struct Config {
     /// `train bench` only: steps, warm-up, sequence length, vocabulary (see configs/bench_a.toml).
     #[serde(default, skip_serializing_if = "BenchConfig::is_default")]
     pub bench: BenchConfig,
+    /// Left out of a resolved config when it is all defaults (every task but tag).
+    #[serde(default, skip_serializing_if = "TagConfig::is_default")]
+    pub tag: TagConfig,
 }
 
 impl Config {

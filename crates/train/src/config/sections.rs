@@ -165,3 +165,84 @@ impl BenchConfig {
         *self == Self::default()
     }
 }
+
+/// The `[tag]` section (`task = "tag"`): how a token-and-tag corpus is read (files from
+/// `data.dir` with `data.train_file`, `validation_file`, `test_file`), the tag scheme, and
+/// the sequence labeller's character features and output layer. Documented in
+/// `configs/ud_ewt_pos.toml` and `configs/conll2003_ner.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TagConfig {
+    /// File format: "conllu" | "conll" | "jsonl".
+    pub format: data::conll::TagFormat,
+    /// Where the tag is: "upos" | "xpos" (conllu), "last" or a 0-based column (conll), the
+    /// tags field (jsonl). Default: "upos", "last", "tags".
+    pub column: Option<String>,
+    /// The files' tag scheme: "none" (plain labels) | "iob1" | "iob2" | "bioes".
+    pub tag_scheme: data::tag_scheme::TagScheme,
+    /// The scheme the model learns and writes: "none" | "iob2" | "bioes" (entity schemes
+    /// convert; default: "bioes" for entity input, "none" otherwise).
+    pub target_scheme: Option<data::tag_scheme::TagScheme>,
+    /// The CRF output layer; false = an independent softmax per token (the ablation).
+    pub crf: bool,
+    /// Forbid the transitions the target scheme rules out (no `I-PER` after `O`) in the CRF.
+    pub constraints: bool,
+    /// Character features per word: "lstm" | "cnn" | "none".
+    pub chars: String,
+    /// Character embedding width.
+    pub char_dim: usize,
+    /// Char BiLSTM hidden size per direction, or the char CNN's filters.
+    pub char_hidden: usize,
+    /// Char CNN kernel width.
+    pub char_width: usize,
+    /// Characters kept per word (longer words are cut).
+    pub max_word_len: usize,
+    /// Look words up lowercased (the characters keep their case).
+    pub lowercase: bool,
+    /// Look words up with every digit replaced by 0.
+    pub digits_to_zero: bool,
+    /// Training words seen fewer times than this are left out of the vocabulary.
+    pub min_count: usize,
+    /// Probability of replacing a word seen once in training by the unknown word at each
+    /// training step (Lample et al. 2016), so the unknown word's embedding is trained.
+    pub singleton_unk: f64,
+}
+
+impl Default for TagConfig {
+    fn default() -> Self {
+        Self {
+            format: data::conll::TagFormat::Conllu,
+            column: None,
+            tag_scheme: data::tag_scheme::TagScheme::None,
+            target_scheme: None,
+            crf: true,
+            constraints: true,
+            chars: "lstm".into(),
+            char_dim: 25,
+            char_hidden: 25,
+            char_width: 3,
+            max_word_len: 30,
+            lowercase: true,
+            digits_to_zero: true,
+            min_count: 1,
+            singleton_unk: 0.5,
+        }
+    }
+}
+
+impl TagConfig {
+    /// Whether every key has its default (the section is then left out of `config.toml`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The scheme the model learns: `target_scheme`, or its default.
+    pub fn target(&self) -> data::tag_scheme::TagScheme {
+        use data::tag_scheme::TagScheme;
+        self.target_scheme.unwrap_or(if self.tag_scheme == TagScheme::None {
+            TagScheme::None
+        } else {
+            TagScheme::Bioes
+        })
+    }
+}

@@ -120,6 +120,11 @@ impl Config {
         } else if !self.translate.is_default() {
             return Err(invalid("translate", "the [translate] section applies to task = \"translate\" only"));
         }
+        if self.task == TaskKind::Tag {
+            self.validate_tag()?;
+        } else if !self.tag.is_default() {
+            return Err(invalid("tag", "the [tag] section applies to task = \"tag\" only"));
+        }
         Ok(())
     }
 
@@ -184,6 +189,63 @@ impl Config {
             ));
         }
         self.translate.validate()
+    }
+}
+
+impl Config {
+    /// Checks of the `[tag]` section and of what `task = "tag"` needs elsewhere.
+    fn validate_tag(&self) -> Result<(), Invalid> {
+        use data::tag_scheme::TagScheme;
+        let t = &self.tag;
+        if self.data.dir.is_none() {
+            return Err(invalid("data.dir", "task \"tag\" reads its files from a folder: set data.dir"));
+        }
+        for (key, file) in [
+            ("data.train_file", &self.data.train_file),
+            ("data.validation_file", &self.data.validation_file),
+            ("data.test_file", &self.data.test_file),
+        ] {
+            if file.is_none() {
+                return Err(invalid(key, "task \"tag\" needs the file's name (inside data.dir)"));
+            }
+        }
+        data::conll::TagColumn::parse(t.format, t.column.as_deref()).map_err(|e| {
+            invalid("tag.column", e.to_string().trim_start_matches("config key `tag.column`: ").to_string())
+        })?;
+        let target = t.target();
+        if target == TagScheme::Iob1 {
+            return Err(invalid(
+                "tag.target_scheme",
+                "expected \"none\", \"iob2\" or \"bioes\" (IOB1 is read, not written)",
+            ));
+        }
+        if (t.tag_scheme == TagScheme::None) != (target == TagScheme::None) {
+            return Err(invalid(
+                "tag.target_scheme",
+                format!("tag_scheme \"{}\" cannot become \"{}\": plain labels stay \"none\", entity tags need \"iob2\" or \"bioes\"", t.tag_scheme.name(), target.name()),
+            ));
+        }
+        if !["lstm", "cnn", "none"].contains(&t.chars.as_str()) {
+            return Err(invalid("tag.chars", format!("expected \"lstm\", \"cnn\" or \"none\", got {:?}", t.chars)));
+        }
+        for (key, v) in [
+            ("tag.char_dim", t.char_dim),
+            ("tag.char_hidden", t.char_hidden),
+            ("tag.char_width", t.char_width),
+            ("tag.max_word_len", t.max_word_len),
+            ("tag.min_count", t.min_count),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "expected a positive integer, got 0"));
+            }
+        }
+        if !(0.0..1.0).contains(&t.singleton_unk) {
+            return Err(invalid(
+                "tag.singleton_unk",
+                format!("expected a probability in [0, 1), got {}", t.singleton_unk),
+            ));
+        }
+        Ok(())
     }
 }
 
