@@ -22,6 +22,7 @@ pub mod plot;
 pub mod prune;
 pub mod rundir;
 pub mod schedule;
+pub mod serve;
 pub mod sweep;
 pub mod task;
 pub mod threads;
