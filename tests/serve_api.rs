@@ -316,3 +316,91 @@ fn full_queue_is_503_and_sigterm_finishes_in_flight_requests() {
     }
     drop(s);
 }
+
+/// A tiny word-for-word "German" → English corpus (as tests/translate_cli.rs writes it).
+fn write_translation_run(tmp: &Path) -> PathBuf {
+    const WORDS: [(&str, &str); 8] = [
+        ("a", "ein"),
+        ("dog", "Hund"),
+        ("man", "Mann"),
+        ("runs", "läuft"),
+        ("sits", "sitzt"),
+        ("in", "im"),
+        ("snow", "Schnee"),
+        ("park", "Park"),
+    ];
+    let data = tmp.join("mt_corpus");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut state = 99u64;
+    let mut next = move |n: usize| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as usize) % n
+    };
+    for (file, n) in [("train.jsonl", 96), ("val.jsonl", 8), ("test.jsonl", 8)] {
+        let mut lines = String::new();
+        for _ in 0..n {
+            let idx: Vec<usize> = (0..2 + next(3)).map(|_| next(WORDS.len())).collect();
+            let en: Vec<&str> = idx.iter().map(|&i| WORDS[i].0).collect();
+            let de: Vec<&str> = idx.iter().map(|&i| WORDS[i].1).collect();
+            lines.push_str(&format!("{{\"en\": \"{}\", \"de\": \"{}\"}}\n", en.join(" "), de.join(" ")));
+        }
+        std::fs::write(data.join(file), lines).unwrap();
+    }
+    let cfg = format!(
+        "task = \"translate\"\n[run]\nname = \"mt\"\nseed = 3\nthreads = 1\n[data]\ncorpus = \"multi30k\"\n\
+         dir = \"{}\"\ndirection = \"de-en\"\n[tokenizer]\nmodel = \"word_level\"\nvocab_size = 60\n\
+         [model]\nembedding_dim = 8\nhidden = 8\n[translate]\nbeam = 2\n[train]\nepochs = 1\nbatch_size = 16\nlr = 0.01\n\
+         early_stopping_metric = \"loss\"\nearly_stopping_mode = \"min\"\n",
+        data.display()
+    );
+    let path = tmp.join("mt.toml");
+    std::fs::write(&path, cfg).unwrap();
+    run_dir(tmp, "translator", &path, &[])
+}
+
+/// Two runs in one process, each addressed by name; `/v1/translate` gives `train translate`'s
+/// outputs and the attention matrix, and the routes refuse the other task's model.
+#[test]
+fn translation_runs_answer_translate_beside_a_classifier() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mt = write_translation_run(tmp.path());
+    let s = Server::start(&[shared_run(), &mt], &[], &[]);
+    let (_, models, _) = decode(agent().get(&s.url("/v1/models")).call());
+    let names: Vec<&str> = models["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["sentiment", "translator"]);
+    assert_eq!(models["models"][1]["task"], "translate");
+    let texts = ["ein Hund läuft im Schnee", "Mann sitzt"];
+    for beam in [1usize, 2] {
+        let (st, v, _) = post(&s.url("/v1/translate"), &json!({"texts": texts, "beam": beam, "model": "translator"}));
+        assert_eq!(st, 200, "{v}");
+        let b = beam.to_string();
+        let out = train(&["translate", "--run", mt.to_str().unwrap(), "--beam", &b, texts[0], texts[1]], &[]);
+        ok(&out);
+        let cli: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        assert_eq!(v["outputs"], json!(cli), "beam {beam}");
+    }
+    let (st, v, _) =
+        post(&s.url("/v1/translate"), &json!({"texts": [texts[0]], "model": "translator", "attention": true}));
+    assert_eq!(st, 200, "{v}");
+    let att = &v["attention"];
+    let rows = att["target"].as_array().unwrap().len();
+    assert_eq!(att["source"].as_array().unwrap().len(), 5);
+    assert_eq!(att["weights"].as_array().unwrap().len(), rows);
+    for row in att["weights"].as_array().unwrap() {
+        let sum: f64 = row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-4, "attention row sums to {sum}");
+    }
+    for (body, needle) in [
+        (json!({"texts": ["Hund"], "model": "translator", "beam": 0}), "beam: 0"),
+        (json!({"texts": ["Hund"], "model": "translator", "attention": "yes"}), "attention: expected a boolean"),
+    ] {
+        let (st, v, _) = post(&s.url("/v1/translate"), &body);
+        assert_eq!(st, 422, "{v}");
+        assert!(error_of(&v).contains(needle), "{v}");
+    }
+    let (st, v, _) = post(&s.url("/v1/predict"), &json!({"texts": ["Hund"], "model": "translator"}));
+    assert_eq!(st, 422);
+    assert!(error_of(&v).contains("\"translator\" is a translate run"), "{v}");
+    let (status, log) = s.terminate();
+    assert!(status.success(), "{log}");
+}

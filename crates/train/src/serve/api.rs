@@ -441,16 +441,17 @@ async fn translate(Extract(state): Extract<Arc<State>>, body: Result<Bytes, Byte
     let body = parse_body(body)?;
     let model = state.model(opt_str(&body, "model")?)?;
     known_fields(&body, &["texts", "beam", "model", "attention"])?;
-    if model.info.task != "translate" {
+    let Some(t) = model.translator() else {
         return Err(ApiError::invalid(format!(
             "model: {:?} is a {} run; /v1/translate answers translation runs (its routes: {})",
             model.info.name,
             model.info.task,
             model.info.routes.join(", ")
         )));
-    }
+    };
     let texts: Vec<String> = texts(&body, &state.limits)?.into_iter().map(str::to_string).collect();
-    let beam = opt_usize(&body, "beam")?.unwrap_or(5);
+    // Absent: the run's `translate.beam`, as `train translate` does.
+    let beam = opt_usize(&body, "beam")?.unwrap_or(t.cfg.translate.beam);
     if beam == 0 || beam > state.limits.max_beam {
         return Err(ApiError::invalid(format!("beam: {beam}; expected 1 to {}", state.limits.max_beam)));
     }

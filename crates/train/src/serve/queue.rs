@@ -143,6 +143,14 @@ impl Served {
         }
     }
 
+    /// The translation model, when the model is one.
+    pub fn translator(&self) -> Option<&crate::task::translate::Loaded> {
+        match &*self.model {
+            Model::Translate { model, .. } => Some(model),
+            _ => None,
+        }
+    }
+
     /// Requests waiting (not yet taken by the worker).
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::SeqCst)
