@@ -2,12 +2,13 @@
 //! on 127.0.0.1 twice on the same run, with batching on (`--max-batch 32 --max-wait-ms 5`, the
 //! defaults) and off (`--max-batch 1`), sends the same N single-text requests from C concurrent
 //! clients to each, and prints throughput, p50/p99 latency, errors and the server's RSS before
-//! and after. Localhost only; it stops by itself.
+//! before and after each of `--rounds` identical rounds (3; latency and throughput are the
+//! first round's). Localhost only; it stops by itself.
 //!
 //! ```text
 //! cargo build --release -p train
 //! cargo run --release -p train --example serve_load -- --run runs/sst2-... \
-//!     --texts ../shared/data/sst2/validation.jsonl [--requests 5000] [--concurrency 64]
+//!     --texts ../shared/data/sst2/validation.jsonl [--requests 5000] [--concurrency 64] [--rounds 3]
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -25,6 +26,7 @@ struct Args {
     concurrency: usize,
     bin: PathBuf,
     threads: Option<usize>,
+    rounds: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -35,6 +37,7 @@ fn parse_args() -> Result<Args> {
         concurrency: 64,
         bin: PathBuf::from("target/release/train"),
         threads: None,
+        rounds: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -46,17 +49,18 @@ fn parse_args() -> Result<Args> {
             "--concurrency" => a.concurrency = v()?.parse().context("--concurrency")?,
             "--bin" => a.bin = PathBuf::from(v()?),
             "--threads" => a.threads = Some(v()?.parse().context("--threads")?),
+            "--rounds" => a.rounds = v()?.parse().context("--rounds")?,
             other => bail!(
                 "unknown argument {other:?}; usage: serve_load --run DIR [--texts FILE] [--requests N] \
-                 [--concurrency C] [--bin target/release/train] [--threads N]"
+                 [--concurrency C] [--bin target/release/train] [--threads N] [--rounds R]"
             ),
         }
     }
     if a.run.as_os_str().is_empty() {
         bail!("--run DIR is required (a finished classification run)");
     }
-    if a.requests == 0 || a.concurrency == 0 || a.concurrency > 1024 {
-        bail!("--requests ≥ 1 and --concurrency in 1..=1024");
+    if a.requests == 0 || a.concurrency == 0 || a.concurrency > 1024 || a.rounds == 0 || a.rounds > 100 {
+        bail!("--requests ≥ 1, --concurrency in 1..=1024 and --rounds in 1..=100");
     }
     Ok(a)
 }
@@ -149,6 +153,9 @@ struct Figures {
     errors: usize,
     rss_before: Option<u64>,
     rss_after: Option<u64>,
+    /// After each further identical round (memory that keeps growing would show here).
+    rss_again: Vec<Option<u64>>,
+    again_errors: usize,
     mean_batch: Option<f64>,
 }
 
@@ -217,9 +224,15 @@ fn measure(a: &Args, flags: &[&str], texts: &[String]) -> Result<Figures> {
         (Some(c0), Some(s0), Some(c1), Some(s1)) if c1 > c0 => Some((s1 - s0) / (c1 - c0)),
         _ => None,
     };
+    let mut again_errors = 0;
+    let mut rss_again = Vec::new();
+    for _ in 1..a.rounds {
+        again_errors += fire(&server.addr, texts, a.requests, a.concurrency).2;
+        rss_again.push(server.rss_kib());
+    }
     server.stop()?;
     latencies.sort_by(|x, y| x.total_cmp(y));
-    Ok(Figures { seconds, latencies, errors, rss_before, rss_after, mean_batch })
+    Ok(Figures { seconds, latencies, errors, rss_before, rss_after, rss_again, again_errors, mean_batch })
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -259,7 +272,7 @@ fn main() -> Result<()> {
         rows.push((label, f));
     }
     println!();
-    println!("| mode | requests/s | p50 ms | p99 ms | errors | mean batch | RSS before → after (MiB) |");
+    println!("| mode | requests/s | p50 ms | p99 ms | errors | mean batch | RSS before → after each round (MiB) |");
     println!("|---|---:|---:|---:|---:|---:|---|");
     for (label, f) in &rows {
         let ok = f.latencies.len();
@@ -269,17 +282,17 @@ fn main() -> Result<()> {
             ok as f64 / f.seconds,
             pct(&f.latencies, 50.0) * 1e3,
             pct(&f.latencies, 99.0) * 1e3,
-            f.errors,
+            f.errors + f.again_errors,
             f.mean_batch.map(|b| format!("{b:.1}")).unwrap_or_else(|| "?".into()),
             mib(f.rss_before),
-            mib(f.rss_after)
+            std::iter::once(f.rss_after).chain(f.rss_again.iter().copied()).map(mib).collect::<Vec<_>>().join(" → ")
         );
     }
     if rows.len() == 2 {
         let thr = |f: &Figures| f.latencies.len() as f64 / f.seconds;
         println!("\nthroughput ratio on/off: {:.2}×", thr(&rows[0].1) / thr(&rows[1].1));
     }
-    if rows.iter().any(|(_, f)| f.errors > 0) {
+    if rows.iter().any(|(_, f)| f.errors + f.again_errors > 0) {
         bail!("some requests failed");
     }
     Ok(())
