@@ -404,3 +404,102 @@ fn translation_runs_answer_translate_beside_a_classifier() {
     let (status, log) = s.terminate();
     assert!(status.success(), "{log}");
 }
+
+/// A tiny ETT-shaped forecasting run (as tests/forecast_cli.rs writes it): 300 hourly rows.
+fn write_forecast_run(tmp: &Path) -> (PathBuf, Vec<(String, f64)>) {
+    let data = tmp.join("ett");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut state = 99u64;
+    let mut noise = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+    };
+    let mut csv = String::from("date,HUFL,OT\n");
+    let mut rows = Vec::new();
+    for i in 0..300usize {
+        let (day, hour) = (1 + i / 24, i % 24);
+        let phase = i as f64 * std::f64::consts::TAU / 24.0;
+        let hufl = 5.0 + 2.0 * phase.sin() + 0.1 * noise();
+        let ot = 30.0 + 4.0 * (phase + 0.5).cos() + 0.02 * i as f64 + 0.2 * noise();
+        let date = format!("2016-07-{day:02} {hour:02}:00:00");
+        let ot_s = format!("{ot:.3}");
+        csv.push_str(&format!("{date},{hufl:.3},{ot_s}\n"));
+        rows.push((date, ot_s.parse().unwrap()));
+    }
+    std::fs::write(data.join("tiny.csv"), csv).unwrap();
+    let cfg = format!(
+        "task = \"forecast\"\n[run]\nname = \"ett\"\nseed = 5\nthreads = 1\n[data]\ncorpus = \"ett\"\ndir = \"{}\"\n\
+         file = \"tiny.csv\"\ninput_len = 24\nhorizon = 6\nsplit_rows = [180, 60, 60]\nfeatures = \"S\"\ncalendar = true\n\
+         [model]\nhidden = 8\nbidirectional = false\n[forecast]\nrevin = true\n[train]\nepochs = 2\nbatch_size = 16\n\
+         lr = 0.01\nearly_stopping_metric = \"mse\"\nearly_stopping_mode = \"min\"\ncheckpoint_every = 0\n",
+        data.display()
+    );
+    let path = tmp.join("ett.toml");
+    std::fs::write(&path, cfg).unwrap();
+    (run_dir(tmp, "forecaster", &path, &[]), rows)
+}
+
+/// `/v1/predict` on a forecasting run: a series of the run's input length (with its dates, the
+/// run using calendar features) gives `train predict --csv`'s forecast of the same window.
+#[test]
+fn forecasting_runs_forecast_on_predict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (run, rows) = write_forecast_run(tmp.path());
+    let csv = tmp.path().join("f.csv");
+    ok(&train(&["predict", "--run", run.to_str().unwrap(), "--csv", csv.to_str().unwrap()], &[]));
+    // Window 0 of the test split: its six steps' dates and forecasts.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let steps: Vec<(String, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[0] == "0")
+        .map(|f| (f[2].to_string(), f[4].parse().unwrap()))
+        .collect();
+    assert_eq!(steps.len(), 6);
+    let first = rows.iter().position(|(d, _)| *d == steps[0].0).expect("the forecast's first date is a row");
+    let window = &rows[first - 24..first];
+    let series: Vec<f64> = window.iter().map(|r| r.1).collect();
+    let dates: Vec<&str> = window.iter().map(|r| r.0.as_str()).collect();
+
+    let s = Server::start(&[&run], &[], &[]);
+    let (_, models, _) = decode(agent().get(&s.url("/v1/models")).call());
+    let m = &models["models"][0];
+    assert_eq!(m["task"], "forecast");
+    assert_eq!(m["forecast"]["input_len"], 24);
+    assert_eq!(m["forecast"]["horizon"], 6);
+    assert_eq!(m["forecast"]["dates"], true);
+    let url = s.url("/v1/predict");
+    let (st, v, _) = post(&url, &json!({"series": [series, series], "dates": [dates, dates]}));
+    assert_eq!(st, 200, "{v}");
+    let f = v["forecasts"].as_array().unwrap();
+    assert_eq!(f.len(), 2);
+    assert_eq!(f[0], f[1]);
+    for (got, (_, want)) in f[0].as_array().unwrap().iter().zip(&steps) {
+        let got = got.as_f64().unwrap();
+        // The corpus z-scores with f64 statistics; the run keeps them as f32.
+        assert!((got - want).abs() <= 1e-3 * want.abs().max(1.0), "forecast {got} vs train predict's {want}");
+    }
+    let short: Vec<f64> = series[..23].to_vec();
+    let mut bad_dates = dates.clone();
+    bad_dates[3] = "July 4th";
+    for (body, needle) in [
+        (json!({"series": [series]}), "dates: missing"),
+        (json!({"series": [short], "dates": [dates]}), "series[0]: 23 rows, the run reads 24"),
+        (json!({"series": [series], "dates": [bad_dates]}), "dates[0][3]: \"July 4th\" is not a date"),
+        (json!({"series": "1 2 3"}), "series: expected an array"),
+        (json!({"texts": ["good"]}), "texts: unknown field"),
+    ] {
+        let (st, v, _) = post(&url, &body);
+        assert_eq!(st, 422, "{body}: {v}");
+        assert!(error_of(&v).contains(needle), "{body}: {v}");
+    }
+    let mut with_text = series.clone();
+    with_text[0] = f64::NAN;
+    let body = json!({"series": [with_text], "dates": [dates]}).to_string().replace("NaN", "\"x\"");
+    let (st, v, _) = post_raw(&url, body.replace("null", "\"x\"").as_bytes());
+    assert_eq!(st, 422, "{v}");
+    assert!(error_of(&v).contains("series[0][0]: expected a number"), "{v}");
+    let (status, log) = s.terminate();
+    assert!(status.success(), "{log}");
+}

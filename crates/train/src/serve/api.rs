@@ -351,6 +351,9 @@ fn best(probs: &[f32]) -> usize {
 async fn predict(Extract(state): Extract<Arc<State>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let body = parse_body(body)?;
     let model = state.model(opt_str(&body, "model")?)?;
+    if let Some((f, calendar)) = model.forecaster() {
+        return forecast(&state, model, f, calendar, &body).await;
+    }
     known_fields(&body, &["texts", "model"])?;
     let m = classifier(&state, model, "/v1/predict")?;
     let texts = texts(&body, &state.limits)?;
@@ -373,6 +376,120 @@ async fn predict(Extract(state): Extract<Arc<State>>, body: Result<Bytes, BytesR
         })
         .collect();
     Ok(axum::Json(PredictResponse { model: &model.info.name, predictions }).into_response())
+}
+
+/// `/v1/predict` on a forecasting run: `{"series": [[row, ...] per series], "dates": [[...]]?}`
+/// → `{"forecasts": [[step, ...] per series]}`, on the original scale. A row is a number when
+/// the run has one value column, else an array of them; each step likewise per target column.
+async fn forecast(
+    state: &State,
+    model: &Served,
+    f: &crate::task::forecast::ForecastTask,
+    calendar: bool,
+    body: &Map<String, Value>,
+) -> ApiResult {
+    known_fields(body, &["series", "dates", "model"])?;
+    let c = f.corpus();
+    let (len, horizon) = (c.train.input_len, c.train.horizon);
+    let values = c.input_mean.len();
+    let in_features = f.forecaster_config().lstm.input_size;
+    let series = match body.get("series") {
+        None => return Err(ApiError::invalid("series: missing (expected an array of series)")),
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) => return Err(ApiError::invalid("series: empty array (give at least one series)")),
+        Some(v) => return Err(ApiError::invalid(format!("series: expected an array of series, got {}", kind(v)))),
+    };
+    if series.len() > state.limits.max_texts {
+        return Err(ApiError::invalid(format!(
+            "series: {} series, more than the limit of {}",
+            series.len(),
+            state.limits.max_texts
+        )));
+    }
+    let dates = match (calendar, body.get("dates")) {
+        (true, Some(Value::Array(d))) if d.len() == series.len() => Some(d),
+        (true, Some(Value::Array(d))) => {
+            return Err(ApiError::invalid(format!("dates: {} lists for {} series", d.len(), series.len())))
+        }
+        (true, _) => {
+            return Err(ApiError::invalid(format!(
+                "dates: missing; the run uses calendar features, so give each series' {len} row dates (\"YYYY-MM-DD HH:MM\")"
+            )))
+        }
+        (false, _) => None,
+    };
+    let freq = c.freq;
+    let mut x = Vec::with_capacity(series.len() * len * in_features);
+    for (i, s) in series.iter().enumerate() {
+        let rows = match s {
+            Value::Array(r) if r.len() == len => r,
+            Value::Array(r) => {
+                return Err(ApiError::invalid(format!("series[{i}]: {} rows, the run reads {len}", r.len())))
+            }
+            v => return Err(ApiError::invalid(format!("series[{i}]: expected an array of {len} rows, got {}", kind(v)))),
+        };
+        for (t, row) in rows.iter().enumerate() {
+            let field = format!("series[{i}][{t}]");
+            let nums: Vec<f64> = match row {
+                Value::Number(n) if values == 1 => vec![n.as_f64().unwrap_or(f64::NAN)],
+                Value::Array(a) if a.len() == values => a.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect(),
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "{field}: expected {} ({}), got {}",
+                        if values == 1 { "a number".to_string() } else { format!("an array of {values} numbers") },
+                        c.input_names[..values].join(", "),
+                        kind(other)
+                    )))
+                }
+            };
+            if nums.iter().any(|v| !v.is_finite()) {
+                return Err(ApiError::invalid(format!("{field}: expected finite numbers")));
+            }
+            for (k, v) in nums.iter().enumerate() {
+                // The corpus z-scores in f64 with its statistics, then rounds to f32.
+                x.push(((v - c.input_mean[k] as f64) / c.input_std[k] as f64) as f32);
+            }
+            if let Some(d) = dates {
+                let field = format!("dates[{i}][{t}]");
+                let stamp = d[i].as_array().and_then(|r| r.get(t)).and_then(Value::as_str).ok_or_else(|| {
+                    ApiError::invalid(format!("{field}: expected a date string for each of the {len} rows"))
+                })?;
+                let feats = data::ett::calendar_features(stamp, freq).ok_or_else(|| {
+                    ApiError::invalid(format!("{field}: {stamp:?} is not a date (expected YYYY-MM-DD HH:MM)"))
+                })?;
+                x.extend(feats);
+            }
+        }
+    }
+    if x.len() != series.len() * len * in_features {
+        return Err(ApiError::invalid(format!(
+            "series: rows make {} features each, the model reads {in_features}",
+            x.len() / (series.len() * len)
+        )));
+    }
+    let Output::Forecasts(z) = run(state, model, Work::Forecast { x, windows: series.len() }).await? else {
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model: unexpected result"));
+    };
+    let out = c.target_names.len();
+    let forecasts: Vec<Value> = z
+        .chunks(horizon * out)
+        .map(|w| {
+            let steps: Vec<Value> = w
+                .chunks(out)
+                .map(|step| {
+                    let orig: Vec<f32> =
+                        step.iter().enumerate().map(|(k, &v)| v * c.target_std[k] + c.target_mean[k]).collect();
+                    if out == 1 {
+                        json!(orig[0])
+                    } else {
+                        json!(orig)
+                    }
+                })
+                .collect();
+            Value::Array(steps)
+        })
+        .collect();
+    Ok(axum::Json(json!({"model": model.info.name, "forecasts": forecasts})).into_response())
 }
 
 async fn inspect_route(Extract(state): Extract<Arc<State>>, body: Result<Bytes, BytesRejection>) -> ApiResult {

@@ -4,7 +4,9 @@
 use super::classify::LoadedClassifier;
 use crate::config::TaskKind;
 use crate::rundir::RunDir;
+use crate::task::forecast::ForecastTask;
 use crate::task::translate;
+use crate::task::Task;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -26,6 +28,17 @@ pub enum Model {
         /// The model.
         model: Box<translate::Loaded>,
         /// Trainable parameters (counted in the checkpoint).
+        parameters: usize,
+    },
+    /// `task = "forecast"`: `/v1/predict` (series → forecasts).
+    Forecast {
+        /// The run's name.
+        name: String,
+        /// The task with the best checkpoint's weights (its corpus gives the normalisation).
+        model: Box<ForecastTask>,
+        /// Whether inputs carry calendar features (then requests give dates).
+        calendar: bool,
+        /// Trainable parameters.
         parameters: usize,
     },
 }
@@ -55,6 +68,24 @@ pub struct ModelInfo {
     pub routes: Vec<String>,
     /// Tokens per text beyond which a text is truncated (the run's `data.max_len`), if any.
     pub max_len: Option<usize>,
+    /// Forecasting runs: what a series must hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastInfo>,
+}
+
+/// The input and output geometry of a forecasting run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForecastInfo {
+    /// Rows per input series.
+    pub input_len: usize,
+    /// Steps forecast.
+    pub horizon: usize,
+    /// Value columns of each input row, in order (calendar features are computed from `dates`).
+    pub inputs: Vec<String>,
+    /// Forecast columns.
+    pub targets: Vec<String>,
+    /// Whether requests must give each row's date.
+    pub dates: bool,
 }
 
 /// The name a run is addressed by: its directory's last component.
@@ -77,8 +108,22 @@ impl Model {
                 let parameters = ckpt.tensors.values().map(|t| t.elem_count()).sum();
                 Model::Translate { name, model, parameters }
             }
+            TaskKind::Forecast => {
+                let best = run.best();
+                if !best.exists() {
+                    bail!("{} has no best checkpoint ({})", dir.display(), best.display());
+                }
+                let calendar = cfg.data.calendar;
+                let model = Box::new(ForecastTask::new(&cfg)?);
+                model::checkpoint::load_into_varmap(&best, model.varmap())?;
+                let parameters = model.varmap().all_vars().iter().map(|v| v.elem_count()).sum();
+                Model::Forecast { name, model, calendar, parameters }
+            }
             other => {
-                bail!("{}: a {other:?} run; train serve serves classification and translation runs", dir.display())
+                bail!(
+                    "{}: a {other:?} run; train serve serves classification, translation and forecasting runs",
+                    dir.display()
+                )
             }
         })
     }
@@ -86,7 +131,7 @@ impl Model {
     /// The name requests address it by.
     pub fn name(&self) -> &str {
         match self {
-            Model::Classify { name, .. } | Model::Translate { name, .. } => name,
+            Model::Classify { name, .. } | Model::Translate { name, .. } | Model::Forecast { name, .. } => name,
         }
     }
 
@@ -110,6 +155,7 @@ impl Model {
                     gates: gates.iter().map(|g| g.to_string()).collect(),
                     routes: vec!["/v1/predict".into(), "/v1/inspect".into()],
                     max_len: model.cfg.data.max_len,
+                    forecast: None,
                 }
             }
             Model::Translate { name, model, parameters } => {
@@ -126,6 +172,31 @@ impl Model {
                     gates: Vec::new(),
                     routes: vec!["/v1/translate".into()],
                     max_len: model.cfg.data.max_len,
+                    forecast: None,
+                }
+            }
+            Model::Forecast { name, model, parameters, calendar } => {
+                let c = model.corpus();
+                let lstm = &model.forecaster_config().lstm;
+                ModelInfo {
+                    name: name.clone(),
+                    task: "forecast".into(),
+                    run,
+                    labels: c.target_names.clone(),
+                    parameters: *parameters,
+                    layers: lstm.num_layers,
+                    directions: lstm.num_directions(),
+                    hidden: lstm.hidden_size,
+                    gates: Vec::new(),
+                    routes: vec!["/v1/predict".into()],
+                    max_len: None,
+                    forecast: Some(ForecastInfo {
+                        input_len: c.train.input_len,
+                        horizon: c.train.horizon,
+                        inputs: c.input_names[..c.input_mean.len()].to_vec(),
+                        targets: c.target_names.clone(),
+                        dates: *calendar,
+                    }),
                 }
             }
         }

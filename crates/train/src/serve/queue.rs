@@ -46,6 +46,13 @@ pub enum Work {
         /// The traced layer.
         layer: usize,
     },
+    /// Forecasts of normalised windows, (windows, input_len, in_features) row-major.
+    Forecast {
+        /// The inputs.
+        x: Vec<f32>,
+        /// How many windows.
+        windows: usize,
+    },
     /// Translations, and the first text's attention matrix on request.
     Translate {
         /// Source texts.
@@ -65,6 +72,8 @@ pub enum Output {
     Trace(Box<SentenceTrace>, Vec<f32>),
     /// Translations, and the attention matrix when asked for.
     Translations(Vec<String>, Option<AttentionMatrix>),
+    /// Z-scored forecasts, (windows, horizon, out_features) row-major.
+    Forecasts(Vec<f32>),
 }
 
 /// A queued request.
@@ -147,6 +156,14 @@ impl Served {
     pub fn translator(&self) -> Option<&crate::task::translate::Loaded> {
         match &*self.model {
             Model::Translate { model, .. } => Some(model),
+            _ => None,
+        }
+    }
+
+    /// The forecasting task and whether its inputs carry calendar features, when the model is one.
+    pub fn forecaster(&self) -> Option<(&crate::task::forecast::ForecastTask, bool)> {
+        match &*self.model {
+            Model::Forecast { model, calendar, .. } => Some((model, *calendar)),
             _ => None,
         }
     }
@@ -290,6 +307,9 @@ fn run_one(model: &Model, work: Work) -> anyhow::Result<Output> {
                 _ => None,
             };
             Ok(Output::Translations(outputs, attention))
+        }
+        (Model::Forecast { model: m, .. }, Work::Forecast { x, windows }) => {
+            Ok(Output::Forecasts(m.forecast_inputs(&x, windows)?))
         }
         _ => anyhow::bail!("this model does not answer that route"),
     }
