@@ -158,6 +158,15 @@ impl Stamp {
     }
 }
 
+/// The calendar features of one time stamp (`YYYY-MM-DD[ HH:MM[:SS]]`), as the corpus computes
+/// them for its rows (Informer's `time_features(timeenc=1)`); None for an unreadable stamp.
+/// For a served forecaster (`train serve`), whose requests carry their own dates.
+pub fn calendar_features(date: &str, freq: Freq) -> Option<Vec<f32>> {
+    let mut out = Vec::with_capacity(5);
+    Stamp::parse(date)?.features(freq, &mut out);
+    Some(out)
+}
+
 fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,

@@ -144,55 +144,10 @@ pub fn inspect(dir: &RunDir, texts: &[String], gate: Gate, layer: Option<usize>)
 
     let mut sentences = Vec::new();
     for text in texts {
-        let mut ids = tokenizer.encode(text)?;
-        if let Some(m) = cfg.data.max_len {
-            ids.truncate(m);
-        }
-        if ids.is_empty() {
-            ids.push(tokenizer.unk_id());
-        }
-        let t = ids.len();
-        let tokens: Vec<String> =
-            ids.iter().map(|&i| tokenizer.id_to_token(i).unwrap_or_else(|| format!("#{i}"))).collect();
-        let x = Tensor::from_vec(ids, (1, t), &device)?;
-        let out = net.forward(&x, &[t], false, None, true)?;
-        let probs = model::classifier::probabilities(&out.logits)?.to_dtype(DType::F32)?.to_vec2::<f32>()?.remove(0);
-        let (best, p) =
-            probs.iter().enumerate().fold((0, f32::MIN), |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc });
-        let trace = out.trace.ok_or_else(|| anyhow!("the model returned no gate trace"))?;
-        let mut values = vec![Vec::with_capacity(dirs * hidden); t];
-        for d in 0..dirs {
-            let dt = &trace.directions[layer * dirs + d];
-            let tensor = match gate {
-                Gate::O => dt.output_gate.as_ref(),
-                Gate::I => dt.input_gate.as_ref(),
-                Gate::F => dt.forget_gate.as_ref(),
-                Gate::C => dt.cell.as_ref(),
-                Gate::H => Some(&dt.hidden),
-            }
-            .ok_or_else(|| {
-                anyhow!(
-                    "the run's LSTM variant `{variant}` has no {}; choose another --gate (o, i, f, c or h)",
-                    gate.describe()
-                )
-            })?;
-            let v = tensor.to_dtype(DType::F32)?.squeeze(0)?.to_vec2::<f32>()?; // (time, hidden)
-            for (row, vals) in values.iter_mut().zip(v) {
-                row.extend(vals);
-            }
-        }
-        let token_mean = values.iter().map(|r| r.iter().map(|&v| v as f64).sum::<f64>() / r.len() as f64).collect();
-        sentences.push(SentenceTrace {
-            text: text.clone(),
-            tokens,
-            label: class_names.get(best).cloned().unwrap_or_else(|| best.to_string()),
-            probability: p,
-            values,
-            token_mean,
-        });
+        let ids = encode_for_classifier(&tokenizer, cfg.data.max_len, text)?;
+        sentences.push(trace_sentence(&net, &device, &tokenizer, &class_names, text, ids, gate, layer)?.0);
     }
-    let units: Vec<String> =
-        (0..dirs).flat_map(|d| (0..hidden).map(move |k| format!("{}{k}", if d == 0 { "fw" } else { "bw" }))).collect();
+    let units = unit_names(dirs, hidden);
     let (unit_mean, selectivity) = unit_stats(&sentences, units.len());
     let order = selectivity_order(&selectivity);
     Ok(Inspection {
@@ -206,6 +161,82 @@ pub fn inspect(dir: &RunDir, texts: &[String], gate: Gate, layer: Option<usize>)
         order,
         sentences,
     })
+}
+
+/// A text's ids as `train predict` and `train inspect` feed them to a classifier: truncated to
+/// `data.max_len` when the run sets it, one unknown token when nothing is left.
+pub fn encode_for_classifier(tokenizer: &Tok, max_len: Option<usize>, text: &str) -> Result<Vec<u32>> {
+    let mut ids = tokenizer.encode(text)?;
+    if let Some(m) = max_len {
+        ids.truncate(m);
+    }
+    if ids.is_empty() {
+        ids.push(tokenizer.unk_id());
+    }
+    Ok(ids)
+}
+
+/// One sentence (already encoded) through `net` with the gate trace on: its trace of `gate` at
+/// `layer`, and every class's probability. Shared by `train inspect` and `train serve`.
+#[allow(clippy::too_many_arguments)]
+pub fn trace_sentence(
+    net: &Classifier,
+    device: &candle_core::Device,
+    tokenizer: &Tok,
+    class_names: &[String],
+    text: &str,
+    ids: Vec<u32>,
+    gate: Gate,
+    layer: usize,
+) -> Result<(SentenceTrace, Vec<f32>)> {
+    let lstm_cfg = &net.config().lstm;
+    let dirs = lstm_cfg.num_directions();
+    let hidden = lstm_cfg.hidden_size;
+    let variant = format!("{:?}", lstm_cfg.variant).to_lowercase();
+    let t = ids.len();
+    let tokens: Vec<String> =
+        ids.iter().map(|&i| tokenizer.id_to_token(i).unwrap_or_else(|| format!("#{i}"))).collect();
+    let x = Tensor::from_vec(ids, (1, t), device)?;
+    let out = net.forward(&x, &[t], false, None, true)?;
+    let probs = model::classifier::probabilities(&out.logits)?.to_dtype(DType::F32)?.to_vec2::<f32>()?.remove(0);
+    let (best, p) = probs.iter().enumerate().fold((0, f32::MIN), |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc });
+    let trace = out.trace.ok_or_else(|| anyhow!("the model returned no gate trace"))?;
+    let mut values = vec![Vec::with_capacity(dirs * hidden); t];
+    for d in 0..dirs {
+        let dt = &trace.directions[layer * dirs + d];
+        let tensor = match gate {
+            Gate::O => dt.output_gate.as_ref(),
+            Gate::I => dt.input_gate.as_ref(),
+            Gate::F => dt.forget_gate.as_ref(),
+            Gate::C => dt.cell.as_ref(),
+            Gate::H => Some(&dt.hidden),
+        }
+        .ok_or_else(|| {
+            anyhow!(
+                "the run's LSTM variant `{variant}` has no {}; choose another --gate (o, i, f, c or h)",
+                gate.describe()
+            )
+        })?;
+        let v = tensor.to_dtype(DType::F32)?.squeeze(0)?.to_vec2::<f32>()?; // (time, hidden)
+        for (row, vals) in values.iter_mut().zip(v) {
+            row.extend(vals);
+        }
+    }
+    let token_mean = values.iter().map(|r| r.iter().map(|&v| v as f64).sum::<f64>() / r.len() as f64).collect();
+    let trace = SentenceTrace {
+        text: text.to_string(),
+        tokens,
+        label: class_names.get(best).cloned().unwrap_or_else(|| best.to_string()),
+        probability: p,
+        values,
+        token_mean,
+    };
+    Ok((trace, probs))
+}
+
+/// Unit names of a layer: `fw<k>` for the forward direction, then `bw<k>` for the backward one.
+pub fn unit_names(dirs: usize, hidden: usize) -> Vec<String> {
+    (0..dirs).flat_map(|d| (0..hidden).map(move |k| format!("{}{k}", if d == 0 { "fw" } else { "bw" }))).collect()
 }
 
 /// Per unit: mean and population variance over every token of every sentence.

@@ -24,6 +24,7 @@ pub mod prune;
 pub mod rundir;
 pub mod schedule;
 pub mod seqeval;
+pub mod serve;
 pub mod sweep;
 pub mod task;
 pub mod threads;

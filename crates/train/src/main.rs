@@ -70,6 +70,9 @@ enum Command {
     /// LSTM in one process (configs/bench_a.toml, configs/bench_b.toml); --json ends with one
     /// JSON object.
     Bench(train::bench::BenchArgs),
+    /// Serve finished runs over HTTP: JSON API with dynamic batching, /healthz, /metrics and
+    /// a web page at / that shows the gates (README "Serving: train serve").
+    Serve(train::serve::ServeArgs),
     /// Continue an interrupted run.
     Resume {
         #[arg(long)]
@@ -198,6 +201,12 @@ fn real_main() -> Result<()> {
             init_logging(true);
             configure_threads(threads_of(&args.config, &args.sets));
             train::bench::cli(&args)?;
+        }
+        Some(Command::Serve(args)) => {
+            init_logging(true);
+            let threads = args.threads.unwrap_or_else(|| threads_of(&args.runs[0].join("config.toml"), &[]));
+            configure_threads(threads);
+            train::serve::cli(&args)?;
         }
         Some(Command::Predict { run, args }) => {
             init_logging(true);

@@ -212,6 +212,27 @@ impl ForecastTask {
     }
 }
 
+impl ForecastTask {
+    /// The forecaster's config.
+    pub fn forecaster_config(&self) -> &ForecasterConfig {
+        &self.model_config
+    }
+
+    /// Z-scored forecasts of `windows` windows of already normalised inputs,
+    /// `x`: (windows, input_len, in_features) row-major → (windows, horizon, out_features).
+    /// For a served forecaster (`train serve`).
+    pub fn forecast_inputs(&self, x: &[f32], windows: usize) -> Result<Vec<f32>> {
+        let c = &self.model_config;
+        let in_features = c.lstm.input_size;
+        if windows == 0 || x.len() % (windows * in_features) != 0 {
+            bail!("{} input values do not make {windows} windows of {in_features} features", x.len());
+        }
+        let time = x.len() / (windows * in_features);
+        let x = Tensor::from_slice(x, (windows, time, in_features), &self.device)?;
+        Ok(self.net.forward(&x, false, None)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
 impl Task for ForecastTask {
     fn varmap(&self) -> &VarMap {
         &self.varmap
