@@ -30,6 +30,7 @@ pub mod cell;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
+pub mod ctc;
 pub mod device;
 mod error;
 pub mod forecaster;
