@@ -31,6 +31,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 pub mod ctc;
+pub mod ctc_decode;
 pub mod device;
 mod error;
 pub mod forecaster;
