@@ -43,6 +43,7 @@ pub mod ops;
 pub mod par;
 pub mod rng;
 pub mod seq2seq;
+pub mod speech;
 pub mod tagger;
 
 pub use cell::{CellStep, LstmCell};
