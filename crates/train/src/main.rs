@@ -67,6 +67,9 @@ enum Command {
     /// LSTM in one process (configs/bench_a.toml, configs/bench_b.toml); --json ends with one
     /// JSON object.
     Bench(train::bench::BenchArgs),
+    /// Transcribe WAV files with a finished speech-to-text run: text per file; --json adds
+    /// each character's time span from the CTC alignment.
+    Transcribe(train::task::transcribe::TranscribeArgs),
     /// Continue an interrupted run.
     Resume {
         #[arg(long)]
@@ -172,6 +175,11 @@ fn real_main() -> Result<()> {
             configure_threads(threads_of(&args.run.join("config.toml"), &[]));
             train::task::translate::cli(&args)?;
         }
+        Some(Command::Transcribe(args)) => {
+            init_logging(true);
+            configure_threads(threads_of(&args.run.join("config.toml"), &[]));
+            train::task::transcribe::cli(&args)?;
+        }
         Some(Command::Sweep(args)) => {
             init_logging(true);
             train::sweep::cli(&args)?;
@@ -227,5 +235,8 @@ fn print_summary(summary: &serde_json::Map<String, serde_json::Value>) {
     let get = |split: &str, k: &str| summary.get(split).and_then(|s| s.get(k)).and_then(|v| v.as_f64());
     if let (Some(v), Some(t)) = (get("validation", "accuracy"), get("test", "accuracy")) {
         println!("validation accuracy {v:.4}, test accuracy {t:.4}");
+    }
+    if let (Some(w), Some(c)) = (get("test", "wer"), get("test", "cer")) {
+        println!("test WER {w:.2}%, CER {c:.2}%");
     }
 }

@@ -71,6 +71,12 @@ pub fn estimate(cfg: &Config) -> Estimate {
     let head = hidden * directions * 16.0;
     // (parameters, steps, extra activation floats per batch element and step)
     let (parameters, steps, extra) = match cfg.data.corpus {
+        _ if cfg.task == crate::config::TaskKind::Transcribe => {
+            let t = &cfg.transcribe;
+            let input = (t.features.num_mels * t.stack) as f64;
+            let steps = (t.max_seconds / t.features.frame_step_s.max(1e-3) / t.stack.max(1) as f64).ceil() as usize;
+            (encoder(input) + head, (steps, "transcribe.max_seconds"), input)
+        }
         CorpusKind::Sst2 => (vocab * emb + encoder(emb) + head, text_len, emb),
         CorpusKind::Multi30k => {
             let dec = hidden * directions;

@@ -19,6 +19,7 @@ mod tests;
 pub use load::{load, load_recorded, locate, parse, Loaded};
 pub use model::classifier::Pooling;
 pub use sections::{AudioConfig, BenchConfig, ForecastConfig, TranslateConfig};
+pub use sections::{LmKind, SpeechNorm, TranscribeConfig};
 pub use validate::Invalid;
 
 use anyhow::{Context, Result};
@@ -45,6 +46,8 @@ pub enum TaskKind {
     Copy,
     /// Translation with an attention encoder–decoder (Multi30k; `[translate]` section).
     Translate,
+    /// Speech to text: BiLSTM + CTC over log-mel frames (AN4; `[transcribe]` section).
+    Transcribe,
 }
 
 impl TaskKind {
@@ -57,6 +60,7 @@ impl TaskKind {
             TaskKind::Adding => "adding",
             TaskKind::Copy => "copy",
             TaskKind::Translate => "translate",
+            TaskKind::Transcribe => "transcribe",
         }
     }
 }
@@ -92,6 +96,9 @@ pub struct Config {
     /// Left out of a resolved config when it is all defaults (every task but translate).
     #[serde(default, skip_serializing_if = "TranslateConfig::is_default")]
     pub translate: TranslateConfig,
+    /// Left out of a resolved config when it is all defaults (every task but transcribe).
+    #[serde(default, skip_serializing_if = "TranscribeConfig::is_default")]
+    pub transcribe: TranscribeConfig,
     /// `train bench` only: steps, warm-up, sequence length, vocabulary (see configs/bench_a.toml).
     #[serde(default, skip_serializing_if = "BenchConfig::is_default")]
     pub bench: BenchConfig,

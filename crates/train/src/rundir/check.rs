@@ -70,6 +70,7 @@ impl RunDir {
                 vec![(self.normalizer(), "feature normaliser (fitted on the training split)")]
             }
             Kind::Audio | Kind::Forecast | Kind::Adding | Kind::Copy => Vec::new(),
+            Kind::Transcribe => crate::task::transcribe::trained_files(self, cfg),
         }
     }
 }

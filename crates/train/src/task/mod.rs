@@ -10,6 +10,7 @@ pub mod audio;
 pub mod classify;
 pub mod forecast;
 pub mod synthetic;
+pub mod transcribe;
 pub mod translate;
 
 use crate::config::{Config, TaskKind};
@@ -80,5 +81,6 @@ pub fn registration(kind: TaskKind) -> Registration {
         TaskKind::Adding => synthetic::ADDING,
         TaskKind::Copy => synthetic::COPY,
         TaskKind::Translate => translate::REGISTRATION,
+        TaskKind::Transcribe => transcribe::REGISTRATION,
     }
 }
