@@ -156,7 +156,7 @@ fn lse3(a: f64, b: f64, c: f64) -> f64 {
 /// (only the first `frames` rows are read). The gradient has `lp`'s shape, zero past `frames`.
 pub fn ctc_single(lp: &[f64], classes: usize, frames: usize, target: &[u32], zero_infinity: bool) -> (f64, Vec<f64>) {
     let s_len = 2 * target.len() + 1;
-    let label = |s: usize| if s % 2 == 0 { BLANK as usize } else { target[s / 2] as usize };
+    let label = |s: usize| if s.is_multiple_of(2) { BLANK as usize } else { target[s / 2] as usize };
     // Whether the skip transition s−2 → s is allowed.
     let skip = |s: usize| s >= 2 && s % 2 == 1 && label(s) != label(s - 2);
     let y = |t: usize, c: usize| lp[t * classes + c];
@@ -293,7 +293,7 @@ pub fn align(lp: &[f64], classes: usize, frames: usize, target: &[u32]) -> Optio
         return None;
     }
     let s_len = 2 * target.len() + 1;
-    let label = |s: usize| if s % 2 == 0 { BLANK as usize } else { target[s / 2] as usize };
+    let label = |s: usize| if s.is_multiple_of(2) { BLANK as usize } else { target[s / 2] as usize };
     let skip = |s: usize| s >= 2 && s % 2 == 1 && label(s) != label(s - 2);
     let ninf = f64::NEG_INFINITY;
     let mut score = vec![ninf; frames * s_len];

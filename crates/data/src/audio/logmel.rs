@@ -86,13 +86,13 @@ impl LogMel {
         let sr = sample_rate as f64;
         let frame_len = (c.frame_length_s * sr).round();
         let frame_step = (c.frame_step_s * sr).round();
-        if !(frame_len >= 2.0 && frame_len <= 1e6) {
+        if !(2.0..=1e6).contains(&frame_len) {
             return Err(invalid(
                 "frame_length_s",
                 format!("{} s is {frame_len} samples; need 2..=1e6", c.frame_length_s),
             ));
         }
-        if !(frame_step >= 1.0 && frame_step <= 1e6) {
+        if !(1.0..=1e6).contains(&frame_step) {
             return Err(invalid("frame_step_s", format!("{} s is {frame_step} samples; need 1..=1e6", c.frame_step_s)));
         }
         if !(0.0..=1.0).contains(&c.preemphasis) {
@@ -190,11 +190,10 @@ impl LogMel {
         for t in 0..frames {
             let start = t * self.frame_step;
             buf.iter_mut().for_each(|v| *v = 0.0);
-            for n in 0..self.frame_len {
+            for (n, (b, w)) in buf.iter_mut().zip(&self.window).enumerate() {
                 let i = start + n;
-                let x = samples[i] as f64;
                 let prev = if i > 0 { samples[i - 1] as f64 } else { 0.0 };
-                buf[n] = (x - a * prev) * self.window[n];
+                *b = (samples[i] as f64 - a * prev) * w;
             }
             self.fft.process_with_scratch(&mut buf, &mut spec, &mut scratch).expect("FFT buffers sized by the plan");
             for (p, c) in power.iter_mut().zip(&spec) {
