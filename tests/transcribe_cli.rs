@@ -266,6 +266,21 @@ fn learns_tones_to_zero_errors_and_transcribes() {
     ok(&out);
     assert_eq!(stdout(&out).split('\t').next(), Some("B C"));
 
+    // A character language model of the training transcripts, switched on after training:
+    // the unambiguous tones still read the same.
+    let conf = fs::read_to_string(a.join("config.toml")).unwrap();
+    let conf = conf.replace("lm = \"none\"", "lm = \"char\"").replace("lm_weight = 0.0", "lm_weight = 0.3");
+    fs::write(a.join("config.toml"), conf).unwrap();
+    let out = transcribe(&hi, &[]);
+    ok(&out);
+    assert_eq!(stdout(&out).split('\t').next(), Some("C A B"));
+    let out = train(&["eval", "--run", a.to_str().unwrap(), "--split", "test"], &[]);
+    ok(&out);
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["cer"].as_f64(), Some(0.0), "{e}");
+    let conf = fs::read_to_string(a.join("config.toml")).unwrap();
+    fs::write(a.join("config.toml"), conf.replace("lm = \"char\"", "lm = \"none\"")).unwrap();
+
     // eval reproduces the summary's test error rates.
     let out = train(&["eval", "--run", a.to_str().unwrap(), "--split", "test"], &[]);
     ok(&out);

@@ -7,7 +7,8 @@
 //!
 //! Files a run keeps besides its checkpoints: `speech_normalizer.json` (with
 //! `normalization = "train_set"`) and `lm_transcripts.json` (the training transcripts the
-//! language model is estimated from, with `lm = "char" | "word"`). The character vocabulary
+//! language model is estimated from when `lm = "char" | "word"`; kept in every run, so the
+//! model can be switched on after training). The character vocabulary
 //! travels in the checkpoint's metadata.
 
 use super::{Registration, SplitName, StepOutput, Task};
@@ -228,11 +229,11 @@ impl TranscribeTask {
             }
         }
         let texts: Vec<String> = train.iter().map(|e| e.utterance.text.clone()).collect();
-        if t.lm != LmKind::None {
-            let p = dir.root.join(TRANSCRIPTS_FILE);
-            if !(existing_run && p.exists()) {
-                crate::atomic::write_json(&p, &texts)?;
-            }
+        // Kept whatever `lm` says, so that a language model can be switched on after training
+        // (`eval`, `transcribe`) from the same transcripts.
+        let p = dir.root.join(TRANSCRIPTS_FILE);
+        if !(existing_run && p.exists()) {
+            crate::atomic::write_json(&p, &texts)?;
         }
         let lm = build_lm(&t, &vocab, &texts)?;
         let varmap = VarMap::new();
