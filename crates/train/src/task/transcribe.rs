@@ -46,18 +46,6 @@ pub const REGISTRATION: Registration = Registration {
     },
 };
 
-/// The files besides the checkpoints that loading a transcription run needs.
-pub fn trained_files(dir: &RunDir, cfg: &Config) -> Vec<(PathBuf, &'static str)> {
-    let mut out = Vec::new();
-    if cfg.transcribe.normalization == SpeechNorm::TrainSet {
-        out.push((dir.root.join(NORMALIZER_FILE), "feature normaliser (fitted on the training split)"));
-    }
-    if cfg.transcribe.lm != LmKind::None {
-        out.push((dir.root.join(TRANSCRIPTS_FILE), "language-model transcripts (the training split's)"));
-    }
-    out
-}
-
 /// One featurised utterance.
 #[derive(Debug, Clone)]
 pub struct SpeechExample {
@@ -428,3 +416,26 @@ impl Task for TranscribeTask {
 #[path = "transcribe_cli.rs"]
 mod cli;
 pub use cli::{cli, print_transcripts, transcribe, CharTime, TranscribeArgs, Transcript};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The run directory's check asks for the files this task writes, by the same names.
+    #[test]
+    fn run_check_names_the_task_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(tmp.path().join("r")).unwrap();
+        let mut cfg = Config { task: crate::config::TaskKind::Transcribe, ..Default::default() };
+        assert!(dir.trained_files(&cfg).is_empty());
+        cfg.transcribe.normalization = SpeechNorm::TrainSet;
+        cfg.transcribe.lm = LmKind::Word;
+        let files: Vec<PathBuf> = dir.trained_files(&cfg).into_iter().map(|f| f.0).collect();
+        assert_eq!(files, vec![dir.root.join(NORMALIZER_FILE), dir.root.join(TRANSCRIPTS_FILE)]);
+    }
+
+    #[test]
+    fn decoded_text_is_collapsed() {
+        assert_eq!(clean("  A  B C "), "A B C");
+    }
+}
