@@ -31,6 +31,8 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 pub mod crf;
+pub mod ctc;
+pub mod ctc_decode;
 pub mod device;
 mod error;
 pub mod forecaster;
@@ -43,6 +45,7 @@ pub mod ops;
 pub mod par;
 pub mod rng;
 pub mod seq2seq;
+pub mod speech;
 pub mod tagger;
 
 pub use cell::{CellStep, LstmCell};

@@ -29,6 +29,7 @@ pub mod sweep;
 pub mod task;
 pub mod threads;
 pub mod trainer;
+pub mod wer;
 
 use serde_json::{json, Value};
 

@@ -73,6 +73,9 @@ enum Command {
     /// Serve finished runs over HTTP: JSON API with dynamic batching, /healthz, /metrics and
     /// a web page at / that shows the gates (README "Serving: train serve").
     Serve(train::serve::ServeArgs),
+    /// Transcribe WAV files with a finished speech-to-text run: text per file; --json adds
+    /// each character's time span from the CTC alignment.
+    Transcribe(train::task::transcribe::TranscribeArgs),
     /// Continue an interrupted run.
     Resume {
         #[arg(long)]
@@ -182,6 +185,10 @@ fn real_main() -> Result<()> {
             init_logging(true);
             configure_threads(threads_of(&args.run.join("config.toml"), &[]));
             train::task::tag::cli(&args)?;
+        Some(Command::Transcribe(args)) => {
+            init_logging(true);
+            configure_threads(threads_of(&args.run.join("config.toml"), &[]));
+            train::task::transcribe::cli(&args)?;
         }
         Some(Command::Sweep(args)) => {
             init_logging(true);
@@ -244,5 +251,8 @@ fn print_summary(summary: &serde_json::Map<String, serde_json::Value>) {
     let get = |split: &str, k: &str| summary.get(split).and_then(|s| s.get(k)).and_then(|v| v.as_f64());
     if let (Some(v), Some(t)) = (get("validation", "accuracy"), get("test", "accuracy")) {
         println!("validation accuracy {v:.4}, test accuracy {t:.4}");
+    }
+    if let (Some(w), Some(c)) = (get("test", "wer"), get("test", "cer")) {
+        println!("test WER {w:.2}%, CER {c:.2}%");
     }
 }

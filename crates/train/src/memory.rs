@@ -89,6 +89,12 @@ pub fn estimate(cfg: &Config) -> Estimate {
     }
     // (parameters, steps, extra activation floats per batch element and step)
     let (parameters, steps, extra) = match cfg.data.corpus {
+        _ if cfg.task == crate::config::TaskKind::Transcribe => {
+            let t = &cfg.transcribe;
+            let input = (t.features.num_mels * t.stack) as f64;
+            let steps = (t.max_seconds / t.features.frame_step_s.max(1e-3) / t.stack.max(1) as f64).ceil() as usize;
+            (encoder(input) + head, (steps, "transcribe.max_seconds"), input)
+        }
         CorpusKind::Sst2 | CorpusKind::Text => (vocab * emb + encoder(emb) + head, text_len, emb),
         CorpusKind::Multi30k | CorpusKind::Pairs => {
             let dec = hidden * directions;

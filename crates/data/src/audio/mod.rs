@@ -16,7 +16,9 @@
 //! # Ok::<(), data::audio::AudioError>(())
 //! ```
 
+pub mod an4;
 mod fsdd;
+pub mod logmel;
 mod mfcc;
 mod normalize;
 mod wav;

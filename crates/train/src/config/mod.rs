@@ -19,6 +19,7 @@ mod tests;
 pub use load::{load, load_recorded, locate, parse, Loaded};
 pub use model::classifier::Pooling;
 pub use sections::{AudioConfig, BenchConfig, ForecastConfig, TagConfig, TranslateConfig};
+pub use sections::{LmKind, SpeechNorm, TranscribeConfig};
 pub use validate::Invalid;
 
 use anyhow::{Context, Result};
@@ -47,6 +48,8 @@ pub enum TaskKind {
     Translate,
     /// Sequence labelling with a BiLSTM(-CNN)-CRF (part of speech, named entities; `[tag]`).
     Tag,
+    /// Speech to text: BiLSTM + CTC over log-mel frames (AN4; `[transcribe]` section).
+    Transcribe,
 }
 
 impl TaskKind {
@@ -60,6 +63,7 @@ impl TaskKind {
             TaskKind::Copy => "copy",
             TaskKind::Translate => "translate",
             TaskKind::Tag => "tag",
+            TaskKind::Transcribe => "transcribe",
         }
     }
 }
@@ -95,6 +99,9 @@ pub struct Config {
     /// Left out of a resolved config when it is all defaults (every task but translate).
     #[serde(default, skip_serializing_if = "TranslateConfig::is_default")]
     pub translate: TranslateConfig,
+    /// Left out of a resolved config when it is all defaults (every task but transcribe).
+    #[serde(default, skip_serializing_if = "TranscribeConfig::is_default")]
+    pub transcribe: TranscribeConfig,
     /// `train bench` only: steps, warm-up, sequence length, vocabulary (see configs/bench_a.toml).
     #[serde(default, skip_serializing_if = "BenchConfig::is_default")]
     pub bench: BenchConfig,

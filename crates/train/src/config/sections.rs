@@ -244,5 +244,119 @@ impl TagConfig {
         } else {
             TagScheme::Bioes
         })
+
+/// Which n-gram language model `[transcribe]` fuses into beam search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LmKind {
+    /// No language model.
+    #[default]
+    None,
+    /// A character n-gram estimated from the training transcripts.
+    Char,
+    /// A word n-gram estimated from the training transcripts.
+    Word,
+}
+
+/// Feature normalisation of `[transcribe]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeechNorm {
+    /// Each recording by its own mean and standard deviation per band.
+    #[default]
+    Utterance,
+    /// Each speaker's recordings by that speaker's statistics (files given to `transcribe`
+    /// count as one speaker each).
+    Speaker,
+    /// Statistics over every training frame, stored in the run (`speech_normalizer.json`).
+    TrainSet,
+    /// The log-mel energies as they are.
+    None,
+}
+
+/// The `[transcribe]` section (`task = "transcribe"`): manifests, front end, augmentation,
+/// subsampling, loss and decoding. Documented in `configs/an4.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscribeConfig {
+    /// Folder of the JSON Lines manifests (paths inside are relative to it).
+    pub dir: PathBuf,
+    /// Training manifest, in `dir`.
+    pub train: String,
+    /// Validation manifest (checkpoint selection, early stopping).
+    pub validation: String,
+    /// Test manifest.
+    pub test: String,
+    /// The model's sample rate; recordings at other rates are resampled.
+    pub sample_rate: u32,
+    /// Recordings with more than one channel: "refuse" | "downmix".
+    pub stereo: data::audio::an4::Stereo,
+    /// Longest recording accepted, in seconds.
+    pub max_seconds: f64,
+    /// "utterance" | "speaker" | "train_set" | "none".
+    pub normalization: SpeechNorm,
+    /// The log-mel front end (`[transcribe.features]`).
+    pub features: data::audio::logmel::LogMelConfig,
+    /// Apply SpecAugment's masks to training batches.
+    pub spec_augment: bool,
+    /// The masks (`[transcribe.augment]`).
+    pub augment: data::audio::logmel::SpecAugment,
+    /// Frames stacked into one recurrent step (time subsampling).
+    pub stack: usize,
+    /// Dropout on the stacked input frames.
+    pub input_dropout: f64,
+    /// "mean" (each loss over its target length, then the batch mean) | "sum".
+    pub reduction: model::ctc::Reduction,
+    /// Infeasible utterances contribute zero loss instead of infinity.
+    pub zero_infinity: bool,
+    /// Beam width for the test split, `predict` and `transcribe` (1 = greedy).
+    pub beam: usize,
+    /// Beam width for the per-epoch validation (1 = greedy).
+    pub valid_beam: usize,
+    /// Language model for beam search: "none" | "char" | "word".
+    pub lm: LmKind,
+    /// The language model's order.
+    pub lm_order: usize,
+    /// Weight of its log-probability.
+    pub lm_weight: f64,
+    /// Added per word of a hypothesis.
+    pub word_bonus: f64,
+    /// Utterances per evaluation batch.
+    pub eval_batch_size: usize,
+}
+
+impl Default for TranscribeConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("../shared/data/an4"),
+            train: "train_nodev.jsonl".into(),
+            validation: "dev.jsonl".into(),
+            test: "test.jsonl".into(),
+            sample_rate: 16_000,
+            stereo: data::audio::an4::Stereo::Refuse,
+            max_seconds: 60.0,
+            normalization: SpeechNorm::Utterance,
+            features: data::audio::logmel::LogMelConfig::default(),
+            spec_augment: true,
+            augment: data::audio::logmel::SpecAugment::default(),
+            stack: 4,
+            input_dropout: 0.0,
+            reduction: model::ctc::Reduction::Mean,
+            zero_infinity: true,
+            beam: 8,
+            valid_beam: 1,
+            lm: LmKind::None,
+            lm_order: 3,
+            lm_weight: 0.0,
+            word_bonus: 0.0,
+            eval_batch_size: 32,
+        }
+    }
+}
+
+impl TranscribeConfig {
+    /// Whether every key has its default (the section is then left out of `config.toml`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
     }
 }

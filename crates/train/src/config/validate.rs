@@ -1,7 +1,7 @@
 //! Range and consistency checks of a deserialised config, run at load time so that a bad
 //! value fails before any data is read, with the dotted key it came from.
 
-use super::{AudioConfig, BenchConfig, Config, OptimizerKind, Schedule, TaskKind, TranslateConfig};
+use super::{AudioConfig, BenchConfig, Config, OptimizerKind, Schedule, TaskKind, TranscribeConfig, TranslateConfig};
 
 /// A validation failure: the dotted key and what was expected.
 #[derive(Debug)]
@@ -124,6 +124,10 @@ impl Config {
             self.validate_tag()?;
         } else if !self.tag.is_default() {
             return Err(invalid("tag", "the [tag] section applies to task = \"tag\" only"));
+        if self.task == TaskKind::Transcribe {
+            self.validate_transcribe()?;
+        } else if !self.transcribe.is_default() {
+            return Err(invalid("transcribe", "the [transcribe] section applies to task = \"transcribe\" only"));
         }
         Ok(())
     }
@@ -316,6 +320,77 @@ impl BenchConfig {
             if v < min {
                 return Err(invalid(key, format!("expected at least {min}, got {v}")));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks that only matter for `task = "transcribe"`.
+    fn validate_transcribe(&self) -> Result<(), Invalid> {
+        let t: &TranscribeConfig = &self.transcribe;
+        if self.data.dir.is_some() || self.data.hub.is_some() {
+            return Err(invalid(
+                "data.dir",
+                "task \"transcribe\" reads the manifests named in [transcribe] (transcribe.dir)",
+            ));
+        }
+        if self.data.max_len.is_some() {
+            return Err(invalid(
+                "data.max_len",
+                "applies to token sequences; limit recordings with transcribe.max_seconds",
+            ));
+        }
+        for (key, name) in [("train", &t.train), ("validation", &t.validation), ("test", &t.test)] {
+            if name.trim().is_empty() {
+                return Err(invalid(&format!("transcribe.{key}"), "expected a manifest file name"));
+            }
+        }
+        let positive = |key: &str, v: usize| {
+            if v == 0 {
+                Err(invalid(&format!("transcribe.{key}"), "expected a positive integer, got 0"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("stack", t.stack)?;
+        positive("beam", t.beam)?;
+        positive("valid_beam", t.valid_beam)?;
+        positive("lm_order", t.lm_order)?;
+        positive("eval_batch_size", t.eval_batch_size)?;
+        if t.stack > 16 {
+            return Err(invalid("transcribe.stack", format!("expected 1..=16 frames per step, got {}", t.stack)));
+        }
+        if !(1000..=192_000).contains(&t.sample_rate) {
+            return Err(invalid("transcribe.sample_rate", format!("expected 1000..=192000 Hz, got {}", t.sample_rate)));
+        }
+        if !(t.max_seconds > 0.0 && t.max_seconds <= 3600.0) {
+            return Err(invalid("transcribe.max_seconds", format!("expected (0, 3600], got {}", t.max_seconds)));
+        }
+        if !(0.0..1.0).contains(&t.input_dropout) {
+            return Err(invalid("transcribe.input_dropout", format!("expected [0, 1), got {}", t.input_dropout)));
+        }
+        if t.reduction == model::ctc::Reduction::None {
+            return Err(invalid("transcribe.reduction", "expected \"mean\" or \"sum\""));
+        }
+        for (key, v) in [("lm_weight", t.lm_weight), ("word_bonus", t.word_bonus)] {
+            if !v.is_finite() {
+                return Err(invalid(&format!("transcribe.{key}"), format!("expected a finite number, got {v}")));
+            }
+        }
+        if !(0.0..=1.0).contains(&t.augment.time_max_fraction) {
+            return Err(invalid(
+                "transcribe.augment.time_max_fraction",
+                format!("expected [0, 1], got {}", t.augment.time_max_fraction),
+            ));
+        }
+        if let Err(e) = data::audio::logmel::LogMel::new(&t.features, t.sample_rate) {
+            return Err(match e {
+                data::audio::AudioError::InvalidConfig { key, reason } => {
+                    invalid(&format!("transcribe.features.{key}"), reason)
+                }
+                other => invalid("transcribe.features", other.to_string()),
+            });
         }
         Ok(())
     }

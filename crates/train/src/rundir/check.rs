@@ -71,6 +71,25 @@ impl RunDir {
             }
             Kind::Audio | Kind::Forecast | Kind::Adding | Kind::Copy => Vec::new(),
             Kind::Tag => vec![(self.root.join("tag_vocab.json"), "word and character vocabularies")],
+            // The names of `task::transcribe::{NORMALIZER_FILE, TRANSCRIPTS_FILE}` (spelled out:
+            // rundir sits below the tasks).
+            Kind::Transcribe => {
+                let t = &cfg.transcribe;
+                let mut files = Vec::new();
+                if t.normalization == crate::config::SpeechNorm::TrainSet {
+                    files.push((
+                        self.root.join("speech_normalizer.json"),
+                        "feature normaliser (fitted on the training split)",
+                    ));
+                }
+                if t.lm != crate::config::LmKind::None {
+                    files.push((
+                        self.root.join("lm_transcripts.json"),
+                        "language-model transcripts (the training split's)",
+                    ));
+                }
+                files
+            }
         }
     }
 }

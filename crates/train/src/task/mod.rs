@@ -11,6 +11,7 @@ pub mod classify;
 pub mod forecast;
 pub mod synthetic;
 pub mod tag;
+pub mod transcribe;
 pub mod translate;
 
 use crate::config::{Config, TaskKind};
@@ -82,5 +83,6 @@ pub fn registration(kind: TaskKind) -> Registration {
         TaskKind::Copy => synthetic::COPY,
         TaskKind::Translate => translate::REGISTRATION,
         TaskKind::Tag => tag::REGISTRATION,
+        TaskKind::Transcribe => transcribe::REGISTRATION,
     }
 }
