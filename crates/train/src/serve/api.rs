@@ -426,7 +426,9 @@ async fn forecast(
             Value::Array(r) => {
                 return Err(ApiError::invalid(format!("series[{i}]: {} rows, the run reads {len}", r.len())))
             }
-            v => return Err(ApiError::invalid(format!("series[{i}]: expected an array of {len} rows, got {}", kind(v)))),
+            v => {
+                return Err(ApiError::invalid(format!("series[{i}]: expected an array of {len} rows, got {}", kind(v))))
+            }
         };
         for (t, row) in rows.iter().enumerate() {
             let field = format!("series[{i}][{t}]");
