@@ -9,7 +9,11 @@ fn setup(k: usize, b: usize, t: usize, constraints: Option<Constraints>, dtype: 
     let crf =
         Crf::new(&CrfConfig { num_tags: k, constraints }, seeded_var_builder(&vm, 3, dtype, &Device::Cpu)).unwrap();
     let mut rng = SeededRng::new(7, "crf-test");
-    for (name, var) in vm.data().lock().unwrap().iter() {
+    // By name: a VarMap is a HashMap, and the f32 and f64 set-ups must draw the same values.
+    let mut vars: Vec<(String, candle_core::Var)> =
+        vm.data().lock().unwrap().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, var) in vars {
         let v = rng.normal_tensor(var.shape().clone(), 0.0, 1.0, dtype, &Device::Cpu).unwrap();
         var.set(&v).unwrap_or_else(|e| panic!("{name}: {e}"));
     }

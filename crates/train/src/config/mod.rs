@@ -387,13 +387,16 @@ impl ClassWeights {
     }
 
     /// The weights for a training split with `counts[c]` examples of class c: explicit ones
-    /// as f32, balanced ones computed (a class without examples gets 0), or none.
+    /// as f32, balanced ones computed (n / (k c) over the k classes present; a class without
+    /// examples gets 0), or none.
     pub fn resolve(&self, counts: &[usize]) -> Vec<f32> {
         match self {
             ClassWeights::Explicit(w) => w.iter().map(|&w| w as f32).collect(),
             ClassWeights::Balanced(_) => {
                 let n: usize = counts.iter().sum();
-                let k = counts.len() as f64;
+                // Classes present in training only, as scikit-learn counts `np.unique(y)`: a
+                // class fixed by `labels` but never seen weighs nothing and must not shrink the rest.
+                let k = counts.iter().filter(|&&c| c > 0).count() as f64;
                 counts.iter().map(|&c| if c == 0 { 0.0 } else { (n as f64 / (k * c as f64)) as f32 }).collect()
             }
         }
