@@ -68,13 +68,8 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> AudioError {
     AudioError::InvalidConfig { key, reason: reason.into() }
 }
 
-fn hz_to_mel(hz: f64) -> f64 {
-    2595.0 * (1.0 + hz / 700.0).log10()
-}
-
-fn mel_to_hz(mel: f64) -> f64 {
-    700.0 * (10f64.powf(mel / 2595.0) - 1.0)
-}
+// The HTK mel scale, shared with the MFCC front end.
+use super::mfcc::{hz_to_mel, mel_to_hz};
 
 impl LogMel {
     /// Validates `config` for `sample_rate` and builds the tables. Errors name the key.

@@ -113,11 +113,11 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> AudioError {
     AudioError::InvalidConfig { key, reason: reason.into() }
 }
 
-fn hz_to_mel(hz: f64) -> f64 {
+pub(super) fn hz_to_mel(hz: f64) -> f64 {
     2595.0 * (1.0 + hz / 700.0).log10()
 }
 
-fn mel_to_hz(mel: f64) -> f64 {
+pub(super) fn mel_to_hz(mel: f64) -> f64 {
     700.0 * (10f64.powf(mel / 2595.0) - 1.0)
 }
 
