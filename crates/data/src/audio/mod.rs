@@ -1,4 +1,5 @@
-//! Audio front end: WAV files → MFCC frames, and the Free Spoken Digit Dataset (FSDD) corpus.
+//! Audio front end: WAV files → MFCC frames, the Free Spoken Digit Dataset (FSDD) corpus, and
+//! your own labelled clips (`corpus = "audio"`: [`load_clips`], resampled by `rubato`).
 //!
 //! The pipeline follows `python_speech_features` 0.6 exactly (checked against it by
 //! `scripts/gen_mfcc_fixtures.py` and the fixtures in `crates/data/tests/fixtures/`):
