@@ -234,7 +234,7 @@ fn label_error(listed: &Listed, clip: &Clip, expected: String) -> AudioError {
 /// ([`super::resample::resample`]).
 ///
 /// Errors: [`AudioError::Wav`] for a missing file or bytes that are not WAV,
-/// [`AudioError::Stereo`], [`AudioError::UnsupportedFormat`] for other sample formats,
+/// [`AudioError::Stereo`], [`AudioError::ClipFormat`] for other sample formats,
 /// [`AudioError::Empty`], [`AudioError::Truncated`], [`AudioError::Resample`].
 pub fn read_clip(path: &Path, sample_rate: u32, stereo: Stereo) -> Result<Vec<f64>, AudioError> {
     let wav_err = |source| AudioError::Wav { path: path.into(), source };
@@ -272,9 +272,8 @@ pub fn read_clip(path: &Path, sample_rate: u32, stereo: Stereo) -> Result<Vec<f6
             }
         }
         (f, bits) => {
-            return Err(AudioError::UnsupportedFormat {
+            return Err(AudioError::ClipFormat {
                 path: path.into(),
-                channels: spec.channels,
                 bits,
                 format: if f == hound::SampleFormat::Int { "integer PCM" } else { "float" },
             })

@@ -210,6 +210,29 @@ fn bad_input_names_file_row_and_column() {
     assert!(e.contains("st.wav") && e.contains("2 channels") && e.contains("audio.stereo"), "{e}");
     let downmix = ClipFrontEnd { stereo: Stereo::Downmix, ..front() };
     assert!(load_clips(&c, &downmix, 1).is_ok());
+    // Other sample formats: 24-bit integers and 32-bit floats are read, 64-bit floats are not.
+    for (name, bits, format) in [("i24.wav", 24, hound::SampleFormat::Int), ("f32.wav", 32, hound::SampleFormat::Float)]
+    {
+        let spec = hound::WavSpec { channels: 1, sample_rate: 8_000, bits_per_sample: bits, sample_format: format };
+        let mut w = hound::WavWriter::create(d.join("wav").join(name), spec).unwrap();
+        for t in 0..1_600 {
+            let x = (2.0 * std::f64::consts::PI * 300.0 * t as f64 / 8_000.0).sin() * 0.25;
+            match format {
+                hound::SampleFormat::Int => w.write_sample((x * 8_388_607.0) as i32).unwrap(),
+                hound::SampleFormat::Float => w.write_sample(x as f32).unwrap(),
+            }
+        }
+        w.finalize().unwrap();
+        let samples = read_clip(&d.join("wav").join(name), 8_000, Stereo::Refuse).unwrap();
+        // On the 16-bit scale: a quarter of full scale peaks near 8192.
+        let peak = samples.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!((peak - 8192.0).abs() < 10.0, "{name}: {peak}");
+    }
+    let mut f64_wav = std::fs::read(d.join("wav/f32.wav")).unwrap();
+    f64_wav[34] = 64; // bits per sample in the fmt chunk
+    std::fs::write(d.join("wav/f64.wav"), f64_wav).unwrap();
+    let e = read_clip(&d.join("wav/f64.wav"), 8_000, Stereo::Refuse).unwrap_err().to_string();
+    assert!(e.contains("f64.wav") && (e.contains("64-bit float") || e.contains("not a readable WAV")), "{e}");
     // An unknown column lists the columns the file has.
     write("");
     let e = err(&DataConfig { audio_column: "path".into(), ..c.clone() }, &front());

@@ -164,6 +164,16 @@ pub enum AudioError {
         /// Channel count from the header.
         channels: u16,
     },
+    /// A clip's samples are in a format [`read_clip`] does not read.
+    #[error("{path}: {bits}-bit {format} samples; expected 8/16/24/32-bit integer or 32-bit float PCM")]
+    ClipFormat {
+        /// The WAV file.
+        path: PathBuf,
+        /// Bits per sample from the header.
+        bits: u16,
+        /// `"integer PCM"` or `"float"`.
+        format: &'static str,
+    },
     /// `rubato` refused to convert between the two rates ([`resample`]).
     #[error("{path}: cannot resample from {from} Hz to {to} Hz: {reason}")]
     Resample {
