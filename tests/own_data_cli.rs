@@ -1,6 +1,8 @@
 //! End-to-end: `corpus = "text"` through the binary on tiny files the tests write — a CSV
 //! with four string classes (carved validation/test splits, balanced class weights), sentence
-//! pairs from gzipped JSON Lines, a hub cache built in a temp dir, and bad input.
+//! pairs from gzipped JSON Lines, a hub cache built in a temp dir, and bad input; your own
+//! series; and `corpus = "audio"`: tones as classes, as a folder per class and as a manifest,
+//! one class at another sample rate.
 
 mod common;
 
@@ -328,4 +330,174 @@ early_stopping_mode = "min"
     let out = train(&["--config", cfg.to_str().unwrap(), "--run-dir", t.join("r2").to_str().unwrap()], &[]);
     let e = stderr(&out);
     assert!(e.contains("demand.csv:52: column `demand`") && e.contains("fill"), "{e}");
+}
+
+/// A 16-bit PCM WAV file, written by hand (44-byte header): `samples` interleaved over `channels`.
+fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let data_len = (samples.len() * 2) as u32;
+    let mut b = Vec::with_capacity(44 + data_len as usize);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&channels.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
+    b.extend_from_slice(&(2 * channels).to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    fs::write(path, b).unwrap();
+}
+
+/// Three classes of tones; `whistle` recorded at 16 kHz, the others at 8 kHz.
+const TONES: [(&str, f64, u32); 3] = [("beep", 1200.0, 8000), ("hum", 250.0, 8000), ("whistle", 2600.0, 16000)];
+
+/// Clip `i` of a class: its tone (slightly detuned by `i`), 0.15–0.3 s, a little noise.
+fn tone(hz: f64, rate: u32, i: usize) -> Vec<i16> {
+    let mut state = 7 + i as u64;
+    let n = rate as usize * (15 + i % 16) / 100;
+    (0..n)
+        .map(|t| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let noise = ((state >> 40) as f64 / (1u64 << 24) as f64) - 0.5;
+            let x = (2.0 * std::f64::consts::PI * (hz + 7.0 * i as f64) * t as f64 / rate as f64).sin();
+            (5000.0 * x + 400.0 * noise) as i16
+        })
+        .collect()
+}
+
+fn audio_config(tmp: &Path, data: &str) -> PathBuf {
+    let cfg = tmp.join("clips.toml");
+    fs::write(
+        &cfg,
+        format!(
+            r#"task = "audio"
+[run]
+name = "clips"
+seed = 5
+threads = 1
+[data]
+corpus = "audio"
+{data}
+[audio]
+sample_rate = 8000
+[audio.mfcc]
+delta_order = 1
+[model]
+hidden = 12
+head_dropout = 0.1
+[train]
+epochs = 15
+batch_size = 8
+lr = 0.02
+"#
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn audio_clips_in_class_folders_and_manifests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // A folder per class: 20 clips each; validation and test carved from them.
+    for (class, hz, rate) in TONES {
+        for i in 0..20 {
+            write_wav(&t.join(format!("clips/{class}/{i:02}.wav")), rate, 1, &tone(hz, rate, i));
+        }
+    }
+    let cfg = audio_config(
+        t,
+        &format!("dir = {:?}\nvalidation_split = 0.2\ntest_split = 0.2", t.join("clips").display().to_string()),
+    );
+    let dir = t.join("run");
+    run(&cfg, &dir, &[]);
+    let s = common::json(dir.join("summary.json"));
+    let test = &s["test"];
+    assert!(test["accuracy"].as_f64().unwrap() >= 0.9, "{test}");
+    assert_eq!(test["per_class"]["whistle"]["support"], 4, "{test}");
+    assert!(test.get("speaker_accuracy").is_none(), "{test}");
+    // predict prints the class names; a new 16 kHz whistle and a new stereo 8 kHz hum.
+    let new_whistle = t.join("new_whistle.wav");
+    write_wav(&new_whistle, 16000, 1, &tone(2600.0, 16000, 30));
+    let out = train(&["predict", "--run", dir.to_str().unwrap(), new_whistle.to_str().unwrap()], &[]);
+    ok(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("whistle\t") && text.trim_end().ends_with("new_whistle.wav"), "{text}");
+    let out = train(&["predict", "--run", dir.to_str().unwrap(), "--json", new_whistle.to_str().unwrap()], &[]);
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["label"], "whistle", "{v}");
+    let probs = v["probabilities"].as_object().unwrap();
+    assert_eq!(probs.keys().collect::<Vec<_>>(), ["beep", "hum", "whistle"]);
+    let hum = tone(250.0, 8000, 31);
+    let stereo: Vec<i16> = hum.iter().flat_map(|&x| [x, x]).collect();
+    let st = t.join("stereo_hum.wav");
+    write_wav(&st, 8000, 2, &stereo);
+    let out = train(&["predict", "--run", dir.to_str().unwrap(), st.to_str().unwrap()], &[]);
+    let e = stderr(&out);
+    assert!(!out.status.success() && e.contains("stereo_hum.wav") && e.contains("audio.stereo"), "{e}");
+    // A clip shorter than one analysis frame (25 ms): an error, not a made-up class.
+    let click = t.join("click.wav");
+    write_wav(&click, 8000, 1, &tone(250.0, 8000, 0)[..100]);
+    let out = train(&["predict", "--run", dir.to_str().unwrap(), click.to_str().unwrap()], &[]);
+    let e = stderr(&out);
+    assert!(!out.status.success() && e.contains("click.wav") && e.contains("shorter than one analysis frame"), "{e}");
+
+    // A manifest per split, integer labels (sorted numerically), paths relative to it.
+    let mut train_rows = String::from("path,class\n");
+    let mut test_rows = String::from("path,class\n");
+    for (k, (class, _, _)) in TONES.iter().enumerate() {
+        let label = [10, 2, 7][k];
+        for i in 0..20 {
+            let rows = if i < 15 { &mut train_rows } else { &mut test_rows };
+            rows.push_str(&format!("clips/{class}/{i:02}.wav,{label}\n"));
+        }
+    }
+    fs::write(t.join("train.csv"), &train_rows).unwrap();
+    fs::write(t.join("test.csv"), &test_rows).unwrap();
+    let data = format!(
+        "dir = {:?}\ntrain_file = \"train.csv\"\ntest_file = \"test.csv\"\nvalidation_split = 0.2\n\
+         audio_column = \"path\"\nlabel_column = \"class\"",
+        t.display().to_string()
+    );
+    let cfg = audio_config(t, &data);
+    let dir = t.join("run_manifest");
+    run(&cfg, &dir, &[]);
+    let s = common::json(dir.join("summary.json"));
+    assert!(s["test"]["accuracy"].as_f64().unwrap() >= 0.9, "{s}");
+    for name in ["2", "7", "10"] {
+        assert_eq!(s["test"]["per_class"][name]["support"], 5, "{s}");
+    }
+    // Integer labels in numeric order: the confusion matrix's rows are 2, 7, 10.
+    let svg = fs::read_to_string(dir.join("confusion.svg")).unwrap();
+    let row = |name: &str| svg.find(&format!("<title>true {name} / predicted")).unwrap();
+    assert!(row("2") < row("7") && row("7") < row("10"), "{svg}");
+    let out = train(&["predict", "--run", dir.to_str().unwrap(), new_whistle.to_str().unwrap()], &[]);
+    ok(&out);
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("7\t"));
+
+    // Bad input: a manifest naming a missing WAV stops before any run directory exists.
+    fs::write(t.join("train.csv"), format!("{train_rows}clips/hum/gone.wav,2\n")).unwrap();
+    let bad = t.join("run_bad");
+    let out = train(&["--config", cfg.to_str().unwrap(), "--run-dir", bad.to_str().unwrap(), "--quiet"], &[]);
+    let e = stderr(&out);
+    assert!(!out.status.success() && !e.contains("panicked"), "{e}");
+    assert!(e.contains("train.csv:47: column `path`") && e.contains("gone.wav"), "{e}");
+    assert!(!bad.exists(), "a failed start leaves no run directory");
+    // An unknown column lists the columns.
+    fs::write(t.join("train.csv"), &train_rows).unwrap();
+    let out = train(
+        &["--config", cfg.to_str().unwrap(), "--set", "data.audio_column=\"file\"", "--run-dir", bad.to_str().unwrap()],
+        &[],
+    );
+    let e = stderr(&out);
+    assert!(e.contains("missing column `file`") && e.contains("path, class"), "{e}");
 }

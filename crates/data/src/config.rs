@@ -35,6 +35,10 @@ pub enum CorpusKind {
     /// Your own time series: a CSV/TSV/JSON Lines/Parquet file with an optional time column
     /// and numeric columns, forecast as ETT is ([`crate::series`]).
     Series,
+    /// Your own labelled audio clips: a folder per class (`<dir>/<label>/*.wav`) or a manifest
+    /// table with an audio-path column and a label column, featurised by
+    /// [`crate::audio::load_clips`].
+    Audio,
 }
 
 /// How missing values of a series are handled.
@@ -57,7 +61,8 @@ impl CorpusKind {
             | CorpusKind::Fsdd
             | CorpusKind::Text
             | CorpusKind::Pairs
-            | CorpusKind::Series => None,
+            | CorpusKind::Series
+            | CorpusKind::Audio => None,
         }
     }
 
@@ -82,6 +87,7 @@ impl CorpusKind {
             CorpusKind::Text => "text",
             CorpusKind::Pairs => "pairs",
             CorpusKind::Series => "series",
+            CorpusKind::Audio => "audio",
         }
     }
 }
@@ -125,7 +131,8 @@ pub enum Freq {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Which corpus: "sst2" | "text" | "pairs" | "series" | "multi30k" | "ett" | "adding" | "copy" | "fsdd".
+    /// Which corpus: "sst2" | "text" | "pairs" | "series" | "audio" | "multi30k" | "ett" | "adding" |
+    /// "copy" | "fsdd".
     /// Default "sst2".
     pub corpus: CorpusKind,
     /// Hugging Face hub dataset repo "owner/name". Default: the corpus' own repo
@@ -188,17 +195,20 @@ pub struct DataConfig {
     /// text: a second text column for sentence-pair tasks (both texts reach the model, joined
     /// by the `[EOS]` token). Default: unset.
     pub text_pair_column: Option<String>,
-    /// text: the column holding the label (an integer or a string). Default "label".
+    /// text, audio (manifest): the column holding the label (an integer or a string). Default "label".
     pub label_column: String,
-    /// text: the class names in label order (integers written as strings or numbers); rows
+    /// audio (manifest): the column holding each clip's WAV file, relative to the manifest's
+    /// folder. Default "audio".
+    pub audio_column: String,
+    /// text, audio: the class names in label order (integers written as strings or numbers); rows
     /// with other labels are errors. Default: the labels of the training split, sorted
     /// (integers numerically).
     #[serde(deserialize_with = "de_labels", default)]
     pub labels: Option<Vec<String>>,
-    /// text: fraction of the training file carved out (seeded, stratified by label) as the
+    /// text, audio: fraction of the training file (or folder) carved out (seeded, stratified by label) as the
     /// validation split when `validation_file` is unset. Default 0.
     pub validation_split: f64,
-    /// text: fraction of the training file carved out as the test split when `test_file` is
+    /// text, audio: fraction of the training file (or folder) carved out as the test split when `test_file` is
     /// unset. Default 0.
     pub test_split: f64,
     /// text: skip rows with an unusable cell (empty text, missing or unknown label, ...)
@@ -275,6 +285,7 @@ impl Default for DataConfig {
             text_column: "text".into(),
             text_pair_column: None,
             label_column: "label".into(),
+            audio_column: "audio".into(),
             labels: None,
             validation_split: 0.0,
             test_split: 0.0,
@@ -348,7 +359,11 @@ impl DataConfig {
                 let applies = if split_files {
                     matches!(
                         self.corpus,
-                        CorpusKind::Sst2 | CorpusKind::Multi30k | CorpusKind::Text | CorpusKind::Pairs
+                        CorpusKind::Sst2
+                            | CorpusKind::Multi30k
+                            | CorpusKind::Text
+                            | CorpusKind::Pairs
+                            | CorpusKind::Audio
                     )
                 } else {
                     matches!(self.corpus, CorpusKind::Ett | CorpusKind::Series)
@@ -370,6 +385,7 @@ impl DataConfig {
             return Err(Error::config(k("extra_train_file"), "applies to corpus `sst2` only"));
         }
         self.validate_text()?;
+        self.validate_audio()?;
         self.validate_pairs()?;
         if self.max_len == Some(0) {
             return Err(Error::config(k("max_len"), "must be at least 1"));
@@ -519,6 +535,21 @@ impl DataConfig {
         let k = |key: &str| format!("data.{key}");
         let text = self.corpus == CorpusKind::Text;
         let d = DataConfig::default();
+        if self.corpus == CorpusKind::Audio {
+            // The label keys are shared with corpus "audio" (checked in `validate_audio`).
+            let text_only = [
+                ("text_column", self.text_column != d.text_column),
+                ("text_pair_column", self.text_pair_column.is_some()),
+                ("skip_invalid", self.skip_invalid),
+            ];
+            if let Some((key, _)) = text_only.iter().find(|(_, set)| *set) {
+                return Err(Error::config(
+                    k(key),
+                    "applies to corpus \"text\" (your own texts), not to `audio` (audio clips)",
+                ));
+            }
+            return Ok(());
+        }
         let text_keys_set = [
             ("text_column", self.text_column != d.text_column),
             ("text_pair_column", self.text_pair_column.is_some()),
@@ -558,6 +589,12 @@ impl DataConfig {
         if self.text_pair_column.as_deref().is_some_and(|c| c.trim().is_empty()) {
             return Err(Error::config(k("text_pair_column"), "must name a column"));
         }
+        self.validate_labels()
+    }
+
+    /// `validation_split` / `test_split` and `labels` of `corpus = "text"` and `"audio"`.
+    fn validate_labels(&self) -> Result<()> {
+        let k = |key: &str| format!("data.{key}");
         for (key, f, file) in [
             ("validation_split", self.validation_split, &self.validation_file),
             ("test_split", self.test_split, &self.test_file),
@@ -600,6 +637,36 @@ impl DataConfig {
             }
         }
         Ok(())
+    }
+
+    fn validate_audio(&self) -> Result<()> {
+        let k = |key: &str| format!("data.{key}");
+        if self.corpus != CorpusKind::Audio {
+            if self.audio_column != DataConfig::default().audio_column {
+                return Err(Error::config(
+                    k("audio_column"),
+                    format!("applies to corpus \"audio\" (your own audio clips), not to `{}`", self.corpus.name()),
+                ));
+            }
+            return Ok(());
+        }
+        if self.hub.is_some() || self.revision.is_some() {
+            let key = if self.hub.is_some() { "hub" } else { "revision" };
+            return Err(Error::config(k(key), "corpus \"audio\" reads a local folder: set `dir` instead"));
+        }
+        if self.dir.is_none() {
+            return Err(Error::config(
+                k("dir"),
+                "corpus \"audio\" needs the folder of your clips: a folder per class (`<dir>/<label>/*.wav`), \
+                 or the folder of a manifest named by `train_file`",
+            ));
+        }
+        for (key, v) in [("audio_column", &self.audio_column), ("label_column", &self.label_column)] {
+            if v.trim().is_empty() {
+                return Err(Error::config(k(key), "must name a column"));
+            }
+        }
+        self.validate_labels()
     }
 
     /// The (train, validation, test) file names after defaults.

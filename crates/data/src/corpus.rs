@@ -94,6 +94,10 @@ pub fn load_with(cfg: &DataConfig, seed: u64, hub: &HubOptions) -> Result<Corpus
                 "corpus `fsdd` is loaded by `data::audio::load_fsdd` with an `audio::FsddConfig`, not by `data::load`",
             ))
         }
+        CorpusKind::Audio => return Err(Error::config(
+            "data.corpus",
+            "corpus `audio` is loaded by `data::audio::load_clips` with an `audio::ClipFrontEnd`, not by `data::load`",
+        )),
     })
 }
 

@@ -30,6 +30,7 @@ mod corpus;
 pub mod error;
 pub mod ett;
 mod jsonl;
+mod labels;
 pub mod multi30k;
 pub mod pairs;
 pub mod rng;

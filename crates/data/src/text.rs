@@ -11,27 +11,11 @@
 
 use crate::config::DataConfig;
 use crate::error::{Error, Result};
-use crate::rng::{DataRng, Purpose};
+use crate::labels::{carve_plan, class_list, Label};
 use crate::source::HubOptions;
 use crate::sst2::{TextClassification, TextExample};
 use crate::table::{Cell, Row, Table};
 use std::collections::BTreeMap;
-
-/// A label as written: integers (also integer strings, as CSV cells are) or other strings.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Label {
-    Int(i64),
-    Str(String),
-}
-
-impl Label {
-    fn name(&self) -> String {
-        match self {
-            Label::Int(i) => i.to_string(),
-            Label::Str(s) => s.clone(),
-        }
-    }
-}
 
 /// One usable row before labels become indices.
 struct Raw {
@@ -87,7 +71,7 @@ impl Reader<'_> {
                 let s = s.trim();
                 let native = (t.format != crate::table::Format::Csv && t.format != crate::table::Format::Tsv)
                     .then_some(Native::Str);
-                (s.parse::<i64>().map(Label::Int).unwrap_or_else(|_| Label::Str(s.to_string())), native)
+                (Label::parse(s), native)
             }
             Cell::List(_) => {
                 return Err(t.cell_error(
@@ -147,16 +131,7 @@ pub fn load(cfg: &DataConfig, hub: &HubOptions, seed: u64) -> Result<TextClassif
     let test = split_rows(&cfg.test_file, "test")?;
 
     // The class list: configured, or the training split's, sorted.
-    let class_names: Vec<String> = match &cfg.labels {
-        Some(l) => l.clone(),
-        None => {
-            let mut seen: Vec<Label> = train.iter().map(|r| r.label.clone()).collect();
-            seen.sort();
-            seen.dedup();
-            // Integers sort before strings, numerically; strings by their bytes.
-            seen.iter().map(Label::name).collect()
-        }
-    };
+    let class_names = class_list(cfg.labels.as_deref(), train.iter().map(|r| &r.label));
     let index: BTreeMap<&str, usize> = class_names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
     let mut skipped = [skipped_train, 0, 0];
     let to_examples = |table: &Table, rows: Vec<Raw>, skipped: &mut usize, known: Option<&[bool]>| {
@@ -260,25 +235,8 @@ fn carve(
     if fv == 0.0 && ft == 0.0 {
         return Ok((validation.unwrap_or_default(), test.unwrap_or_default()));
     }
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); num_classes];
-    for (i, e) in train.iter().enumerate() {
-        by_class[e.label].push(i);
-    }
-    let mut rng = DataRng::new(seed, Purpose::SplitCarve, 0);
-    // 0 = train, 1 = validation, 2 = test.
-    let mut dest = vec![0u8; train.len()];
-    for idx in &mut by_class {
-        rng.shuffle(idx);
-        let n = idx.len() as f64;
-        let nt = (ft * n).round() as usize;
-        let nv = ((fv * n).round() as usize).min(idx.len().saturating_sub(nt));
-        for &i in &idx[..nt] {
-            dest[i] = 2;
-        }
-        for &i in &idx[nt..nt + nv] {
-            dest[i] = 1;
-        }
-    }
+    let labels: Vec<usize> = train.iter().map(|e| e.label).collect();
+    let dest = carve_plan(&labels, num_classes, fv, ft, seed);
     let mut parts: [Vec<TextExample>; 3] = Default::default();
     for (e, d) in std::mem::take(train).into_iter().zip(dest) {
         parts[d as usize].push(e);

@@ -110,7 +110,7 @@ pub fn estimate(cfg: &Config) -> Estimate {
         }
         CorpusKind::Adding => (encoder(2.0) + head, (cfg.data.length, "data.length"), 2.0),
         CorpusKind::Copy => (encoder(10.0) + head, (cfg.data.length + 20, "data.length"), 10.0),
-        CorpusKind::Fsdd => {
+        CorpusKind::Fsdd | CorpusKind::Audio => {
             let features = cfg.audio.mfcc.num_ceps as f64;
             // Recordings of up to two seconds.
             let frames = (2.0 / cfg.audio.mfcc.frame_step_s.max(1e-3)).ceil() as usize;

@@ -1,4 +1,5 @@
-//! Audio front end: WAV files → MFCC frames, and the Free Spoken Digit Dataset (FSDD) corpus.
+//! Audio front end: WAV files → MFCC frames, the Free Spoken Digit Dataset (FSDD) corpus, and
+//! your own labelled clips (`corpus = "audio"`: [`load_clips`], resampled by `rubato`).
 //!
 //! The pipeline follows `python_speech_features` 0.6 exactly (checked against it by
 //! `scripts/gen_mfcc_fixtures.py` and the fixtures in `crates/data/tests/fixtures/`):
@@ -17,18 +18,22 @@
 //! ```
 
 pub mod an4;
+mod clips;
 mod fsdd;
 pub mod logmel;
 mod mfcc;
 mod normalize;
+mod resample;
 mod wav;
 
+pub use clips::{clip_features, load_clips, read_clip, ClipCorpus, ClipFrontEnd};
 pub use fsdd::{
     file_features, list_fsdd, load_fsdd, split_fsdd, AudioExample, FsddConfig, FsddCorpus, FsddFile, FsddListing,
     FsddSplit, SplitFiles,
 };
 pub use mfcc::{Features, Mfcc, MfccConfig};
 pub use normalize::{normalize_utterance, Normalization, Normalizer};
+pub use resample::resample;
 pub use wav::{read_wav, Wav};
 
 use std::path::PathBuf;
@@ -151,6 +156,63 @@ pub enum AudioError {
         /// What is wrong.
         reason: String,
     },
+    /// A clip has more than one channel and `audio.stereo` is "refuse" ([`read_clip`]).
+    #[error("{path}: {channels} channels; expected mono (set audio.stereo = \"downmix\" to average the channels)")]
+    Stereo {
+        /// The WAV file.
+        path: PathBuf,
+        /// Channel count from the header.
+        channels: u16,
+    },
+    /// A clip's samples are in a format [`read_clip`] does not read.
+    #[error("{path}: {bits}-bit {format} samples; expected 8/16/24/32-bit integer or 32-bit float PCM")]
+    ClipFormat {
+        /// The WAV file.
+        path: PathBuf,
+        /// Bits per sample from the header.
+        bits: u16,
+        /// `"integer PCM"` or `"float"`.
+        format: &'static str,
+    },
+    /// `rubato` refused to convert between the two rates ([`resample`]).
+    #[error("{path}: cannot resample from {from} Hz to {to} Hz: {reason}")]
+    Resample {
+        /// The WAV file.
+        path: PathBuf,
+        /// The clip's rate.
+        from: u32,
+        /// The corpus rate.
+        to: u32,
+        /// `rubato`'s message.
+        reason: String,
+    },
+    /// A problem with a clip named by a manifest row: the row and column, then the problem.
+    #[error("{}:{row}: column `{column}`: {source}", manifest.display())]
+    InManifest {
+        /// The manifest.
+        manifest: PathBuf,
+        /// 1-based line (CSV/TSV/JSON Lines; the header is line 1) or row (Parquet).
+        row: usize,
+        /// "line" or "row".
+        unit: &'static str,
+        /// The audio column.
+        column: String,
+        /// What is wrong with the clip.
+        #[source]
+        source: Box<AudioError>,
+    },
+    /// A class folder or class of `corpus = "audio"` that cannot be used ([`load_clips`]).
+    #[error("{path}: {reason}")]
+    Class {
+        /// The folder (or clip) concerned.
+        path: PathBuf,
+        /// What is wrong, and what was expected.
+        reason: String,
+    },
+    /// The `[data]` settings or a manifest table of `corpus = "audio"` ([`load_clips`]): a
+    /// config key, a missing file, an unreadable table, a missing column, a bad cell.
+    #[error(transparent)]
+    Data(#[from] crate::Error),
     /// A normaliser file could not be serialised or parsed as JSON ([`Normalizer::save`],
     /// [`Normalizer::load`]).
     #[error("{path}: normaliser JSON: {source}")]

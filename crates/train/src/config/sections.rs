@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The `[audio]` section (`task = "audio"`): how the recordings in `data.dir` are split and
-/// turned into feature frames. Documented in `configs/fsdd.toml`.
+/// turned into feature frames. Documented in `configs/fsdd.toml`; `sample_rate` and `stereo`
+/// (corpus "audio" only) in README.md, "Your own audio clips".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AudioConfig {
@@ -19,6 +20,17 @@ pub struct AudioConfig {
     pub normalization: data::audio::Normalization,
     /// The MFCC front end (`[audio.mfcc]`).
     pub mfcc: data::audio::MfccConfig,
+    /// corpus "audio": every clip is resampled to this rate in Hz. Unset: the first training
+    /// clip's rate. Left out of a resolved config when unset, so FSDD configs read as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    /// corpus "audio": clips with more than one channel, "refuse" | "downmix" (average them).
+    #[serde(skip_serializing_if = "is_refuse")]
+    pub stereo: data::audio::an4::Stereo,
+}
+
+fn is_refuse(s: &data::audio::an4::Stereo) -> bool {
+    *s == data::audio::an4::Stereo::Refuse
 }
 
 impl Default for AudioConfig {
@@ -28,6 +40,8 @@ impl Default for AudioConfig {
             val_fraction: 0.1,
             normalization: data::audio::Normalization::TrainSet,
             mfcc: data::audio::MfccConfig::default(),
+            sample_rate: None,
+            stereo: data::audio::an4::Stereo::Refuse,
         }
     }
 }
@@ -44,6 +58,16 @@ impl AudioConfig {
             dir,
             split: self.split.clone(),
             val_fraction: self.val_fraction,
+            mfcc: self.mfcc.clone(),
+            normalization: self.normalization,
+        }
+    }
+
+    /// The front end of a `corpus = "audio"` run.
+    pub fn clips(&self) -> data::audio::ClipFrontEnd {
+        data::audio::ClipFrontEnd {
+            sample_rate: self.sample_rate,
+            stereo: self.stereo,
             mfcc: self.mfcc.clone(),
             normalization: self.normalization,
         }

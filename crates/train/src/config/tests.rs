@@ -115,6 +115,43 @@ fn audio_errors_name_the_key() {
     assert!(e.starts_with("a.toml:6:"), "{e}");
 }
 
+#[test]
+fn own_audio_clips_keys() {
+    let clips = |extra: &str| {
+        let text = format!(
+            "task = \"audio\"\n[data]\ncorpus = \"audio\"\ndir = \"clips\"\nvalidation_split = 0.1\n\
+             test_split = 0.1\n{extra}"
+        );
+        parse(&text, Path::new("a.toml"), &[])
+    };
+    let c = clips("[audio]\nsample_rate = 16000\nstereo = \"downmix\"\n").unwrap();
+    assert_eq!((c.audio.sample_rate, c.audio.stereo), (Some(16_000), data::audio::an4::Stereo::Downmix));
+    let again = parse(&c.to_toml().unwrap(), Path::new("r.toml"), &[]).unwrap();
+    assert_eq!(again.audio, c.audio);
+    // Unset, the new keys stay out of a resolved config (FSDD's reads as before).
+    let fsdd = parse_audio("[audio.mfcc]\ndelta_order = 2\n").unwrap().to_toml().unwrap();
+    assert!(!fsdd.contains("sample_rate") && !fsdd.contains("stereo"), "{fsdd}");
+    for (text, key) in [
+        (clips("[audio]\nsample_rate = 100\n").unwrap_err(), "audio.sample_rate"),
+        (clips("[audio]\nsplit = { speaker = \"theo\" }\n").unwrap_err(), "audio.split"),
+        (parse_audio("[audio]\nsample_rate = 16000\n").unwrap_err(), "audio.sample_rate"),
+        (parse_audio("[audio]\nstereo = \"downmix\"\n").unwrap_err(), "audio.stereo"),
+    ] {
+        let e = format!("{text:#}");
+        assert!(e.contains(&format!("key `{key}")) || e.contains(key), "{e} should name {key}");
+    }
+    let e = format!(
+        "{:#}",
+        parse(
+            "task = \"classify\"\n[data]\ncorpus = \"audio\"\ndir = \"c\"\nvalidation_split = 0.1\ntest_split = 0.1\n",
+            Path::new("a.toml"),
+            &[]
+        )
+        .unwrap_err()
+    );
+    assert!(e.contains("key `task`") && e.contains("task = \"audio\""), "{e}");
+}
+
 // The [translate] section.
 
 #[test]

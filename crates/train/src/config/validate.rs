@@ -98,17 +98,24 @@ impl Config {
         };
         self.data.validate().map_err(located)?;
         let fsdd = self.data.corpus == data::config::CorpusKind::Fsdd;
+        let clips = self.data.corpus == data::config::CorpusKind::Audio;
         if self.task == TaskKind::Audio {
-            if !fsdd {
-                return Err(invalid("data.corpus", "task \"audio\" reads corpus \"fsdd\""));
+            if !fsdd && !clips {
+                return Err(invalid(
+                    "data.corpus",
+                    "task \"audio\" reads corpus \"fsdd\" or \"audio\" (your own clips)",
+                ));
             }
             if self.data.max_len.is_some() {
                 return Err(invalid("data.max_len", "applies to token sequences, not to audio frames"));
             }
-            self.audio.validate()?;
+            self.audio.validate(clips)?;
         } else {
-            if fsdd {
-                return Err(invalid("task", "corpus \"fsdd\" is read by task = \"audio\""));
+            if fsdd || clips {
+                return Err(invalid(
+                    "task",
+                    format!("corpus \"{}\" is read by task = \"audio\"", self.data.corpus.name()),
+                ));
             }
             if self.audio != AudioConfig::default() {
                 return Err(invalid("audio", "the [audio] section applies to task = \"audio\" only"));
@@ -255,8 +262,41 @@ impl Config {
 }
 
 impl AudioConfig {
-    /// Ranges of the `[audio]` section that do not depend on the recordings.
-    pub fn validate(&self) -> Result<(), Invalid> {
+    /// Ranges of the `[audio]` section that do not depend on the recordings; `clips`: the
+    /// corpus is "audio" (your own clips) rather than FSDD.
+    pub fn validate(&self, clips: bool) -> Result<(), Invalid> {
+        if clips {
+            if self.split != data::audio::FsddSplit::Official {
+                return Err(invalid(
+                    "audio.split",
+                    "applies to corpus \"fsdd\"; your own clips are split by data.validation_file/test_file \
+                     or data.validation_split/test_split",
+                ));
+            }
+            if let Some(r) = self.sample_rate {
+                if !(1000..=192_000).contains(&r) {
+                    return Err(invalid("audio.sample_rate", format!("expected 1000..=192000 Hz, got {r}")));
+                }
+                if let Err(e) = data::audio::Mfcc::new(&self.mfcc, r) {
+                    return Err(match e {
+                        data::audio::AudioError::InvalidConfig { key, reason } => {
+                            invalid(&format!("audio.mfcc.{key}"), reason)
+                        }
+                        other => Invalid { key: None, message: other.to_string() },
+                    });
+                }
+            }
+        } else {
+            if self.sample_rate.is_some() {
+                return Err(invalid(
+                    "audio.sample_rate",
+                    "applies to corpus \"audio\"; FSDD is read at its own rate (8000 Hz)",
+                ));
+            }
+            if self.stereo != data::audio::an4::Stereo::Refuse {
+                return Err(invalid("audio.stereo", "applies to corpus \"audio\"; FSDD recordings are mono"));
+            }
+        }
         if !(0.0..1.0).contains(&self.val_fraction) {
             return Err(invalid("audio.val_fraction", format!("expected [0, 1), got {}", self.val_fraction)));
         }

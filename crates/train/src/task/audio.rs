@@ -1,7 +1,8 @@
-//! Spoken-digit recognition (`task = "audio"`, FSDD): recordings in `data.dir` → MFCC frames
-//! (`data::audio`, settings in `[audio]`) → train-set normalisation → length-bucketed padded
-//! batches → [`FrameClassifier`] → cross-entropy; accuracy, P/R/F1, the confusion matrix and
-//! accuracy per speaker; prediction on WAV files.
+//! Audio classification (`task = "audio"`): spoken digits (`corpus = "fsdd"`) or your own
+//! labelled clips (`corpus = "audio"`, class names from the folders or the manifest's label
+//! column) → MFCC frames (`data::audio`, settings in `[audio]`) → train-set normalisation →
+//! length-bucketed padded batches → [`FrameClassifier`] → cross-entropy; accuracy, P/R/F1, the
+//! confusion matrix (and, for FSDD, accuracy per speaker); prediction on WAV files.
 //!
 //! The normaliser fitted on the training split is stored in the run directory as
 //! `normalizer.json`; `eval`, `resume` and `predict` apply that stored one rather than fitting
@@ -17,6 +18,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarMap;
 use data::audio::{AudioExample, FsddCorpus, Normalization, Normalizer};
 use data::batch::{BatchOptions, BatchOrder};
+use data::config::CorpusKind;
 use model::frames::{FrameClassifier, FrameClassifierConfig};
 use model::rng::SeededRng;
 use serde_json::{json, Map, Value};
@@ -26,7 +28,8 @@ use std::path::{Path, PathBuf};
 /// The run directory's train-set normaliser (`{"mean": [...], "std": [...]}`).
 pub const NORMALIZER_FILE: &str = "normalizer.json";
 
-const NUM_CLASSES: usize = 10;
+/// FSDD's classes: the digits 0–9.
+const NUM_DIGITS: usize = 10;
 
 /// How the registry builds this task and predicts with its runs.
 pub const REGISTRATION: Registration = Registration {
@@ -34,8 +37,8 @@ pub const REGISTRATION: Registration = Registration {
     predict: predict_cli,
 };
 
-fn class_names() -> Vec<String> {
-    (0..NUM_CLASSES).map(|d| d.to_string()).collect()
+fn digit_names() -> Vec<String> {
+    (0..NUM_DIGITS).map(|d| d.to_string()).collect()
 }
 
 /// Where a run keeps its train-set normaliser.
@@ -107,22 +110,32 @@ impl Split {
     }
 }
 
-/// Loads and featurises the corpus. A new run fits the normaliser on the training split and
-/// writes it to the run directory; an existing run applies the one it stored.
-pub fn load_corpus(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<FsddCorpus> {
-    let folder = cfg
-        .data
-        .dir
-        .clone()
-        .ok_or_else(|| anyhow!("config key `data.dir`: corpus `fsdd` needs the folder of recordings"))?;
-    let mut fsdd = cfg.audio.fsdd(folder.clone());
+/// Loads and featurises the corpus; returns it with its class names. A new run fits the
+/// normaliser on the training split and writes it to the run directory; an existing run
+/// applies the one it stored.
+pub fn load_corpus(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<(FsddCorpus, Vec<String>)> {
+    let folder = cfg.data.dir.clone().ok_or_else(|| {
+        anyhow!("config key `data.dir`: corpus `{}` needs the folder of recordings", cfg.data.corpus.name())
+    })?;
     let stored = normalizer_path(dir);
     let reuse = existing_run && cfg.audio.normalization == Normalization::TrainSet && stored.exists();
-    if reuse {
-        fsdd.normalization = Normalization::None;
-    }
-    let mut corpus = data::audio::load_fsdd(&fsdd, cfg.run.seed)
-        .with_context(|| format!("loading the FSDD recordings in {} (config key `data.dir`)", folder.display()))?;
+    let (mut corpus, class_names) = if cfg.data.corpus == CorpusKind::Audio {
+        let mut front = cfg.audio.clips();
+        if reuse {
+            front.normalization = Normalization::None;
+        }
+        let clips = data::audio::load_clips(&cfg.data, &front, cfg.run.seed)
+            .with_context(|| format!("loading your audio clips in {} (config key `data.dir`)", folder.display()))?;
+        (clips.features, clips.class_names)
+    } else {
+        let mut fsdd = cfg.audio.fsdd(folder.clone());
+        if reuse {
+            fsdd.normalization = Normalization::None;
+        }
+        let corpus = data::audio::load_fsdd(&fsdd, cfg.run.seed)
+            .with_context(|| format!("loading the FSDD recordings in {} (config key `data.dir`)", folder.display()))?;
+        (corpus, digit_names())
+    };
     if reuse {
         let n = Normalizer::load(&stored)?;
         if n.dim() != corpus.dim {
@@ -138,14 +151,14 @@ pub fn load_corpus(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Fsd
     if !corpus.ignored.is_empty() {
         tracing::info!("{}: ignored {} entries that are not .wav files", folder.display(), corpus.ignored.len());
     }
-    Ok(corpus)
+    Ok((corpus, class_names))
 }
 
-/// The model config from `[model]` for features of width `dim`.
-pub fn model_config(cfg: &Config, dim: usize) -> FrameClassifierConfig {
+/// The model config from `[model]` for features of width `dim` and `num_classes` classes.
+pub fn model_config(cfg: &Config, dim: usize, num_classes: usize) -> FrameClassifierConfig {
     let m = &cfg.model;
     FrameClassifierConfig {
-        num_classes: NUM_CLASSES,
+        num_classes,
         lstm: m.lstm(dim),
         input_dropout: m.embedding_dropout,
         head_dropout: m.head_dropout,
@@ -154,8 +167,14 @@ pub fn model_config(cfg: &Config, dim: usize) -> FrameClassifierConfig {
     }
 }
 
-/// The spoken-digit task: featurised splits plus the model.
+/// The audio classification task: featurised splits plus the model.
 pub struct AudioTask {
+    class_names: Vec<String>,
+    /// FSDD: its recordings name their speakers, so evaluation reports accuracy per speaker.
+    speakers: bool,
+    /// Your own clips: the full report (`per_class`, micro/weighted F1) and the test split's
+    /// `confusion.svg` at this path. FSDD keeps its original metrics.
+    report_svg: Option<PathBuf>,
     model_config: FrameClassifierConfig,
     net: FrameClassifier,
     varmap: VarMap,
@@ -173,18 +192,20 @@ impl AudioTask {
     /// Loads and featurises the corpus and builds the model (seeded by `run.seed`).
     pub fn new(cfg: &Config, dir: &RunDir, existing_run: bool) -> Result<Self> {
         let device = cfg.run.device()?;
-        let corpus = load_corpus(cfg, dir, existing_run)?;
+        let (corpus, class_names) = load_corpus(cfg, dir, existing_run)?;
         if corpus.train.is_empty() {
             bail!("{}: the training split is empty", dir.root.display());
         }
-        let mut counts = vec![0usize; NUM_CLASSES];
+        let num_classes = class_names.len();
+        let mut counts = vec![0usize; num_classes];
         for e in &corpus.train {
-            counts[e.label.min(NUM_CLASSES - 1)] += 1;
+            counts[e.label.min(num_classes - 1)] += 1;
         }
         let class_weights = cfg.train.class_weights.resolve(&counts);
-        if !class_weights.is_empty() && class_weights.len() != NUM_CLASSES {
+        if !class_weights.is_empty() && class_weights.len() != num_classes {
             bail!(
-                "config key `train.class_weights`: expected {NUM_CLASSES} weights (one per digit), got {}",
+                "config key `train.class_weights`: expected {num_classes} weights (one per class: {}), got {}",
+                class_names.join(", "),
                 class_weights.len()
             );
         }
@@ -196,7 +217,7 @@ impl AudioTask {
             drop_last: false,
             max_len: None,
         };
-        let model_config = model_config(cfg, corpus.dim);
+        let model_config = model_config(cfg, corpus.dim, num_classes);
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, &device);
         let net = FrameClassifier::new(&model_config, vb).context("building the model")?;
@@ -205,9 +226,14 @@ impl AudioTask {
             validation = corpus.validation.len(),
             test = corpus.test.len(),
             dim = corpus.dim,
-            "FSDD corpus"
+            classes = num_classes,
+            "{} corpus",
+            if cfg.data.corpus == CorpusKind::Audio { "audio clip" } else { "FSDD" }
         );
         Ok(Self {
+            class_names,
+            speakers: cfg.data.corpus == CorpusKind::Fsdd,
+            report_svg: (cfg.data.corpus == CorpusKind::Audio).then(|| dir.root.join(crate::confusion::FILE)),
             model_config,
             net,
             varmap,
@@ -253,11 +279,11 @@ impl Task for AudioTask {
         Ok(StepOutput { loss, examples: b.batch, tokens: b.lengths.iter().sum(), correct: Some(correct) })
     }
 
-    /// Loss, accuracy, precision/recall/F1 per digit, the confusion matrix, and
+    /// Loss, accuracy, precision/recall/F1 per class, the confusion matrix, and for FSDD
     /// `speaker_accuracy` (accuracy per speaker present in the split).
     fn evaluate(&self, split: SplitName) -> Result<Map<String, Value>> {
         let s = self.split(split);
-        let mut confusion = Confusion::new(NUM_CLASSES);
+        let mut confusion = Confusion::new(self.class_names.len());
         let mut per_speaker: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         let (mut loss_sum, mut n) = (0.0f64, 0usize);
         for b in s.batches(0, self.dim) {
@@ -274,15 +300,27 @@ impl Task for AudioTask {
         }
         let mut m = Map::new();
         m.insert("loss".into(), json!(loss_sum / n.max(1) as f64));
-        m.extend(confusion.to_json(&class_names()));
-        let speakers: Map<String, Value> =
-            per_speaker.into_iter().map(|(k, (c, t))| (k.to_string(), json!(c as f64 / t as f64))).collect();
-        m.insert("speaker_accuracy".into(), Value::Object(speakers));
+        match &self.report_svg {
+            Some(svg) => {
+                m.extend(confusion.report(&self.class_names));
+                if split == SplitName::Test {
+                    let title =
+                        format!("test split: {} clips, accuracy {:.4}", confusion.total(), confusion.accuracy());
+                    crate::confusion::write(svg, &confusion.counts, &self.class_names, &title)?;
+                }
+            }
+            None => m.extend(confusion.to_json(&self.class_names)),
+        }
+        if self.speakers {
+            let speakers: Map<String, Value> =
+                per_speaker.into_iter().map(|(k, (c, t))| (k.to_string(), json!(c as f64 / t as f64))).collect();
+            m.insert("speaker_accuracy".into(), Value::Object(speakers));
+        }
         Ok(m)
     }
 
     fn checkpoint_meta(&self) -> Value {
-        json!({"kind": "frame_classifier", "model": &self.model_config, "class_names": class_names(),
+        json!({"kind": "frame_classifier", "model": &self.model_config, "class_names": &self.class_names,
                "sample_rate": self.sample_rate, "feature_dim": self.dim})
     }
 }
@@ -290,11 +328,13 @@ impl Task for AudioTask {
 /// One file's prediction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    /// The most probable digit.
-    pub digit: usize,
+    /// The most probable class (for FSDD, the digit).
+    pub class: usize,
+    /// Its name.
+    pub label: String,
     /// Its probability.
     pub probability: f32,
-    /// Probability of each digit 0–9.
+    /// Probability of each class, in class order.
     pub probabilities: Vec<f32>,
 }
 
@@ -302,6 +342,7 @@ pub struct Prediction {
 struct Meta {
     model: FrameClassifierConfig,
     sample_rate: u32,
+    class_names: Vec<String>,
 }
 
 fn read_meta(path: &Path) -> Result<Meta> {
@@ -312,17 +353,23 @@ fn read_meta(path: &Path) -> Result<Meta> {
     if meta["kind"] != "frame_classifier" {
         bail!("{}: a {} checkpoint, expected a frame_classifier", path.display(), meta["kind"]);
     }
-    let model = serde_json::from_value(meta["model"].clone())
+    let model: FrameClassifierConfig = serde_json::from_value(meta["model"].clone())
         .with_context(|| format!("{}: model config in metadata", path.display()))?;
     let sample_rate = meta["sample_rate"]
         .as_u64()
         .and_then(|r| u32::try_from(r).ok())
         .ok_or_else(|| anyhow!("{}: no sample_rate in the metadata", path.display()))?;
-    Ok(Meta { model, sample_rate })
+    let class_names: Vec<String> = serde_json::from_value(meta["class_names"].clone())
+        .with_context(|| format!("{}: class_names in the metadata", path.display()))?;
+    if class_names.len() != model.num_classes {
+        bail!("{}: {} class names for {} classes", path.display(), class_names.len(), model.num_classes);
+    }
+    Ok(Meta { model, sample_rate, class_names })
 }
 
-/// Digit and probabilities for each WAV file, from a finished run's best checkpoint, with the
-/// run's front end and stored normaliser.
+/// Class and probabilities for each WAV file, from a finished run's best checkpoint, with the
+/// run's front end and stored normaliser. Your own clips (`corpus = "audio"`) are read as in
+/// training: mono or downmixed per `audio.stereo`, resampled to the run's rate.
 pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Prediction>> {
     let device = cfg.run.device()?;
     let meta = read_meta(&dir.best())?;
@@ -344,7 +391,25 @@ pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Pred
     model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
     let dim = meta.model.lstm.input_size;
     let mut examples = Vec::with_capacity(files.len());
+    let clips = (cfg.data.corpus == CorpusKind::Audio)
+        .then(|| data::audio::Mfcc::new(&cfg.audio.mfcc, meta.sample_rate))
+        .transpose()?;
     for path in files {
+        if let Some(mfcc) = &clips {
+            let f =
+                data::audio::clip_features(path, mfcc, cfg.audio.stereo, cfg.audio.normalization, normalizer.as_ref())?;
+            if f.dim != dim {
+                bail!("{}: {} features per frame, the model expects {dim}", path.display(), f.dim);
+            }
+            examples.push(AudioExample {
+                features: f.data,
+                frames: f.frames,
+                label: 0,
+                speaker: String::new(),
+                path: path.clone(),
+            });
+            continue;
+        }
         // The front end follows the file's own rate; a model trained at another rate would see
         // frames of a different length and band layout, so refuse rather than guess.
         let wav = data::audio::read_wav(path)?;
@@ -376,25 +441,37 @@ pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Pred
         let probs = model::classifier::probabilities(&logits)?.to_dtype(DType::F32)?;
         let best = probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
         for (row, d) in probs.to_vec2::<f32>()?.into_iter().zip(best) {
-            out.push(Prediction { digit: d as usize, probability: row[d as usize], probabilities: row });
+            let class = d as usize;
+            let label = meta.class_names[class].clone();
+            out.push(Prediction { class, label, probability: row[class], probabilities: row });
         }
     }
     Ok(out)
 }
 
-/// `train predict` for the audio task: `digit<TAB>probability<TAB>file` per file, or one JSON
-/// object per line with `--json` (`file`, `digit`, `probability`, `probabilities`).
+/// `train predict` for the audio task: `label<TAB>probability<TAB>file` per file (for FSDD the
+/// label is the digit), or one JSON object per line with `--json`: FSDD `file`, `digit`,
+/// `probability`, `probabilities` (a list, digit order); your own clips `file`, `label`,
+/// `probability`, `probabilities` (an object: every class's probability by name).
 pub fn predict_cli(dir: &RunDir, cfg: &Config, args: &super::PredictArgs) -> Result<()> {
     let files: Vec<PathBuf> = super::inputs_or_stdin(&args.inputs)?.into_iter().map(PathBuf::from).collect();
     let preds = predict(dir, cfg, &files)?;
+    let names = read_meta(&dir.best())?.class_names;
     for (file, p) in files.iter().zip(preds) {
-        if args.json {
+        if args.json && cfg.data.corpus == CorpusKind::Audio {
+            let by_name: Map<String, Value> =
+                names.iter().zip(&p.probabilities).map(|(n, q)| (n.clone(), json!(q))).collect();
             println!(
                 "{}",
-                json!({"file": file, "digit": p.digit, "probability": p.probability, "probabilities": p.probabilities})
+                json!({"file": file, "label": p.label, "probability": p.probability, "probabilities": by_name})
+            );
+        } else if args.json {
+            println!(
+                "{}",
+                json!({"file": file, "digit": p.class, "probability": p.probability, "probabilities": p.probabilities})
             );
         } else {
-            println!("{}\t{:.4}\t{}", p.digit, p.probability, file.display());
+            println!("{}\t{:.4}\t{}", p.label, p.probability, file.display());
         }
     }
     Ok(())
