@@ -185,6 +185,7 @@ fn real_main() -> Result<()> {
             init_logging(true);
             configure_threads(threads_of(&args.run.join("config.toml"), &[]));
             train::task::tag::cli(&args)?;
+        }
         Some(Command::Transcribe(args)) => {
             init_logging(true);
             configure_threads(threads_of(&args.run.join("config.toml"), &[]));

@@ -244,6 +244,8 @@ impl TagConfig {
         } else {
             TagScheme::Bioes
         })
+    }
+}
 
 /// Which n-gram language model `[transcribe]` fuses into beam search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

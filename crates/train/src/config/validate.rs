@@ -124,6 +124,7 @@ impl Config {
             self.validate_tag()?;
         } else if !self.tag.is_default() {
             return Err(invalid("tag", "the [tag] section applies to task = \"tag\" only"));
+        }
         if self.task == TaskKind::Transcribe {
             self.validate_transcribe()?;
         } else if !self.transcribe.is_default() {
