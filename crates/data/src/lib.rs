@@ -38,8 +38,8 @@ pub mod source;
 pub mod sst2;
 pub mod synthetic;
 pub mod table;
-pub mod text;
 pub mod tag_scheme;
+pub mod text;
 pub mod tokenizer;
 
 pub use corpus::{load, load_with, source_of, Corpus};

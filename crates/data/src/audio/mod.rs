@@ -24,12 +24,12 @@ mod normalize;
 mod wav;
 
 pub use fsdd::{
-    file_features, list_fsdd, load_fsdd, split_fsdd, AudioExample, FsddConfig, FsddCorpus, FsddFile, FsddListing,
-    FsddSplit, SplitFiles,
+    file_features, list_fsdd, load_fsdd, split_fsdd, wav_features, AudioExample, FsddConfig, FsddCorpus, FsddFile,
+    FsddListing, FsddSplit, SplitFiles,
 };
 pub use mfcc::{Features, Mfcc, MfccConfig};
 pub use normalize::{normalize_utterance, Normalization, Normalizer};
-pub use wav::{read_wav, Wav};
+pub use wav::{parse_wav, read_wav, Wav};
 
 use std::path::PathBuf;
 

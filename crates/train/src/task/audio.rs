@@ -324,30 +324,67 @@ fn read_meta(path: &Path) -> Result<Meta> {
 /// Digit and probabilities for each WAV file, from a finished run's best checkpoint, with the
 /// run's front end and stored normaliser.
 pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Prediction>> {
-    let device = cfg.run.device()?;
-    let meta = read_meta(&dir.best())?;
-    let normalizer = match cfg.audio.normalization {
-        Normalization::TrainSet => {
-            let p = normalizer_path(dir);
-            if !p.exists() {
-                bail!(
-                    "{}: missing; the run was trained with audio.normalization = \"train_set\" and needs it",
-                    p.display()
-                );
+    let m = LoadedAudio::load(dir, cfg)?;
+    let examples = files.iter().map(|p| m.example(&data::audio::read_wav(p)?, p)).collect::<Result<Vec<_>>>()?;
+    m.predict_examples(&examples)
+}
+
+/// A finished audio classification run in memory: `train predict` loads one per call,
+/// `train serve` once.
+pub struct LoadedAudio {
+    cfg: Config,
+    meta: Meta,
+    normalizer: Option<Normalizer>,
+    net: FrameClassifier,
+    device: Device,
+    /// Trainable parameters.
+    pub parameters: usize,
+    _varmap: VarMap,
+}
+
+impl LoadedAudio {
+    /// Loads the run's best checkpoint and, for `normalization = "train_set"`, its normaliser.
+    pub fn load(dir: &RunDir, cfg: &Config) -> Result<Self> {
+        let device = cfg.run.device()?;
+        let meta = read_meta(&dir.best())?;
+        let normalizer = match cfg.audio.normalization {
+            Normalization::TrainSet => {
+                let p = normalizer_path(dir);
+                if !p.exists() {
+                    bail!(
+                        "{}: missing; the run was trained with audio.normalization = \"train_set\" and needs it",
+                        p.display()
+                    );
+                }
+                Some(Normalizer::load(&p)?)
             }
-            Some(Normalizer::load(&p)?)
-        }
-        _ => None,
-    };
-    let varmap = VarMap::new();
-    let net = FrameClassifier::new(&meta.model, model::init::seeded_var_builder(&varmap, 0, DType::F32, &device))?;
-    model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
-    let dim = meta.model.lstm.input_size;
-    let mut examples = Vec::with_capacity(files.len());
-    for path in files {
+            _ => None,
+        };
+        let varmap = VarMap::new();
+        let net = FrameClassifier::new(&meta.model, model::init::seeded_var_builder(&varmap, 0, DType::F32, &device))?;
+        model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
+        let parameters = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+        Ok(Self { cfg: cfg.clone(), meta, normalizer, net, device, parameters, _varmap: varmap })
+    }
+
+    /// The class names (digits 0–9).
+    pub fn class_names(&self) -> Vec<String> {
+        class_names()
+    }
+
+    /// The model's geometry: (layers, directions, hidden units per direction).
+    pub fn geometry(&self) -> (usize, usize, usize) {
+        let l = &self.meta.model.lstm;
+        (l.num_layers, l.num_directions(), l.hidden_size)
+    }
+
+    /// A decoded WAV's features as the run computes them; `path` (a file or a request part)
+    /// names it in errors.
+    pub fn example(&self, wav: &data::audio::Wav, path: &Path) -> Result<AudioExample> {
+        let (cfg, meta) = (&self.cfg, &self.meta);
+        let dim = meta.model.lstm.input_size;
         // The front end follows the file's own rate; a model trained at another rate would see
         // frames of a different length and band layout, so refuse rather than guess.
-        let wav = data::audio::read_wav(path)?;
         if wav.sample_rate != meta.sample_rate {
             bail!(
                 "{}: sample rate {} Hz, but the model was trained on {} Hz recordings",
@@ -356,30 +393,37 @@ pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Pred
                 meta.sample_rate
             );
         }
-        let f = data::audio::file_features(path, &cfg.audio.mfcc, cfg.audio.normalization, normalizer.as_ref())?;
+        let f =
+            data::audio::wav_features(wav, path, &cfg.audio.mfcc, cfg.audio.normalization, self.normalizer.as_ref())?;
         if f.dim != dim {
             bail!("{}: {} features per frame, the model expects {dim}", path.display(), f.dim);
         }
-        examples.push(AudioExample {
+        Ok(AudioExample {
             features: f.data,
             frames: f.frames,
             label: 0,
             speaker: String::new(),
-            path: path.clone(),
-        });
+            path: path.to_path_buf(),
+        })
     }
-    let mut out = Vec::with_capacity(files.len());
-    let indices: Vec<usize> = (0..examples.len()).collect();
-    for chunk in indices.chunks(64) {
-        let b = FrameBatch::gather(&examples, dim, chunk);
-        let logits = net.forward(&b.tensor(&device)?, &b.lengths, false, None, false)?.logits;
-        let probs = model::classifier::probabilities(&logits)?.to_dtype(DType::F32)?;
-        let best = probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        for (row, d) in probs.to_vec2::<f32>()?.into_iter().zip(best) {
-            out.push(Prediction { digit: d as usize, probability: row[d as usize], probabilities: row });
+
+    /// Predictions for examples from [`Self::example`], 64 recordings per padded batch.
+    pub fn predict_examples(&self, examples: &[AudioExample]) -> Result<Vec<Prediction>> {
+        let (meta, device) = (&self.meta, &self.device);
+        let dim = meta.model.lstm.input_size;
+        let mut out = Vec::with_capacity(examples.len());
+        let indices: Vec<usize> = (0..examples.len()).collect();
+        for chunk in indices.chunks(64) {
+            let b = FrameBatch::gather(examples, dim, chunk);
+            let logits = self.net.forward(&b.tensor(device)?, &b.lengths, false, None, false)?.logits;
+            let probs = model::classifier::probabilities(&logits)?.to_dtype(DType::F32)?;
+            let best = probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            for (row, d) in probs.to_vec2::<f32>()?.into_iter().zip(best) {
+                out.push(Prediction { digit: d as usize, probability: row[d as usize], probabilities: row });
+            }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// `train predict` for the audio task: `digit<TAB>probability<TAB>file` per file, or one JSON

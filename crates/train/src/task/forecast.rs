@@ -224,7 +224,7 @@ impl ForecastTask {
     pub fn forecast_inputs(&self, x: &[f32], windows: usize) -> Result<Vec<f32>> {
         let c = &self.model_config;
         let in_features = c.lstm.input_size;
-        if windows == 0 || x.len() % (windows * in_features) != 0 {
+        if windows == 0 || !x.len().is_multiple_of(windows * in_features) {
             bail!("{} input values do not make {windows} windows of {in_features} features", x.len());
         }
         let time = x.len() / (windows * in_features);
