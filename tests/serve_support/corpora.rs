@@ -189,3 +189,38 @@ pub fn audio_config(dir: &Path) -> PathBuf {
     fs::write(&path, cfg).unwrap();
     path
 }
+
+/// A tiny ETT-shaped forecasting corpus (as tests/forecast_cli.rs writes it): 300 hourly rows,
+/// and its config; with each row's (date, OT).
+pub fn forecast_config(tmp: &Path) -> (PathBuf, Vec<(String, f64)>) {
+    let data = tmp.join("ett");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut state = 99u64;
+    let mut noise = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+    };
+    let mut csv = String::from("date,HUFL,OT\n");
+    let mut rows = Vec::new();
+    for i in 0..300usize {
+        let (day, hour) = (1 + i / 24, i % 24);
+        let phase = i as f64 * std::f64::consts::TAU / 24.0;
+        let hufl = 5.0 + 2.0 * phase.sin() + 0.1 * noise();
+        let ot = 30.0 + 4.0 * (phase + 0.5).cos() + 0.02 * i as f64 + 0.2 * noise();
+        let date = format!("2016-07-{day:02} {hour:02}:00:00");
+        let ot_s = format!("{ot:.3}");
+        csv.push_str(&format!("{date},{hufl:.3},{ot_s}\n"));
+        rows.push((date, ot_s.parse().unwrap()));
+    }
+    std::fs::write(data.join("tiny.csv"), csv).unwrap();
+    let cfg = format!(
+        "task = \"forecast\"\n[run]\nname = \"ett\"\nseed = 5\nthreads = 1\n[data]\ncorpus = \"ett\"\ndir = \"{}\"\n\
+         file = \"tiny.csv\"\ninput_len = 24\nhorizon = 6\nsplit_rows = [180, 60, 60]\nfeatures = \"S\"\ncalendar = true\n\
+         [model]\nhidden = 8\nbidirectional = false\n[forecast]\nrevin = true\n[train]\nepochs = 2\nbatch_size = 16\n\
+         lr = 0.01\nearly_stopping_metric = \"mse\"\nearly_stopping_mode = \"min\"\ncheckpoint_every = 0\n",
+        data.display()
+    );
+    let path = tmp.join("ett.toml");
+    std::fs::write(&path, cfg).unwrap();
+    (path, rows)
+}
