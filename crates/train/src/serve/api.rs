@@ -451,7 +451,10 @@ async fn forecast(
                 "dates: missing; the run uses calendar features, so give each series' {len} row dates (\"YYYY-MM-DD HH:MM\")"
             )))
         }
-        (false, _) => None,
+        (false, None | Some(Value::Null)) => None,
+        (false, Some(_)) => {
+            return Err(ApiError::invalid("dates: the run uses no calendar features; leave dates out"));
+        }
     };
     let freq = c.freq;
     let mut x = Vec::with_capacity(series.len() * len * in_features);
