@@ -405,56 +405,23 @@ fn translation_runs_answer_translate_beside_a_classifier() {
     assert!(status.success(), "{log}");
 }
 
-/// A tiny ETT-shaped forecasting run (as tests/forecast_cli.rs writes it): 300 hourly rows.
-fn write_forecast_run(tmp: &Path) -> (PathBuf, Vec<(String, f64)>) {
-    let data = tmp.join("ett");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut state = 99u64;
-    let mut noise = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((state >> 33) as f64 / (1u64 << 31) as f64) - 0.5
-    };
-    let mut csv = String::from("date,HUFL,OT\n");
-    let mut rows = Vec::new();
-    for i in 0..300usize {
-        let (day, hour) = (1 + i / 24, i % 24);
-        let phase = i as f64 * std::f64::consts::TAU / 24.0;
-        let hufl = 5.0 + 2.0 * phase.sin() + 0.1 * noise();
-        let ot = 30.0 + 4.0 * (phase + 0.5).cos() + 0.02 * i as f64 + 0.2 * noise();
-        let date = format!("2016-07-{day:02} {hour:02}:00:00");
-        let ot_s = format!("{ot:.3}");
-        csv.push_str(&format!("{date},{hufl:.3},{ot_s}\n"));
-        rows.push((date, ot_s.parse().unwrap()));
-    }
-    std::fs::write(data.join("tiny.csv"), csv).unwrap();
-    let cfg = format!(
-        "task = \"forecast\"\n[run]\nname = \"ett\"\nseed = 5\nthreads = 1\n[data]\ncorpus = \"ett\"\ndir = \"{}\"\n\
-         file = \"tiny.csv\"\ninput_len = 24\nhorizon = 6\nsplit_rows = [180, 60, 60]\nfeatures = \"S\"\ncalendar = true\n\
-         [model]\nhidden = 8\nbidirectional = false\n[forecast]\nrevin = true\n[train]\nepochs = 2\nbatch_size = 16\n\
-         lr = 0.01\nearly_stopping_metric = \"mse\"\nearly_stopping_mode = \"min\"\ncheckpoint_every = 0\n",
-        data.display()
-    );
-    let path = tmp.join("ett.toml");
-    std::fs::write(&path, cfg).unwrap();
-    (run_dir(tmp, "forecaster", &path, &[]), rows)
-}
-
 /// `/v1/predict` on a forecasting run: a series of the run's input length (with its dates, the
 /// run using calendar features) gives `train predict --csv`'s forecast of the same window.
 #[test]
 fn forecasting_runs_forecast_on_predict() {
     let tmp = tempfile::tempdir().unwrap();
-    let (run, rows) = write_forecast_run(tmp.path());
+    let (cfg, rows) = serve_support::corpora::forecast_config(tmp.path());
+    let run = run_dir(tmp.path(), "forecaster", &cfg, &[]);
     let csv = tmp.path().join("f.csv");
     ok(&train(&["predict", "--run", run.to_str().unwrap(), "--csv", csv.to_str().unwrap()], &[]));
     // Window 0 of the test split: its six steps' dates and forecasts.
     let text = std::fs::read_to_string(&csv).unwrap();
-    let steps: Vec<(String, f64)> = text
+    let steps: Vec<(String, f32)> = text
         .lines()
         .skip(1)
         .map(|l| l.split(',').collect::<Vec<_>>())
         .filter(|f| f[0] == "0")
-        .map(|f| (f[2].to_string(), f[4].parse().unwrap()))
+        .map(|f| (f[2].to_string(), f[4].parse::<f32>().unwrap()))
         .collect();
     assert_eq!(steps.len(), 6);
     let first = rows.iter().position(|(d, _)| *d == steps[0].0).expect("the forecast's first date is a row");
@@ -475,10 +442,12 @@ fn forecasting_runs_forecast_on_predict() {
     let f = v["forecasts"].as_array().unwrap();
     assert_eq!(f.len(), 2);
     assert_eq!(f[0], f[1]);
-    for (got, (_, want)) in f[0].as_array().unwrap().iter().zip(&steps) {
-        let got = got.as_f64().unwrap();
-        // The corpus z-scores with f64 statistics; the run keeps them as f32.
-        assert!((got - want).abs() <= 1e-3 * want.abs().max(1.0), "forecast {got} vs train predict's {want}");
+    assert_eq!(f[0].as_array().unwrap().len(), 6);
+    for (got, (date, want)) in f[0].as_array().unwrap().iter().zip(&steps) {
+        // The same inputs (the corpus's z-score), the same network, the same de-normalisation:
+        // the same f32, bit for bit (both sides print f32 in its shortest round-trip form).
+        let got: f32 = got.to_string().parse().unwrap();
+        assert_eq!(got.to_bits(), want.to_bits(), "{date}: served {got} vs train predict's {want}");
     }
     let short: Vec<f64> = series[..23].to_vec();
     let mut bad_dates = dates.clone();
@@ -489,6 +458,8 @@ fn forecasting_runs_forecast_on_predict() {
         (json!({"series": [series], "dates": [bad_dates]}), "dates[0][3]: \"July 4th\" is not a date"),
         (json!({"series": "1 2 3"}), "series: expected an array"),
         (json!({"texts": ["good"]}), "texts: unknown field"),
+        (json!({"series": [series], "dates": [dates, dates]}), "dates: 2 lists for 1 series"),
+        (json!({"series": [], "dates": []}), "series: empty array"),
     ] {
         let (st, v, _) = post(&url, &body);
         assert_eq!(st, 422, "{body}: {v}");
@@ -500,6 +471,201 @@ fn forecasting_runs_forecast_on_predict() {
     let (st, v, _) = post_raw(&url, body.replace("null", "\"x\"").as_bytes());
     assert_eq!(st, 422, "{v}");
     assert!(error_of(&v).contains("series[0][0]: expected a number"), "{v}");
+    let (status, log) = s.terminate();
+    assert!(status.success(), "{log}");
+}
+
+/// (status, JSON body) of a POST with a raw body of the given content type.
+fn post_typed(url: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    let (st, v, _) = decode(agent().post(url).set("Content-Type", content_type).send_bytes(body));
+    (st, v)
+}
+
+/// `/v1/tag` on an entity run: each output is the object `train tag --json` prints for the text
+/// (tokens, IOB2 tags, entities with token spans); a classifier beside it refuses the route.
+#[test]
+fn tagging_runs_answer_tag_as_train_tag_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = serve_support::corpora::tag_config(tmp.path());
+    let run = run_dir(tmp.path(), "ner", &cfg, &[]);
+    let texts = ["Anna lives in Oslo .", "the mayor of Lima met Chen", "Boris Smith left Quito", "unknown words here"];
+    let mut args = vec!["tag", "--run", run.to_str().unwrap(), "--json"];
+    args.extend_from_slice(&texts);
+    let out = train(&args, &[]);
+    ok(&out);
+    let cli: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(cli.len(), texts.len());
+
+    let s = Server::start(&[&run, shared_run()], &[], &[]);
+    let (_, models, _) = decode(agent().get(&s.url("/v1/models")).call());
+    let m = &models["models"][0];
+    assert_eq!(m["task"], "tag");
+    assert_eq!(m["routes"], json!(["/v1/tag"]));
+    assert!(m["labels"].as_array().unwrap().iter().any(|l| l == "S-PER"), "{m}");
+    let url = s.url("/v1/tag");
+    let (st, v, _) = post(&url, &json!({"texts": texts}));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["model"], "ner");
+    let outputs = v["outputs"].as_array().unwrap();
+    assert_eq!(outputs, &cli);
+    assert_eq!(outputs[0]["tokens"].as_array().unwrap().len(), 5);
+    assert!(outputs.iter().any(|o| !o["entities"].as_array().unwrap().is_empty()), "no entity found: {v}");
+    // One text at a time gives the same as all together.
+    let (st, one, _) = post(&url, &json!({"texts": [texts[2]], "model": "ner"}));
+    assert_eq!(st, 200, "{one}");
+    assert_eq!(one["outputs"][0], cli[2]);
+    for (body, needle) in [
+        (json!({"texts": ["   "]}), "texts[0]: empty text"),
+        (json!({"texts": "Anna"}), "texts: expected an array"),
+        (json!({"text": "Anna"}), "text: unknown field"),
+        (json!({"texts": ["fun"], "model": "sentiment"}), "/v1/tag answers tagging runs"),
+    ] {
+        let (st, v, _) = post(&url, &body);
+        assert_eq!(st, 422, "{body}: {v}");
+        assert!(error_of(&v).contains(needle), "{body}: {v}");
+    }
+    let (st, v, _) = post(&s.url("/v1/predict"), &json!({"texts": ["Anna"]}));
+    assert_eq!(st, 422, "{v}");
+    let (status, log) = s.terminate();
+    assert!(status.success(), "{log}");
+}
+
+/// `/v1/transcribe`: one WAV body or several multipart parts give `train transcribe --json`'s
+/// texts; an invalid WAV is a 422 naming the part, and the server keeps serving.
+#[test]
+fn transcription_runs_answer_transcribe_as_train_transcribe_does() {
+    use serve_support::corpora::{multipart, transcribe_config, utterance, wav_bytes};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = transcribe_config(tmp.path());
+    let run = run_dir(tmp.path(), "tones", &cfg, &[]);
+    let clips: Vec<Vec<u8>> = ["C A B", "A B", "B B C A"]
+        .iter()
+        .zip(1u64..)
+        .map(|(t, seed)| wav_bytes(8000, 1, &utterance(t, seed)))
+        .collect();
+    let files: Vec<PathBuf> = (0..clips.len()).map(|i| tmp.path().join(format!("clip{i}.wav"))).collect();
+    for (f, c) in files.iter().zip(&clips) {
+        std::fs::write(f, c).unwrap();
+    }
+    let cli = |beam: &str| -> Vec<String> {
+        let mut args = vec!["transcribe", "--run", run.to_str().unwrap(), "--json", "--beam", beam];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        let out = train(&args, &[]);
+        ok(&out);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (beam3, greedy) = (cli("3"), cli("1"));
+
+    let s = Server::start(&[&run], &[], &[]);
+    let (_, models, _) = decode(agent().get(&s.url("/v1/models")).call());
+    assert_eq!(models["models"][0]["task"], "transcribe");
+    let url = s.url("/v1/transcribe");
+    // One file as the body; the run's beam (3) by default.
+    for (i, clip) in clips.iter().enumerate() {
+        let (st, v) = post_typed(&url, "audio/wav", clip);
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["outputs"], json!([beam3[i]]), "clip {i}");
+    }
+    // Several files as multipart parts, in order; ?beam= picks the width.
+    let parts: Vec<(String, &[u8])> =
+        clips.iter().enumerate().map(|(i, c)| (format!("clip{i}.wav"), c.as_slice())).collect();
+    let named: Vec<(&str, &[u8])> = parts.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    let (ct, body) = multipart(&named);
+    let (st, v) = post_typed(&url, &ct, &body);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["outputs"], json!(beam3));
+    let (st, v) = post_typed(&format!("{url}?beam=1&model=tones"), &ct, &body);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["outputs"], json!(greedy));
+
+    // Errors: an invalid WAV names its part; a stereo file, an empty body, JSON, a bad beam.
+    let (ct, body) = multipart(&[("good.wav", &clips[0]), ("notes.wav", b"not audio at all")]);
+    let (st, v) = post_typed(&url, &ct, &body);
+    assert_eq!(st, 422, "{v}");
+    assert!(error_of(&v).contains("part 1 (\"notes.wav\")") && error_of(&v).contains("WAV"), "{v}");
+    let stereo = wav_bytes(8000, 2, &utterance("A B", 3));
+    for (ct, body, code, needle) in [
+        ("audio/wav", &b"RIFF...."[..], 422, "body: not a readable WAV"),
+        ("audio/wav", &stereo[..], 422, "body: 2 channels"),
+        ("audio/wav", &b""[..], 422, "body: empty"),
+        ("application/json", &b"{\"texts\": [\"A\"]}"[..], 415, "body: expected a WAV file"),
+    ] {
+        let (st, v) = post_typed(&url, ct, body);
+        assert_eq!(st, code, "{ct}: {v}");
+        assert!(error_of(&v).contains(needle), "{ct}: {v}");
+    }
+    let (st, v) = post_typed(&format!("{url}?beam=0"), "audio/wav", &clips[0]);
+    assert_eq!(st, 422, "{v}");
+    assert!(error_of(&v).contains("beam: 0"), "{v}");
+    let (st, v) = post_typed(&format!("{url}?lang=en"), "audio/wav", &clips[0]);
+    assert_eq!(st, 422, "{v}");
+    assert!(error_of(&v).contains("lang: unknown query parameter"), "{v}");
+    // Still serving.
+    let (st, v) = post_typed(&url, "audio/wav", &clips[1]);
+    assert_eq!((st, &v["outputs"]), (200, &json!([beam3[1]])), "{v}");
+    let (status, log) = s.terminate();
+    assert!(status.success(), "{log}");
+}
+
+/// `/v1/predict` on an audio classification run: WAV bodies give `train predict --json`'s
+/// digits and probabilities, bit for bit, in the shape of text predictions.
+#[test]
+fn audio_runs_predict_digits_from_wav_bodies() {
+    use serve_support::corpora::{audio_config, multipart};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = audio_config(tmp.path());
+    let run = run_dir(tmp.path(), "digits", &cfg, &[]);
+    let rec = tmp.path().join("recordings");
+    let files: Vec<PathBuf> = [3, 7, 0].iter().map(|d| rec.join(format!("{d}_bob_1.wav"))).collect();
+    let mut args = vec!["predict", "--run", run.to_str().unwrap(), "--json"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = train(&args, &[]);
+    ok(&out);
+    let cli: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(cli.len(), 3);
+    let check = |p: &Value, c: &Value| {
+        assert_eq!(p["label"], c["digit"].to_string().as_str(), "{p} vs {c}");
+        let probs = p["probabilities"].as_object().unwrap();
+        assert_eq!(
+            probs.keys().collect::<Vec<_>>(),
+            (0..10).map(|d| d.to_string()).collect::<Vec<_>>().iter().collect::<Vec<_>>()
+        );
+        for (d, want) in c["probabilities"].as_array().unwrap().iter().enumerate() {
+            let got = probs[&d.to_string()].as_f64().unwrap() as f32;
+            assert_eq!(got.to_bits(), (want.as_f64().unwrap() as f32).to_bits(), "digit {d}: {p} vs {c}");
+        }
+    };
+
+    let s = Server::start(&[&run, shared_run()], &[], &[]);
+    let url = s.url("/v1/predict");
+    let bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    for (b, c) in bytes.iter().zip(&cli) {
+        let (st, v) = post_typed(&url, "audio/wav", b);
+        assert_eq!(st, 200, "{v}");
+        check(&v["predictions"][0], c);
+    }
+    let (ct, body) = multipart(&[("a.wav", &bytes[0]), ("b.wav", &bytes[1]), ("c.wav", &bytes[2])]);
+    let (st, v) = post_typed(&format!("{url}?model=digits"), &ct, &body);
+    assert_eq!(st, 200, "{v}");
+    for (p, c) in v["predictions"].as_array().unwrap().iter().zip(&cli) {
+        check(p, c);
+    }
+    // Errors: a bad part named; JSON to the audio run; audio to the classifier.
+    let (ct, body) = multipart(&[("a.wav", &bytes[0]), ("junk.wav", b"junk")]);
+    let (st, v) = post_typed(&url, &ct, &body);
+    assert_eq!(st, 422, "{v}");
+    assert!(error_of(&v).contains("part 1 (\"junk.wav\"): not a readable WAV"), "{v}");
+    let (st, v, _) = post(&url, &json!({"texts": ["one"]}));
+    assert_eq!(st, 415, "{v}");
+    assert!(error_of(&v).contains("is an audio run"), "{v}");
+    let (st, v) = post_typed(&format!("{url}?model=sentiment"), "audio/wav", &bytes[0]);
+    assert_eq!(st, 415, "{v}");
+    assert!(error_of(&v).contains("classify run"), "{v}");
     let (status, log) = s.terminate();
     assert!(status.success(), "{log}");
 }

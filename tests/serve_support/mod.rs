@@ -1,6 +1,8 @@
 //! A `train serve` child process for the serve tests (API and browser).
 #![allow(dead_code)]
 
+pub mod corpora;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -68,6 +68,9 @@ pub struct Forecast {
     /// Training-row standard deviation of each input value column (population, as sklearn's
     /// StandardScaler; 1 where a column is constant).
     pub input_std: Vec<f32>,
+    /// `input_mean` and `input_std` as the z-score used them (f64), so a served forecaster
+    /// (`train serve`) normalises a request's rows to the same f32 bits as the corpus's.
+    pub input_stats: Vec<(f64, f64)>,
     /// Training-row mean of each target column: original = normalised * std + mean.
     pub target_mean: Vec<f32>,
     /// Training-row standard deviation of each target column (population; 1 where constant).
@@ -81,6 +84,12 @@ pub struct Forecast {
 }
 
 impl Forecast {
+    /// Z-scores `value` of input value column `k` exactly as the corpus did its rows.
+    pub fn normalize_input(&self, k: usize, value: f64) -> f32 {
+        let (mean, std) = self.input_stats[k];
+        ((value - mean) / std) as f32
+    }
+
     /// Undoes the z-score of target values laid out (..., out_features).
     pub fn denormalize_targets(&self, values: &mut [f32]) {
         let k = self.target_names.len();
@@ -451,6 +460,7 @@ pub(crate) fn assemble(path: &Path, cfg: &DataConfig, p: Parsed, spec: SplitSpec
         target_names: target_cols.iter().map(|&c| header[c].to_string()).collect(),
         input_mean: input_cols.iter().map(|&c| mean[c] as f32).collect(),
         input_std: input_cols.iter().map(|&c| std[c] as f32).collect(),
+        input_stats: input_cols.iter().map(|&c| (mean[c], std[c])).collect(),
         target_mean: target_cols.iter().map(|&c| mean[c] as f32).collect(),
         target_std: target_cols.iter().map(|&c| std[c] as f32).collect(),
         freq,

@@ -162,6 +162,23 @@ pub enum Stereo {
 pub fn load_audio(path: &Path, sample_rate: u32, stereo: Stereo) -> Result<Vec<f32>, SpeechError> {
     let reader = hound::WavReader::open(path)
         .map_err(|source| SpeechError::Audio(AudioError::Wav { path: path.into(), source }))?;
+    wav_samples(reader, path, sample_rate, stereo)
+}
+
+/// [`load_audio`] on a WAV file already in memory (a request to `train serve`); errors name
+/// `name` where they would name the file.
+pub fn decode_audio(bytes: &[u8], name: &Path, sample_rate: u32, stereo: Stereo) -> Result<Vec<f32>, SpeechError> {
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes))
+        .map_err(|source| SpeechError::Audio(AudioError::Wav { path: name.into(), source }))?;
+    wav_samples(reader, name, sample_rate, stereo)
+}
+
+fn wav_samples<R: std::io::Read>(
+    reader: hound::WavReader<R>,
+    path: &Path,
+    sample_rate: u32,
+    stereo: Stereo,
+) -> Result<Vec<f32>, SpeechError> {
     let spec = reader.spec();
     let fail = |reason: String| SpeechError::Recording { path: path.into(), reason };
     if spec.channels > 1 && stereo == Stereo::Refuse {

@@ -237,8 +237,24 @@ fn label_error(listed: &Listed, clip: &Clip, expected: String) -> AudioError {
 /// [`AudioError::Stereo`], [`AudioError::ClipFormat`] for other sample formats,
 /// [`AudioError::Empty`], [`AudioError::Truncated`], [`AudioError::Resample`].
 pub fn read_clip(path: &Path, sample_rate: u32, stereo: Stereo) -> Result<Vec<f64>, AudioError> {
-    let wav_err = |source| AudioError::Wav { path: path.into(), source };
-    let mut reader = hound::WavReader::open(path).map_err(wav_err)?;
+    let reader = hound::WavReader::open(path).map_err(|source| AudioError::Wav { path: path.into(), source })?;
+    clip_of(reader, path, sample_rate, stereo)
+}
+
+/// [`read_clip`] of a WAV file's bytes (a request body in `train serve`); `name` names it in
+/// errors.
+pub fn parse_clip(bytes: &[u8], name: &Path, sample_rate: u32, stereo: Stereo) -> Result<Vec<f64>, AudioError> {
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes))
+        .map_err(|source| AudioError::Wav { path: name.into(), source })?;
+    clip_of(reader, name, sample_rate, stereo)
+}
+
+fn clip_of<R: std::io::Read>(
+    mut reader: hound::WavReader<R>,
+    path: &Path,
+    sample_rate: u32,
+    stereo: Stereo,
+) -> Result<Vec<f64>, AudioError> {
     let spec = reader.spec();
     if spec.channels > 1 && stereo == Stereo::Refuse {
         return Err(AudioError::Stereo { path: path.into(), channels: spec.channels });
@@ -297,7 +313,18 @@ pub fn clip_features(
     normalization: Normalization,
     normalizer: Option<&Normalizer>,
 ) -> Result<Features, AudioError> {
-    let samples = read_clip(path, mfcc.sample_rate(), stereo)?;
+    clip_sample_features(&read_clip(path, mfcc.sample_rate(), stereo)?, path, mfcc, normalization, normalizer)
+}
+
+/// [`clip_features`] of samples already read at `mfcc`'s rate (by [`read_clip`] or
+/// [`parse_clip`]); `path` names the clip in errors.
+pub fn clip_sample_features(
+    samples: &[f64],
+    path: &Path,
+    mfcc: &Mfcc,
+    normalization: Normalization,
+    normalizer: Option<&Normalizer>,
+) -> Result<Features, AudioError> {
     // Zero-padding would turn a click into one made-up frame, and the model would answer it
     // with a made-up class.
     let frame_len = mfcc.frame_geometry().0;
@@ -309,7 +336,7 @@ pub fn clip_features(
             frame_len,
         });
     }
-    let mut f = mfcc.compute_f64(&samples);
+    let mut f = mfcc.compute_f64(samples);
     match (normalization, normalizer) {
         (Normalization::Utterance, _) => normalize_utterance(&mut f.data, f.dim),
         (Normalization::TrainSet, Some(n)) => n.apply(&mut f.data)?,

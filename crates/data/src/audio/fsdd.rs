@@ -237,7 +237,17 @@ pub fn file_features(
     normalization: Normalization,
     normalizer: Option<&Normalizer>,
 ) -> Result<super::Features, AudioError> {
-    let wav = read_wav(path)?;
+    wav_features(&read_wav(path)?, path, config, normalization, normalizer)
+}
+
+/// [`file_features`] of a WAV already decoded (`path` names it in errors).
+pub fn wav_features(
+    wav: &super::Wav,
+    path: &Path,
+    config: &MfccConfig,
+    normalization: Normalization,
+    normalizer: Option<&Normalizer>,
+) -> Result<super::Features, AudioError> {
     let mfcc = Mfcc::new(config, wav.sample_rate)?;
     // Zero-padding would turn a click into one made-up frame, and the model would answer it
     // with a made-up digit.

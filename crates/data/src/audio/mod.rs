@@ -26,15 +26,15 @@ mod normalize;
 mod resample;
 mod wav;
 
-pub use clips::{clip_features, load_clips, read_clip, ClipCorpus, ClipFrontEnd};
+pub use clips::{clip_features, clip_sample_features, load_clips, parse_clip, read_clip, ClipCorpus, ClipFrontEnd};
 pub use fsdd::{
-    file_features, list_fsdd, load_fsdd, split_fsdd, AudioExample, FsddConfig, FsddCorpus, FsddFile, FsddListing,
-    FsddSplit, SplitFiles,
+    file_features, list_fsdd, load_fsdd, split_fsdd, wav_features, AudioExample, FsddConfig, FsddCorpus, FsddFile,
+    FsddListing, FsddSplit, SplitFiles,
 };
 pub use mfcc::{Features, Mfcc, MfccConfig};
 pub use normalize::{normalize_utterance, Normalization, Normalizer};
 pub use resample::resample;
-pub use wav::{read_wav, Wav};
+pub use wav::{parse_wav, read_wav, Wav};
 
 use std::path::PathBuf;
 

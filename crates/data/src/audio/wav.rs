@@ -19,8 +19,20 @@ pub struct Wav {
 /// [`AudioError::Empty`] for zero samples and [`AudioError::Truncated`] when the data chunk ends
 /// before the length its header declares.
 pub fn read_wav(path: &Path) -> Result<Wav, AudioError> {
+    let reader = hound::WavReader::open(path).map_err(|source| AudioError::Wav { path: path.into(), source })?;
+    wav_of(reader, path)
+}
+
+/// [`read_wav`] on a WAV file already in memory (a request to `train serve`); errors name
+/// `name` where they would name the file.
+pub fn parse_wav(bytes: &[u8], name: &Path) -> Result<Wav, AudioError> {
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes))
+        .map_err(|source| AudioError::Wav { path: name.into(), source })?;
+    wav_of(reader, name)
+}
+
+fn wav_of<R: std::io::Read>(mut reader: hound::WavReader<R>, path: &Path) -> Result<Wav, AudioError> {
     let wav_err = |source| AudioError::Wav { path: path.to_path_buf(), source };
-    let mut reader = hound::WavReader::open(path).map_err(wav_err)?;
     let spec = reader.spec();
     if spec.channels != 1 || spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int {
         return Err(AudioError::UnsupportedFormat {

@@ -12,7 +12,7 @@ use super::queue::{Output, Served, Work};
 use crate::inspect::{self, Gate};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Request, State as Extract};
+use axum::extract::{FromRequest, Request, State as Extract};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -56,12 +56,24 @@ impl State {
 }
 
 /// The routes served, for metrics labels (anything else counts as `other`).
-const ROUTES: [&str; 7] = ["/", "/healthz", "/metrics", "/v1/models", "/v1/predict", "/v1/inspect", "/v1/translate"];
+const ROUTES: [&str; 9] = [
+    "/",
+    "/healthz",
+    "/metrics",
+    "/v1/models",
+    "/v1/predict",
+    "/v1/inspect",
+    "/v1/translate",
+    "/v1/tag",
+    "/v1/transcribe",
+];
 
 /// The application: every route, the body limit, and the middleware that counts requests and
 /// turns any bare error into JSON.
 pub fn router(state: Arc<State>) -> Router {
-    let limit = state.limits.max_body_bytes;
+    // Audio bodies may be larger than JSON ones; JSON bodies are held to their own limit in
+    // `parse_body`.
+    let limit = state.limits.max_body_bytes.max(state.limits.max_audio_bytes);
     Router::new()
         .route("/", get(super::page::index))
         .route("/assets/{file}", get(super::page::asset))
@@ -71,6 +83,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/predict", post(predict))
         .route("/v1/inspect", post(inspect_route))
         .route("/v1/translate", post(translate))
+        .route("/v1/tag", post(tag_route))
+        .route("/v1/transcribe", post(transcribe_route))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route: no such route (see GET /v1/models)") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method: this route does not take that method")
@@ -134,16 +148,24 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
+fn body_error(e: BytesRejection) -> ApiError {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "body: larger than the server's limit")
+    } else {
+        ApiError::new(status, format!("body: {}", e.body_text()))
+    }
+}
+
 /// The body as a JSON object, or the error naming what is wrong with it.
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, ApiError> {
-    let body = body.map_err(|e| {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "body: larger than the server's limit")
-        } else {
-            ApiError::new(status, format!("body: {}", e.body_text()))
-        }
-    })?;
+fn parse_body(body: Result<Bytes, BytesRejection>, limits: &Limits) -> Result<Map<String, Value>, ApiError> {
+    let body = body.map_err(body_error)?;
+    if body.len() > limits.max_body_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body: {} bytes, larger than the server's limit of {} for JSON", body.len(), limits.max_body_bytes),
+        ));
+    }
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: malformed JSON: {e}")))?;
     match v {
@@ -348,11 +370,24 @@ fn best(probs: &[f32]) -> usize {
     probs.iter().enumerate().fold((0, f32::MIN), |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc }).0
 }
 
-async fn predict(Extract(state): Extract<Arc<State>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    let body = parse_body(body)?;
+async fn predict(Extract(state): Extract<Arc<State>>, req: Request) -> ApiResult {
+    if is_audio(&req) {
+        return predict_audio(state, req).await;
+    }
+    let body = parse_body(Bytes::from_request(req, &state).await, &state.limits)?;
     let model = state.model(opt_str(&body, "model")?)?;
     if let Some((f, calendar)) = model.forecaster() {
         return forecast(&state, model, f, calendar, &body).await;
+    }
+    if model.audio().is_some() {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "body: {:?} is an audio run; send a WAV file (Content-Type: audio/wav) or several as \
+                 multipart/form-data, the model named by ?model=NAME",
+                model.info.name
+            ),
+        ));
     }
     known_fields(&body, &["texts", "model"])?;
     let m = classifier(&state, model, "/v1/predict")?;
@@ -416,7 +451,10 @@ async fn forecast(
                 "dates: missing; the run uses calendar features, so give each series' {len} row dates (\"YYYY-MM-DD HH:MM\")"
             )))
         }
-        (false, _) => None,
+        (false, None | Some(Value::Null)) => None,
+        (false, Some(_)) => {
+            return Err(ApiError::invalid("dates: the run uses no calendar features; leave dates out"));
+        }
     };
     let freq = c.freq;
     let mut x = Vec::with_capacity(series.len() * len * in_features);
@@ -447,10 +485,9 @@ async fn forecast(
             if nums.iter().any(|v| !v.is_finite()) {
                 return Err(ApiError::invalid(format!("{field}: expected finite numbers")));
             }
-            for (k, v) in nums.iter().enumerate() {
-                // The corpus z-scores in f64 with its statistics, then rounds to f32.
-                x.push(((v - c.input_mean[k] as f64) / c.input_std[k] as f64) as f32);
-            }
+            // The corpus's own z-score (f64 statistics, then f32), so a window the run saw gives
+            // the very inputs its evaluation ran on.
+            x.extend(nums.iter().enumerate().map(|(k, &v)| c.normalize_input(k, v)));
             if let Some(d) = dates {
                 let field = format!("dates[{i}][{t}]");
                 let stamp = d[i].as_array().and_then(|r| r.get(t)).and_then(Value::as_str).ok_or_else(|| {
@@ -495,7 +532,7 @@ async fn forecast(
 }
 
 async fn inspect_route(Extract(state): Extract<Arc<State>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    let body = parse_body(body)?;
+    let body = parse_body(body, &state.limits)?;
     let model = state.model(opt_str(&body, "model")?)?;
     known_fields(&body, &["text", "gate", "layer", "model"])?;
     let m = classifier(&state, model, "/v1/inspect")?;
@@ -557,7 +594,7 @@ fn gate_letter(g: Gate) -> Option<&'static str> {
 }
 
 async fn translate(Extract(state): Extract<Arc<State>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    let body = parse_body(body)?;
+    let body = parse_body(body, &state.limits)?;
     let model = state.model(opt_str(&body, "model")?)?;
     known_fields(&body, &["texts", "beam", "model", "attention"])?;
     let Some(t) = model.translator() else {
@@ -588,6 +625,193 @@ async fn translate(Extract(state): Extract<Arc<State>>, body: Result<Bytes, Byte
         resp["attention"] = json!({"target": rows, "source": cols, "weights": weights});
     }
     Ok(axum::Json(resp).into_response())
+}
+
+/// Whether the request carries audio (a WAV body or multipart parts) rather than JSON.
+fn is_audio(req: &Request) -> bool {
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = ct.trim().to_ascii_lowercase();
+    ct.starts_with("audio/") || ct.starts_with("multipart/form-data")
+}
+
+/// The query parameters of an audio request (`model`, and `beam` where the route takes it).
+fn audio_query(req: &Request, known: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    let q: axum::extract::Query<Vec<(String, String)>> = axum::extract::Query::try_from_uri(req.uri())
+        .map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
+    let mut m = Map::new();
+    for (k, v) in q.0 {
+        if !known.contains(&k.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "{k}: unknown query parameter (expected one of: {})",
+                known.join(", ")
+            )));
+        }
+        let v = match v.parse::<u64>() {
+            Ok(n) if k != "model" => Value::from(n),
+            _ => Value::String(v),
+        };
+        m.insert(k, v);
+    }
+    Ok(m)
+}
+
+/// The WAV files of an audio request, each with the name errors give it: the body itself
+/// (`audio/wav`), or each part of a `multipart/form-data` body (`part N ("file name")`).
+async fn audio_parts(req: Request, state: &Arc<State>) -> Result<Vec<(std::path::PathBuf, Bytes)>, ApiError> {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("multipart/form-data"));
+    let limits = state.limits;
+    let mut parts = Vec::new();
+    if multipart {
+        let bad = |e: axum::extract::multipart::MultipartError| {
+            ApiError::new(e.status(), format!("body: malformed multipart/form-data: {}", e.body_text()))
+        };
+        let mut mp = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), format!("body: {}", e.body_text())))?;
+        while let Some(field) = mp.next_field().await.map_err(bad)? {
+            let i = parts.len();
+            let label = match field.file_name().or(field.name()) {
+                Some(n) => format!("part {i} ({n:?})"),
+                None => format!("part {i}"),
+            };
+            let bytes = field.bytes().await.map_err(bad)?;
+            if parts.len() == limits.max_texts {
+                return Err(ApiError::invalid(format!(
+                    "body: more than {} recordings in one request (the limit)",
+                    limits.max_texts
+                )));
+            }
+            parts.push((std::path::PathBuf::from(label), bytes));
+        }
+        if parts.is_empty() {
+            return Err(ApiError::invalid("body: a multipart/form-data body with no parts (one WAV file per part)"));
+        }
+    } else {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        parts.push((std::path::PathBuf::from("body"), bytes));
+    }
+    for (name, bytes) in &parts {
+        if bytes.is_empty() {
+            return Err(ApiError::invalid(format!("{}: empty (expected a WAV file)", name.display())));
+        }
+    }
+    Ok(parts)
+}
+
+fn wrong_model(model: &Served, route: &str, answers: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "model: {:?} is a {} run; {route} answers {answers} runs (its routes: {})",
+        model.info.name,
+        model.info.task,
+        model.info.routes.join(", ")
+    ))
+}
+
+/// `/v1/predict` with a WAV body or multipart WAV parts: each recording's digit, with the
+/// shape of text predictions (`label`, `probabilities` by class name).
+async fn predict_audio(state: Arc<State>, req: Request) -> ApiResult {
+    let query = audio_query(&req, &["model"]);
+    // The body is read before any answer, so a refused request is answered, not reset.
+    let parts = audio_parts(req, &state).await;
+    let query = query?;
+    let model = state.model(opt_str(&query, "model")?)?;
+    let Some(a) = model.audio() else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "body: an audio body, but {:?} is a {} run; send it JSON (its routes: {})",
+                model.info.name,
+                model.info.task,
+                model.info.routes.join(", ")
+            ),
+        ));
+    };
+    let parts = parts?;
+    let mut examples = Vec::with_capacity(parts.len());
+    for (name, bytes) in &parts {
+        examples.push(a.bytes_example(bytes, name).map_err(|e| ApiError::invalid(format!("{e:#}")))?);
+    }
+    let Output::Digits(preds) = run(&state, model, Work::Digits { examples }).await? else {
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model: unexpected result"));
+    };
+    let names = a.class_names();
+    let predictions = preds
+        .iter()
+        .map(|p| Prediction { label: p.label.clone(), probabilities: probabilities_map(&names, &p.probabilities) })
+        .collect();
+    Ok(axum::Json(PredictResponse { model: &model.info.name, predictions }).into_response())
+}
+
+/// `/v1/tag`: `{"texts": [...]}` → `{"outputs": [{"text", "tokens", "tags", "entities"}]}`, each
+/// output what `train tag --json` prints for the text.
+async fn tag_route(Extract(state): Extract<Arc<State>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let body = parse_body(body, &state.limits)?;
+    let model = state.model(opt_str(&body, "model")?)?;
+    known_fields(&body, &["texts", "model"])?;
+    if model.tagger().is_none() {
+        return Err(wrong_model(model, "/v1/tag", "tagging"));
+    }
+    let texts: Vec<String> = texts(&body, &state.limits)?.into_iter().map(str::to_string).collect();
+    for (i, t) in texts.iter().enumerate() {
+        let n = t.split_whitespace().count();
+        if n > state.limits.max_tokens {
+            return Err(ApiError::invalid(format!(
+                "texts[{i}]: {n} tokens, more than the limit of {}",
+                state.limits.max_tokens
+            )));
+        }
+    }
+    let Output::Tagged(tagged) = run(&state, model, Work::Tag { texts: texts.clone() }).await? else {
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model: unexpected result"));
+    };
+    let outputs: Vec<Value> = texts
+        .iter()
+        .zip(tagged)
+        .map(|(text, t)| json!({"text": text, "tokens": t.tokens, "tags": t.tags, "entities": t.entities}))
+        .collect();
+    Ok(axum::Json(json!({"model": model.info.name, "outputs": outputs})).into_response())
+}
+
+/// `/v1/transcribe`: a WAV body (`audio/wav`) or several as `multipart/form-data` →
+/// `{"outputs": ["TEXT", ...]}`, `train transcribe --json`'s texts; `?beam=N&model=NAME`.
+async fn transcribe_route(Extract(state): Extract<Arc<State>>, req: Request) -> ApiResult {
+    if !is_audio(&req) {
+        // Read the body first: a client still sending it would see a reset, not the error.
+        let _ = Bytes::from_request(req, &state).await;
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "body: expected a WAV file (Content-Type: audio/wav) or several as multipart/form-data",
+        ));
+    }
+    let query = audio_query(&req, &["model", "beam"]);
+    // The body is read before any answer, so a refused request is answered, not reset.
+    let parts = audio_parts(req, &state).await;
+    let query = query?;
+    let model = state.model(opt_str(&query, "model")?)?;
+    let Some(t) = model.transcriber() else {
+        return Err(wrong_model(model, "/v1/transcribe", "transcription"));
+    };
+    let beam = opt_usize(&query, "beam")?.unwrap_or(t.t.beam);
+    if beam == 0 || beam > state.limits.max_beam {
+        return Err(ApiError::invalid(format!("beam: {beam}; expected 1 to {}", state.limits.max_beam)));
+    }
+    let parts = parts?;
+    let mut clips = Vec::with_capacity(parts.len());
+    for (name, bytes) in parts {
+        let samples = data::audio::an4::decode_audio(&bytes, &name, t.t.sample_rate, t.t.stereo)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let f = t.features(samples, &name).map_err(|e| ApiError::invalid(format!("{e:#}")))?;
+        clips.push((name, f));
+    }
+    let Output::Transcripts(ts) = run(&state, model, Work::Transcribe { clips, beam }).await? else {
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model: unexpected result"));
+    };
+    let outputs: Vec<&str> = ts.iter().map(|t| t.text.as_str()).collect();
+    Ok(axum::Json(json!({"model": model.info.name, "outputs": outputs})).into_response())
 }
 
 async fn models(Extract(state): Extract<Arc<State>>) -> axum::Json<Value> {

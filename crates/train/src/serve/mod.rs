@@ -7,10 +7,11 @@
 //! `--max-wait-ms`, and run as one padded batch. The HTTP side ([`api`]) runs on tokio and never
 //! touches a tensor, so slow batches do not stall `/healthz` or `/metrics`.
 //!
-//! Routes: `POST /v1/predict`, `POST /v1/translate`, `POST /v1/inspect`, `GET /healthz`,
+//! Routes: `POST /v1/predict` (texts, forecast series, or WAV audio), `POST /v1/translate`,
+//! `POST /v1/inspect`, `POST /v1/tag`, `POST /v1/transcribe` (WAV audio), `GET /healthz`,
 //! `GET /v1/models`, `GET /metrics`, `GET /` (the page, assets embedded in the binary). A task
-//! that lands later (`/v1/summarize`, `/v1/transcribe`, `/v1/tag`) is one [`models::Model`]
-//! variant, one [`queue::Work`] kind and one route line in [`router`].
+//! that lands later (`/v1/summarize`) is one [`models::Model`] variant, one [`queue::Work`]
+//! kind and one route line in [`api::router`].
 
 pub mod api;
 pub mod classify;

@@ -5,8 +5,8 @@ use super::classify::LoadedClassifier;
 use crate::config::TaskKind;
 use crate::rundir::RunDir;
 use crate::task::forecast::ForecastTask;
-use crate::task::translate;
 use crate::task::Task;
+use crate::task::{audio, tag, transcribe, translate};
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -40,6 +40,29 @@ pub enum Model {
         calendar: bool,
         /// Trainable parameters.
         parameters: usize,
+    },
+    /// `task = "tag"`: `/v1/tag` (texts → tokens with tags, and entities).
+    Tag {
+        /// The run's name.
+        name: String,
+        /// The model.
+        model: Box<tag::LoadedTagger>,
+        /// Trainable parameters.
+        parameters: usize,
+    },
+    /// `task = "transcribe"`: `/v1/transcribe` (WAV → text).
+    Transcribe {
+        /// The run's name.
+        name: String,
+        /// The model.
+        model: Box<transcribe::LoadedTranscriber>,
+    },
+    /// `task = "audio"`: `/v1/predict` with a WAV body (recordings → digits).
+    Audio {
+        /// The run's name.
+        name: String,
+        /// The model.
+        model: Box<audio::LoadedAudio>,
     },
 }
 
@@ -86,6 +109,43 @@ pub struct ForecastInfo {
     pub targets: Vec<String>,
     /// Whether requests must give each row's date.
     pub dates: bool,
+    /// Minutes between rows (60 hourly, 15 for ETTm).
+    pub freq_minutes: u32,
+    /// The first input window of the run's test split, original scale (z-scores undone, so
+    /// within f32 rounding of the file's values): what the page offers to forecast.
+    pub example: ForecastExample,
+}
+
+/// One input window: rows (a number, or an array for several value columns) and their dates.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForecastExample {
+    /// Rows of value columns.
+    pub series: Vec<serde_json::Value>,
+    /// The rows' dates (empty when the corpus has none).
+    pub dates: Vec<String>,
+}
+
+fn forecast_example(c: &data::Forecast) -> ForecastExample {
+    let t = &c.test;
+    let values = c.input_stats.len();
+    let series = (0..t.input_len.min(t.rows))
+        .map(|r| {
+            let row: Vec<f64> = (0..values)
+                .map(|k| {
+                    let (mean, std) = c.input_stats[k];
+                    // Three decimals: what ETT files hold; the rest is f32 noise of the z-score.
+                    ((t.inputs[r * t.in_features + k] as f64 * std + mean) * 1000.0).round() / 1000.0
+                })
+                .collect();
+            if values == 1 {
+                serde_json::json!(row[0])
+            } else {
+                serde_json::json!(row)
+            }
+        })
+        .collect();
+    let dates = t.dates.iter().take(t.input_len).cloned().collect();
+    ForecastExample { series, dates }
 }
 
 /// The name a run is addressed by: its directory's last component.
@@ -119,9 +179,20 @@ impl Model {
                 let parameters = model.varmap().all_vars().iter().map(|v| v.elem_count()).sum();
                 Model::Forecast { name, model, calendar, parameters }
             }
+            TaskKind::Tag => {
+                let model = Box::new(tag::LoadedTagger::load(&run)?);
+                let ckpt = model::checkpoint::read(run.best(), &candle_core::Device::Cpu)?;
+                let parameters = ckpt.tensors.values().map(|t| t.elem_count()).sum();
+                Model::Tag { name, model, parameters }
+            }
+            TaskKind::Transcribe => {
+                Model::Transcribe { name, model: Box::new(transcribe::LoadedTranscriber::load(&run, &cfg)?) }
+            }
+            TaskKind::Audio => Model::Audio { name, model: Box::new(audio::LoadedAudio::load(&run, &cfg)?) },
             other => {
                 bail!(
-                    "{}: a {other:?} run; train serve serves classification, translation and forecasting runs",
+                    "{}: a {other:?} run; train serve serves classification, translation, forecasting, tagging, \
+                     transcription and audio classification runs",
                     dir.display()
                 )
             }
@@ -131,7 +202,12 @@ impl Model {
     /// The name requests address it by.
     pub fn name(&self) -> &str {
         match self {
-            Model::Classify { name, .. } | Model::Translate { name, .. } | Model::Forecast { name, .. } => name,
+            Model::Classify { name, .. }
+            | Model::Translate { name, .. }
+            | Model::Forecast { name, .. }
+            | Model::Tag { name, .. }
+            | Model::Transcribe { name, .. }
+            | Model::Audio { name, .. } => name,
         }
     }
 
@@ -196,7 +272,63 @@ impl Model {
                         inputs: c.input_names[..c.input_mean.len()].to_vec(),
                         targets: c.target_names.clone(),
                         dates: *calendar,
+                        freq_minutes: match c.freq {
+                            data::config::Freq::Hourly => 60,
+                            data::config::Freq::Min15 => 15,
+                        },
+                        example: forecast_example(c),
                     }),
+                }
+            }
+            Model::Tag { name, model, parameters } => {
+                let lstm = &model.model_config.lstm;
+                ModelInfo {
+                    name: name.clone(),
+                    task: "tag".into(),
+                    run,
+                    labels: model.labels.clone(),
+                    parameters: *parameters,
+                    layers: lstm.num_layers,
+                    directions: lstm.num_directions(),
+                    hidden: lstm.hidden_size,
+                    gates: Vec::new(),
+                    routes: vec!["/v1/tag".into()],
+                    max_len: None,
+                    forecast: None,
+                }
+            }
+            Model::Transcribe { name, model } => {
+                let lstm = model.lstm();
+                ModelInfo {
+                    name: name.clone(),
+                    task: "transcribe".into(),
+                    run,
+                    labels: Vec::new(),
+                    parameters: model.parameters(),
+                    layers: lstm.num_layers,
+                    directions: lstm.num_directions(),
+                    hidden: lstm.hidden_size,
+                    gates: Vec::new(),
+                    routes: vec!["/v1/transcribe".into()],
+                    max_len: None,
+                    forecast: None,
+                }
+            }
+            Model::Audio { name, model } => {
+                let (layers, directions, hidden) = model.geometry();
+                ModelInfo {
+                    name: name.clone(),
+                    task: "audio".into(),
+                    run,
+                    labels: model.class_names(),
+                    parameters: model.parameters,
+                    layers,
+                    directions,
+                    hidden,
+                    gates: Vec::new(),
+                    routes: vec!["/v1/predict".into()],
+                    max_len: None,
+                    forecast: None,
                 }
             }
         }

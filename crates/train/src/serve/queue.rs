@@ -53,6 +53,23 @@ pub enum Work {
         /// How many windows.
         windows: usize,
     },
+    /// Tags of whitespace-tokenised texts.
+    Tag {
+        /// The texts.
+        texts: Vec<String>,
+    },
+    /// Transcripts of recordings' log-mel frames, each with the request part naming it.
+    Transcribe {
+        /// (part name, frames) per recording.
+        clips: Vec<(std::path::PathBuf, data::audio::Features)>,
+        /// Beam width.
+        beam: usize,
+    },
+    /// Digit probabilities of recordings' features.
+    Digits {
+        /// One example per recording.
+        examples: Vec<data::audio::AudioExample>,
+    },
     /// Translations, and the first text's attention matrix on request.
     Translate {
         /// Source texts.
@@ -74,6 +91,12 @@ pub enum Output {
     Translations(Vec<String>, Option<AttentionMatrix>),
     /// Z-scored forecasts, (windows, horizon, out_features) row-major.
     Forecasts(Vec<f32>),
+    /// Per text, its tokens with their tags (and entities).
+    Tagged(Vec<crate::task::tag::Tagged>),
+    /// Per recording, its transcript.
+    Transcripts(Vec<crate::task::transcribe::Transcript>),
+    /// Per recording, the digit prediction.
+    Digits(Vec<crate::task::audio::Prediction>),
 }
 
 /// A queued request.
@@ -164,6 +187,30 @@ impl Served {
     pub fn forecaster(&self) -> Option<(&crate::task::forecast::ForecastTask, bool)> {
         match &*self.model {
             Model::Forecast { model, calendar, .. } => Some((model, *calendar)),
+            _ => None,
+        }
+    }
+
+    /// The tagger, when the model is one.
+    pub fn tagger(&self) -> Option<&crate::task::tag::LoadedTagger> {
+        match &*self.model {
+            Model::Tag { model, .. } => Some(model),
+            _ => None,
+        }
+    }
+
+    /// The transcriber, when the model is one.
+    pub fn transcriber(&self) -> Option<&crate::task::transcribe::LoadedTranscriber> {
+        match &*self.model {
+            Model::Transcribe { model, .. } => Some(model),
+            _ => None,
+        }
+    }
+
+    /// The audio classifier, when the model is one.
+    pub fn audio(&self) -> Option<&crate::task::audio::LoadedAudio> {
+        match &*self.model {
+            Model::Audio { model, .. } => Some(model),
             _ => None,
         }
     }
@@ -310,6 +357,13 @@ fn run_one(model: &Model, work: Work) -> anyhow::Result<Output> {
         }
         (Model::Forecast { model: m, .. }, Work::Forecast { x, windows }) => {
             Ok(Output::Forecasts(m.forecast_inputs(&x, windows)?))
+        }
+        (Model::Tag { model: m, .. }, Work::Tag { texts }) => Ok(Output::Tagged(m.tag(&texts)?)),
+        (Model::Transcribe { model: m, .. }, Work::Transcribe { clips, beam }) => Ok(Output::Transcripts(
+            clips.into_iter().map(|(name, f)| m.transcribe_features(f, &name, beam)).collect::<anyhow::Result<_>>()?,
+        )),
+        (Model::Audio { model: m, .. }, Work::Digits { examples }) => {
+            Ok(Output::Digits(m.predict_examples(&examples)?))
         }
         _ => anyhow::bail!("this model does not answer that route"),
     }

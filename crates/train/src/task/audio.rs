@@ -371,48 +371,98 @@ fn read_meta(path: &Path) -> Result<Meta> {
 /// run's front end and stored normaliser. Your own clips (`corpus = "audio"`) are read as in
 /// training: mono or downmixed per `audio.stereo`, resampled to the run's rate.
 pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Prediction>> {
-    let device = cfg.run.device()?;
-    let meta = read_meta(&dir.best())?;
-    let normalizer = match cfg.audio.normalization {
-        Normalization::TrainSet => {
-            let p = normalizer_path(dir);
-            if !p.exists() {
-                bail!(
-                    "{}: missing; the run was trained with audio.normalization = \"train_set\" and needs it",
-                    p.display()
-                );
+    let m = LoadedAudio::load(dir, cfg)?;
+    let examples = files.iter().map(|p| m.file_example(p)).collect::<Result<Vec<_>>>()?;
+    m.predict_examples(&examples)
+}
+
+/// A finished audio classification run in memory: `train predict` loads one per call,
+/// `train serve` once.
+pub struct LoadedAudio {
+    cfg: Config,
+    meta: Meta,
+    normalizer: Option<Normalizer>,
+    /// The front end of your own clips (`corpus = "audio"`), at the run's rate; None for FSDD.
+    clips: Option<data::audio::Mfcc>,
+    net: FrameClassifier,
+    device: Device,
+    /// Trainable parameters.
+    pub parameters: usize,
+    _varmap: VarMap,
+}
+
+impl LoadedAudio {
+    /// Loads the run's best checkpoint and, for `normalization = "train_set"`, its normaliser.
+    pub fn load(dir: &RunDir, cfg: &Config) -> Result<Self> {
+        let device = cfg.run.device()?;
+        let meta = read_meta(&dir.best())?;
+        let normalizer = match cfg.audio.normalization {
+            Normalization::TrainSet => {
+                let p = normalizer_path(dir);
+                if !p.exists() {
+                    bail!(
+                        "{}: missing; the run was trained with audio.normalization = \"train_set\" and needs it",
+                        p.display()
+                    );
+                }
+                Some(Normalizer::load(&p)?)
             }
-            Some(Normalizer::load(&p)?)
-        }
-        _ => None,
-    };
-    let varmap = VarMap::new();
-    let net = FrameClassifier::new(&meta.model, model::init::seeded_var_builder(&varmap, 0, DType::F32, &device))?;
-    model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
-    let dim = meta.model.lstm.input_size;
-    let mut examples = Vec::with_capacity(files.len());
-    let clips = (cfg.data.corpus == CorpusKind::Audio)
-        .then(|| data::audio::Mfcc::new(&cfg.audio.mfcc, meta.sample_rate))
-        .transpose()?;
-    for path in files {
-        if let Some(mfcc) = &clips {
-            let f =
-                data::audio::clip_features(path, mfcc, cfg.audio.stereo, cfg.audio.normalization, normalizer.as_ref())?;
-            if f.dim != dim {
-                bail!("{}: {} features per frame, the model expects {dim}", path.display(), f.dim);
+            _ => None,
+        };
+        let clips = (cfg.data.corpus == CorpusKind::Audio)
+            .then(|| data::audio::Mfcc::new(&cfg.audio.mfcc, meta.sample_rate))
+            .transpose()?;
+        let varmap = VarMap::new();
+        let net = FrameClassifier::new(&meta.model, model::init::seeded_var_builder(&varmap, 0, DType::F32, &device))?;
+        model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
+        let parameters = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+        Ok(Self { cfg: cfg.clone(), meta, normalizer, clips, net, device, parameters, _varmap: varmap })
+    }
+
+    /// The class names, in class order (digits 0–9 for FSDD).
+    pub fn class_names(&self) -> Vec<String> {
+        self.meta.class_names.clone()
+    }
+
+    /// The model's geometry: (layers, directions, hidden units per direction).
+    pub fn geometry(&self) -> (usize, usize, usize) {
+        let l = &self.meta.model.lstm;
+        (l.num_layers, l.num_directions(), l.hidden_size)
+    }
+
+    /// A WAV file's features as the run computes them.
+    pub fn file_example(&self, path: &Path) -> Result<AudioExample> {
+        match &self.clips {
+            Some(mfcc) => {
+                let c = &self.cfg.audio;
+                let f = data::audio::clip_features(path, mfcc, c.stereo, c.normalization, self.normalizer.as_ref())?;
+                self.to_example(f, path)
             }
-            examples.push(AudioExample {
-                features: f.data,
-                frames: f.frames,
-                label: 0,
-                speaker: String::new(),
-                path: path.clone(),
-            });
-            continue;
+            None => self.example(&data::audio::read_wav(path)?, path),
         }
+    }
+
+    /// A WAV file's bytes (a request body or part) as [`Self::file_example`] reads the file;
+    /// `name` names it in errors.
+    pub fn bytes_example(&self, bytes: &[u8], name: &Path) -> Result<AudioExample> {
+        match &self.clips {
+            Some(mfcc) => {
+                let c = &self.cfg.audio;
+                let samples = data::audio::parse_clip(bytes, name, mfcc.sample_rate(), c.stereo)?;
+                let f =
+                    data::audio::clip_sample_features(&samples, name, mfcc, c.normalization, self.normalizer.as_ref())?;
+                self.to_example(f, name)
+            }
+            None => self.example(&data::audio::parse_wav(bytes, name)?, name),
+        }
+    }
+
+    /// A decoded FSDD-style WAV's features as the run computes them; `path` (a file or a
+    /// request part) names it in errors.
+    pub fn example(&self, wav: &data::audio::Wav, path: &Path) -> Result<AudioExample> {
+        let (cfg, meta) = (&self.cfg, &self.meta);
         // The front end follows the file's own rate; a model trained at another rate would see
         // frames of a different length and band layout, so refuse rather than guess.
-        let wav = data::audio::read_wav(path)?;
         if wav.sample_rate != meta.sample_rate {
             bail!(
                 "{}: sample rate {} Hz, but the model was trained on {} Hz recordings",
@@ -421,32 +471,44 @@ pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Pred
                 meta.sample_rate
             );
         }
-        let f = data::audio::file_features(path, &cfg.audio.mfcc, cfg.audio.normalization, normalizer.as_ref())?;
+        let f =
+            data::audio::wav_features(wav, path, &cfg.audio.mfcc, cfg.audio.normalization, self.normalizer.as_ref())?;
+        self.to_example(f, path)
+    }
+
+    fn to_example(&self, f: data::audio::Features, path: &Path) -> Result<AudioExample> {
+        let dim = self.meta.model.lstm.input_size;
         if f.dim != dim {
             bail!("{}: {} features per frame, the model expects {dim}", path.display(), f.dim);
         }
-        examples.push(AudioExample {
+        Ok(AudioExample {
             features: f.data,
             frames: f.frames,
             label: 0,
             speaker: String::new(),
-            path: path.clone(),
-        });
+            path: path.to_path_buf(),
+        })
     }
-    let mut out = Vec::with_capacity(files.len());
-    let indices: Vec<usize> = (0..examples.len()).collect();
-    for chunk in indices.chunks(64) {
-        let b = FrameBatch::gather(&examples, dim, chunk);
-        let logits = net.forward(&b.tensor(&device)?, &b.lengths, false, None, false)?.logits;
-        let probs = model::classifier::probabilities(&logits)?.to_dtype(DType::F32)?;
-        let best = probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        for (row, d) in probs.to_vec2::<f32>()?.into_iter().zip(best) {
-            let class = d as usize;
-            let label = meta.class_names[class].clone();
-            out.push(Prediction { class, label, probability: row[class], probabilities: row });
+
+    /// Predictions for examples from [`Self::example`], 64 recordings per padded batch.
+    pub fn predict_examples(&self, examples: &[AudioExample]) -> Result<Vec<Prediction>> {
+        let (meta, device) = (&self.meta, &self.device);
+        let dim = meta.model.lstm.input_size;
+        let mut out = Vec::with_capacity(examples.len());
+        let indices: Vec<usize> = (0..examples.len()).collect();
+        for chunk in indices.chunks(64) {
+            let b = FrameBatch::gather(examples, dim, chunk);
+            let logits = self.net.forward(&b.tensor(device)?, &b.lengths, false, None, false)?.logits;
+            let probs = model::classifier::probabilities(&logits)?.to_dtype(DType::F32)?;
+            let best = probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            for (row, d) in probs.to_vec2::<f32>()?.into_iter().zip(best) {
+                let class = d as usize;
+                let label = meta.class_names[class].clone();
+                out.push(Prediction { class, label, probability: row[class], probabilities: row });
+            }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// `train predict` for the audio task: `label<TAB>probability<TAB>file` per file (for FSDD the

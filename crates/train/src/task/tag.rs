@@ -511,47 +511,80 @@ pub struct Tagged {
 
 /// Tags each text (whitespace tokens) with the run's best checkpoint.
 pub fn tag(dir: &RunDir, texts: &[String]) -> Result<Vec<Tagged>> {
-    let cfg = dir.load_config()?;
-    let device = cfg.run.device()?;
-    let vocab = Vocab::load(&dir.root.join(VOCAB_FILE))?;
-    let (model_cfg, labels, scheme) = read_meta(&dir.best())?;
-    let varmap = VarMap::new();
-    let net = SequenceLabeler::new(&model_cfg, model::init::seeded_var_builder(&varmap, 0, DType::F32, &device))?;
-    model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
-    let sents: Vec<TaggedSentence> = texts
-        .iter()
-        .map(|t| {
-            let tokens: Vec<String> = t.split_whitespace().map(String::from).collect();
-            TaggedSentence { tags: vec!["O".into(); tokens.len()], tokens, line: 0 }
-        })
-        .collect();
-    let real: Vec<usize> = (0..sents.len()).filter(|&i| !sents[i].tokens.is_empty()).collect();
-    let tag_ids = sents.iter().map(|s| vec![0; s.tokens.len()]).collect();
-    let enc = Encoded::encode(&sents, &vocab, tag_ids);
-    let mut out: Vec<Tagged> =
-        sents.iter().map(|s| Tagged { tokens: s.tokens.clone(), tags: vec![], entities: vec![] }).collect();
-    for chunk in real.chunks(64) {
-        let b = enc.batch(chunk, model_cfg.chars.is_some());
-        let ids = Tensor::from_vec(b.words.clone(), (b.lengths.len(), b.time), &device)?;
-        let scores = net.forward(&ids, &b.lengths, b.chars.as_ref(), false, None)?;
-        for (&i, path) in chunk.iter().zip(net.decode(&scores, &b.lengths)?) {
-            let tags: Vec<String> = path.iter().map(|&t| labels[t].clone()).collect();
-            let o = &mut out[i];
-            if scheme == TagScheme::None {
-                o.tags = tags;
-            } else {
-                o.tags = tag_scheme::convert(&tags, TagScheme::Iob2);
-                o.entities = tag_scheme::spans(&tags)
-                    .into_iter()
-                    .map(|s| {
-                        json!({"type": s.kind, "start": s.start, "end": s.end + 1,
-                               "text": o.tokens[s.start..=s.end].join(" ")})
-                    })
-                    .collect();
+    LoadedTagger::load(dir)?.tag(texts)
+}
+
+/// A finished tagging run in memory: `train tag` loads one per call, `train serve` once.
+pub struct LoadedTagger {
+    /// The model's configuration.
+    pub model_config: LabelerConfig,
+    /// Tags by id.
+    pub labels: Vec<String>,
+    /// The scheme the model writes.
+    pub scheme: TagScheme,
+    vocab: Vocab,
+    net: SequenceLabeler,
+    device: Device,
+    _varmap: VarMap,
+}
+
+impl LoadedTagger {
+    /// Loads the run's vocabularies and best checkpoint.
+    pub fn load(dir: &RunDir) -> Result<Self> {
+        let cfg = dir.load_config()?;
+        let device = cfg.run.device()?;
+        let vocab = Vocab::load(&dir.root.join(VOCAB_FILE))?;
+        let (model_config, labels, scheme) = read_meta(&dir.best())?;
+        let varmap = VarMap::new();
+        let net =
+            SequenceLabeler::new(&model_config, model::init::seeded_var_builder(&varmap, 0, DType::F32, &device))?;
+        model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
+        Ok(Self { model_config, labels, scheme, vocab, net, device, _varmap: varmap })
+    }
+
+    /// Whether the run tags entities (then outputs carry spans).
+    pub fn entities(&self) -> bool {
+        self.scheme != TagScheme::None
+    }
+
+    /// Tags each text (whitespace tokens), 64 texts per padded batch; an empty text gets no tags.
+    pub fn tag(&self, texts: &[String]) -> Result<Vec<Tagged>> {
+        let (net, labels, scheme) = (&self.net, &self.labels, self.scheme);
+        let sents: Vec<TaggedSentence> = texts
+            .iter()
+            .map(|t| {
+                let tokens: Vec<String> = t.split_whitespace().map(String::from).collect();
+                TaggedSentence { tags: vec!["O".into(); tokens.len()], tokens, line: 0 }
+            })
+            .collect();
+        let real: Vec<usize> = (0..sents.len()).filter(|&i| !sents[i].tokens.is_empty()).collect();
+        let tag_ids = sents.iter().map(|s| vec![0; s.tokens.len()]).collect();
+        let enc = Encoded::encode(&sents, &self.vocab, tag_ids);
+        let mut out: Vec<Tagged> =
+            sents.iter().map(|s| Tagged { tokens: s.tokens.clone(), tags: vec![], entities: vec![] }).collect();
+        for chunk in real.chunks(64) {
+            let b = enc.batch(chunk, self.model_config.chars.is_some());
+            let ids = Tensor::from_vec(b.words.clone(), (b.lengths.len(), b.time), &self.device)?;
+            let scores = net.forward(&ids, &b.lengths, b.chars.as_ref(), false, None)?;
+            for (&i, path) in chunk.iter().zip(net.decode(&scores, &b.lengths)?) {
+                let tags: Vec<String> = path.iter().map(|&t| labels[t].clone()).collect();
+                let o = &mut out[i];
+                if scheme == TagScheme::None {
+                    o.tags = tags;
+                } else {
+                    o.tags = tag_scheme::convert(&tags, TagScheme::Iob2);
+                    o.entities = tag_scheme::spans(&tags)
+                        .into_iter()
+                        .map(|s| {
+                            json!({"type": s.kind, "start": s.start, "end": s.end + 1,
+                                   "text": o.tokens[s.start..=s.end].join(" ")})
+                        })
+                        .collect();
+                }
             }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// Prints each text tagged: `word/TAG ...` (and, for entity runs, a tab and the entities as

@@ -62,7 +62,16 @@ pub struct SpeechExample {
 /// Reads `path` and computes its log-mel frames at the model's rate. Errors name the file:
 /// too long (over `max_seconds`) or too short for one analysis window.
 pub fn featurize(path: &Path, t: &TranscribeConfig, logmel: &LogMel) -> Result<data::audio::Features> {
-    let samples = load_audio(path, t.sample_rate, t.stereo)?;
+    featurize_samples(load_audio(path, t.sample_rate, t.stereo)?, path, t, logmel)
+}
+
+/// [`featurize`] of samples already read at `t.sample_rate` (`path` names them in errors).
+pub fn featurize_samples(
+    samples: Vec<f32>,
+    path: &Path,
+    t: &TranscribeConfig,
+    logmel: &LogMel,
+) -> Result<data::audio::Features> {
     let seconds = samples.len() as f64 / t.sample_rate as f64;
     if seconds > t.max_seconds {
         bail!("{}: {seconds:.1} s long; transcribe.max_seconds is {}", path.display(), t.max_seconds);
@@ -415,7 +424,7 @@ impl Task for TranscribeTask {
 
 #[path = "transcribe_cli.rs"]
 mod cli;
-pub use cli::{cli, print_transcripts, transcribe, CharTime, TranscribeArgs, Transcript};
+pub use cli::{cli, print_transcripts, transcribe, CharTime, LoadedTranscriber, TranscribeArgs, Transcript};
 
 #[cfg(test)]
 mod tests {

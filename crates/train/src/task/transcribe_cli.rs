@@ -3,15 +3,18 @@
 //! normalisation and language model; `--json` adds each character's time span from the CTC
 //! alignment (the most probable path of the decoded text, `model::ctc::align`).
 
-use super::{build_lm, clean, decode, featurize, normalize_groups, SpeechExample, NORMALIZER_FILE, TRANSCRIPTS_FILE};
-use crate::config::{Config, LmKind, SpeechNorm};
+use super::{
+    build_lm, clean, decode, featurize_samples, normalize_groups, SpeechExample, NORMALIZER_FILE, TRANSCRIPTS_FILE,
+};
+use crate::config::{Config, LmKind, SpeechNorm, TranscribeConfig};
 use crate::rundir::RunDir;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use data::audio::an4::{CharVocab, Utterance};
+use data::audio::an4::{load_audio, CharVocab, Utterance};
 use data::audio::logmel::{LogMel, LogMelConfig};
 use data::audio::Normalizer;
+use model::ctc_decode::NgramLm;
 use model::speech::{SpeechModel, SpeechModelConfig};
 use serde_json::json;
 use std::path::PathBuf;
@@ -90,59 +93,115 @@ fn read_meta(path: &std::path::Path) -> Result<Meta> {
 /// `normalization = "utterance" | "speaker"`, by the stored train-set statistics under
 /// `"train_set"`.
 pub fn transcribe(dir: &RunDir, cfg: &Config, files: &[PathBuf], beam: Option<usize>) -> Result<Vec<Transcript>> {
-    let meta = read_meta(&dir.best())?;
-    let mut t = cfg.transcribe.clone();
-    t.sample_rate = meta.sample_rate;
-    t.features = meta.features.clone();
-    let beam = beam.unwrap_or(t.beam);
-    if beam == 0 {
-        bail!("--beam: expected at least 1 (1 = greedy)");
+    let m = LoadedTranscriber::load(dir, cfg)?;
+    let beam = m.beam(beam)?;
+    files
+        .iter()
+        .map(|path| {
+            let f = m.features(load_audio(path, m.t.sample_rate, m.t.stereo)?, path)?;
+            m.transcribe_features(f, path, beam)
+        })
+        .collect()
+}
+
+/// A finished transcription run in memory: `train transcribe` loads one per call, `train serve`
+/// once.
+pub struct LoadedTranscriber {
+    meta: Meta,
+    /// The run's `[transcribe]` settings with the checkpoint's front end.
+    pub t: TranscribeConfig,
+    net: SpeechModel,
+    logmel: LogMel,
+    stored: Option<Normalizer>,
+    lm: Option<NgramLm>,
+    _varmap: VarMap,
+}
+
+impl LoadedTranscriber {
+    /// Loads the run's best checkpoint, normaliser and language model.
+    pub fn load(dir: &RunDir, cfg: &Config) -> Result<Self> {
+        let meta = read_meta(&dir.best())?;
+        let mut t = cfg.transcribe.clone();
+        t.sample_rate = meta.sample_rate;
+        t.features = meta.features.clone();
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let net = SpeechModel::new(&meta.model, model::init::seeded_var_builder(&varmap, 0, DType::F32, &device))?;
+        model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
+        let logmel = LogMel::new(&meta.features, meta.sample_rate)?;
+        let stored = match t.normalization {
+            SpeechNorm::TrainSet => Some(Normalizer::load(&dir.root.join(NORMALIZER_FILE))?),
+            _ => None,
+        };
+        let lm = if t.lm != LmKind::None {
+            let p = dir.root.join(TRANSCRIPTS_FILE);
+            let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            let texts: Vec<String> = serde_json::from_str(&text)
+                .with_context(|| format!("{}: expected a JSON list of strings", p.display()))?;
+            build_lm(&t, &meta.vocab, &texts)?
+        } else {
+            None
+        };
+        Ok(Self { meta, t, net, logmel, stored, lm, _varmap: varmap })
     }
-    let device = Device::Cpu;
-    let varmap = VarMap::new();
-    let net = SpeechModel::new(&meta.model, model::init::seeded_var_builder(&varmap, 0, DType::F32, &device))?;
-    model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
-    let logmel = LogMel::new(&meta.features, meta.sample_rate)?;
-    let dim = logmel.dim();
-    let stored = match t.normalization {
-        SpeechNorm::TrainSet => Some(Normalizer::load(&dir.root.join(NORMALIZER_FILE))?),
-        _ => None,
-    };
-    let lm = if t.lm != LmKind::None {
-        let p = dir.root.join(TRANSCRIPTS_FILE);
-        let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-        let texts: Vec<String> =
-            serde_json::from_str(&text).with_context(|| format!("{}: expected a JSON list of strings", p.display()))?;
-        build_lm(&t, &meta.vocab, &texts)?
-    } else {
-        None
-    };
-    let step_s = meta.features.frame_step_s * meta.model.stack as f64;
-    let classes = meta.model.num_classes;
-    let mut out = Vec::with_capacity(files.len());
-    for path in files {
-        let f = featurize(path, &t, &logmel)?;
+
+    /// The beam width to use: `beam`, else the run's `transcribe.beam`; 0 is refused.
+    pub fn beam(&self, beam: Option<usize>) -> Result<usize> {
+        let beam = beam.unwrap_or(self.t.beam);
+        if beam == 0 {
+            bail!("--beam: expected at least 1 (1 = greedy)");
+        }
+        Ok(beam)
+    }
+
+    /// The log-mel frames of one recording's samples (mono, at `t.sample_rate`); refuses one
+    /// too long or too short, naming `path`.
+    pub fn features(&self, samples: Vec<f32>, path: &std::path::Path) -> Result<data::audio::Features> {
+        featurize_samples(samples, path, &self.t, &self.logmel)
+    }
+
+    /// The LSTM's configuration.
+    pub fn lstm(&self) -> &model::LstmConfig {
+        &self.meta.model.lstm
+    }
+
+    /// Trainable parameters.
+    pub fn parameters(&self) -> usize {
+        self._varmap.all_vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// Transcribes one recording's frames (from [`Self::features`]); `path` names it in errors.
+    pub fn transcribe_features(
+        &self,
+        f: data::audio::Features,
+        path: &std::path::Path,
+        beam: usize,
+    ) -> Result<Transcript> {
+        let (meta, t) = (&self.meta, &self.t);
+        let dim = self.logmel.dim();
+        let step_s = meta.features.frame_step_s * meta.model.stack as f64;
+        let classes = meta.model.num_classes;
         let mut ex = vec![SpeechExample {
             features: f.data,
             frames: f.frames,
             target: Vec::new(),
             utterance: Utterance {
-                audio: path.clone(),
+                audio: path.to_path_buf(),
                 text: String::new(),
                 speaker: String::new(),
                 duration: 0.0,
                 id: String::new(),
             },
         }];
-        match (&stored, t.normalization) {
+        match (&self.stored, t.normalization) {
             (Some(n), _) => n.apply(&mut ex[0].features)?,
             (None, SpeechNorm::Utterance | SpeechNorm::Speaker) => normalize_groups(&mut ex, dim, false)?,
             _ => {}
         }
-        let x = Tensor::from_vec(ex.remove(0).features, (1, f.frames, dim), &device)?;
-        let (lp, steps) = net.forward(&x, &[f.frames], false, None)?;
+        let x = Tensor::from_vec(ex.remove(0).features, (1, f.frames, dim), &Device::Cpu)?;
+        let (lp, steps) = self.net.forward(&x, &[f.frames], false, None)?;
         let lp: Vec<f64> = lp.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-        let labels = decode(&lp, classes, steps[0], beam, &t, lm.as_ref());
+        let labels = decode(&lp, classes, steps[0], beam, t, self.lm.as_ref());
         let spans = model::ctc::align(&lp, classes, steps[0], &labels).unwrap_or_default();
         let chars = labels
             .iter()
@@ -152,9 +211,8 @@ pub fn transcribe(dir: &RunDir, cfg: &Config, files: &[PathBuf], beam: Option<us
                 Some(CharTime { ch, start_s: a as f64 * step_s, end_s: (b + 1) as f64 * step_s })
             })
             .collect();
-        out.push(Transcript { text: clean(&meta.vocab.decode(&labels)), chars });
+        Ok(Transcript { text: clean(&meta.vocab.decode(&labels)), chars })
     }
-    Ok(out)
 }
 
 /// Prints `text<TAB>file` per file, or with `json` one object per line: `file`, `text`,

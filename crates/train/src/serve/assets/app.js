@@ -1,5 +1,5 @@
 // The page of `train serve`: calls the JSON API (/v1/models, /v1/predict, /v1/inspect,
-// /v1/translate) and draws the figures as SVG in the page. No dependencies, works offline.
+// /v1/translate, /v1/tag) and draws the figures as SVG in the page. No dependencies, works offline.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -56,12 +56,31 @@ function configure() {
   const m = currentModel();
   if (!m) return;
   const translate = m.task === "translate";
+  const gates = m.task === "classify";
+  const audio = m.task === "transcribe" || m.task === "audio";
   $("model-info").textContent = `${m.task}, ${m.layers} layer(s) × ${m.directions} direction(s) × ${m.hidden} units, ` +
-    `${m.parameters.toLocaleString()} parameters` + (m.labels.length ? `; labels: ${m.labels.join(", ")}` : "");
+    `${m.parameters.toLocaleString()} parameters` +
+    (m.labels.length && m.labels.length <= 20 ? `; labels: ${m.labels.join(", ")}` : "");
   $("gate-controls").querySelectorAll("select, label[for=gate], label[for=layer], label[for=direction]")
-    .forEach((e) => { e.hidden = translate; });
+    .forEach((e) => { e.hidden = !gates; });
   document.querySelectorAll(".translate-only").forEach((e) => { e.hidden = !translate; });
-  $("text-label").textContent = translate ? "Source sentence" : "Sentence";
+  $("forecast-controls").hidden = m.task !== "forecast";
+  $("audio-note").hidden = !audio;
+  $("text").disabled = audio; $("go").disabled = audio;
+  $("text-label").textContent = translate ? "Source sentence" : m.task === "forecast" ? "Input window" : "Sentence";
+  if (m.task === "forecast") {
+    const f = m.forecast;
+    const rows = f.example.series.map((r) => (Array.isArray(r) ? r.join(", ") : String(r)));
+    $("text").value = rows.join(f.inputs.length > 1 ? "; " : ", ");
+    $("start").value = (f.example.dates[0] || "").slice(0, 16);
+    $("start").disabled = !f.dates;
+    $("forecast-help").textContent = `${f.input_len} rows of ${f.inputs.join(", ")} ` +
+      (f.inputs.length > 1 ? "(rows separated by “;”, values by “,”)" : "(separated by commas)") +
+      `, every ${f.freq_minutes} min; forecasts ${f.horizon} steps of ${f.targets.join(", ")}` +
+      (f.dates ? "" : " (the run uses no dates)");
+  } else if (!$("text").value || /^[-0-9.,;\s]+$/.test($("text").value)) {
+    $("text").value = "";
+  }
   const layer = $("layer");
   layer.innerHTML = "";
   for (let l = 0; l < m.layers; l++) {
@@ -198,6 +217,109 @@ function drawAttention(att) {
   $("figure-help").textContent = "Rows: output pieces. Columns: source pieces. Colour: attention weight from 0 (dark) to 1 (yellow).";
 }
 
+// `YYYY-MM-DD HH:MM` plus `minutes`, read and written as UTC (the server ignores time zones).
+function addMinutes(date, minutes) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}))?/.exec(date.trim());
+  if (!m) throw new Error(`first row's date: ${JSON.stringify(date)} is not YYYY-MM-DD HH:MM`);
+  const t = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0)) + minutes * 60000);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${t.getUTCFullYear()}-${p(t.getUTCMonth() + 1)}-${p(t.getUTCDate())} ${p(t.getUTCHours())}:${p(t.getUTCMinutes())}`;
+}
+
+async function forecast(m, text) {
+  const f = m.forecast;
+  const several = f.inputs.length > 1;
+  const rows = text.split(several ? ";" : /[,\s]+/).map((r) => r.trim()).filter((r) => r !== "");
+  const series = rows.map((r) => (several ? r.split(",").map(Number) : Number(r)));
+  if (series.length !== f.input_len) throw new Error(`input window: ${series.length} rows, the run reads ${f.input_len}`);
+  const body = { model: m.name, series: [series] };
+  if (f.dates) body.dates = [series.map((_, i) => addMinutes($("start").value, i * f.freq_minutes))];
+  const r = await api("/v1/predict", body);
+  $("label").textContent = ""; $("probs").innerHTML = ""; $("translation").textContent = "";
+  $("result-title").textContent = "Forecast";
+  const out = r.forecasts[0];
+  // The plot shows the first target column; the line above lists every step of it.
+  const k = 0;
+  const target = f.targets[k];
+  const col = Math.max(0, f.inputs.indexOf(target));
+  const history = series.map((row) => (several ? row[col] : row));
+  const steps = out.map((s) => (Array.isArray(s) ? s[k] : s));
+  $("translation").textContent = `${target}, next ${steps.length} steps: ` + steps.map((v) => v.toFixed(3)).join(", ");
+  drawForecast(target, history, steps, f.inputs.includes(target));
+}
+
+// The input window (grey) and the forecast (orange, dashed) on one axis, steps from the
+// forecast start; every point carries its value as a tooltip and on focus.
+function drawForecast(target, history, steps, historyIsTarget) {
+  const width = 900, height = 340, left = 70, right = 20, top = 20, bottom = 50;
+  const all = (historyIsTarget ? history : []).concat(steps);
+  let lo = Math.min(...all), hi = Math.max(...all);
+  if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
+  const pad = 0.08 * (hi - lo); lo -= pad; hi += pad;
+  const n = history.length, h = steps.length;
+  const xOf = (i) => left + ((i + n - 1) / (n + h - 1)) * (width - left - right);
+  const yOf = (v) => top + ((hi - v) / (hi - lo)) * (height - top - bottom);
+  const plot = $("plot");
+  plot.innerHTML = "";
+  const svg = el("svg", { id: "forecast", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", tabindex: "0",
+    "aria-label": `${target}: ${n} input rows and a forecast of ${h} steps` }, plot);
+  for (let g = 0; g <= 4; g++) {
+    const v = lo + ((hi - lo) * g) / 4, y = yOf(v);
+    el("line", { x1: left, x2: width - right, y1: y, y2: y, stroke: "#e4e4ea" }, svg);
+    el("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, svg, v.toFixed(2));
+  }
+  const mark = (xOf(0) + xOf(1)) / 2;
+  el("line", { x1: mark, x2: mark, y1: top, y2: height - bottom, stroke: "#888", "stroke-dasharray": "3 3" }, svg);
+  el("text", { x: mark + 4, y: top + 10 }, svg, "forecast start");
+  const line = (pts, colour, dashed, cls) => {
+    el("polyline", { points: pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "), fill: "none",
+      stroke: colour, "stroke-width": 2, "stroke-dasharray": dashed ? "6 4" : "none", class: cls }, svg);
+  };
+  const points = [];
+  if (historyIsTarget) {
+    const pts = history.map((v, i) => [xOf(i - n + 1), yOf(v)]);
+    line(pts, "#555555", false, "history");
+    history.forEach((v, i) => points.push([xOf(i - n + 1), yOf(v), `input row ${i + 1 - n} (${i + 1} of ${n}): ${v.toFixed(4)}`, "#555555", "hist"]));
+  }
+  const fpts = steps.map((v, s) => [xOf(s + 1), yOf(v)]);
+  if (historyIsTarget) fpts.unshift([xOf(0), yOf(history[n - 1])]);
+  line(fpts, "#D55E00", true, "forecast");
+  steps.forEach((v, s) => points.push([xOf(s + 1), yOf(v), `forecast step ${s + 1}: ${v.toFixed(4)}`, "#D55E00", "step"]));
+  const dots = points.map(([x, y, describe, colour, cls]) => {
+    const c = el("circle", { cx: x, cy: y, r: 3.5, fill: colour, class: cls }, svg);
+    el("title", {}, c, describe);
+    c.dataset.describe = describe;
+    c.addEventListener("mouseenter", () => { $("hover").textContent = describe; });
+    return c;
+  });
+  gridNavigation(svg, dots, 1, dots.length);
+  el("text", { x: (left + width - right) / 2, y: height - 12, "text-anchor": "middle" }, svg, "steps from the forecast start");
+  $("figure-title").textContent = `Forecast of ${target}`;
+  $("figure-help").textContent = "Grey: the input window. Orange, dashed: the forecast, original scale. " +
+    "Focus the plot and use the arrow keys to read the points.";
+}
+
+async function tag(m, text) {
+  const r = await api("/v1/tag", { model: m.name, texts: [text] });
+  const o = r.outputs[0];
+  $("label").textContent = ""; $("probs").innerHTML = ""; $("translation").textContent = "";
+  $("result-title").textContent = "Tags";
+  const box = $("tags");
+  box.innerHTML = "";
+  o.tokens.forEach((tok, i) => {
+    const chip = document.createElement("span");
+    chip.className = "tok" + (o.tags[i] && o.tags[i] !== "O" && o.entities.length ? " ent" : "");
+    chip.setAttribute("role", "listitem");
+    const w = document.createElement("span"); w.textContent = tok;
+    const t = document.createElement("span"); t.className = "tag"; t.textContent = o.tags[i];
+    chip.append(w, t);
+    box.appendChild(chip);
+  });
+  if (o.entities.length) {
+    $("translation").textContent = "Entities: " + o.entities.map((e) => `${e.type} “${e.text}” (tokens ${e.start}–${e.end - 1})`).join("; ");
+  }
+}
+
 async function submit(e) {
   e.preventDefault();
   const m = currentModel();
@@ -206,7 +328,14 @@ async function submit(e) {
   status("Working…");
   $("go").disabled = true;
   try {
-    if (m.task === "translate") {
+    $("tags").innerHTML = "";
+    if (m.task === "forecast") {
+      await forecast(m, text);
+      $("figure").hidden = false;
+    } else if (m.task === "tag") {
+      await tag(m, text);
+      $("plot").innerHTML = ""; $("figure").hidden = true;
+    } else if (m.task === "translate") {
       const beam = Number($("beam").value) || 5;
       const r = await api("/v1/translate", { model: m.name, texts: [text], beam, attention: true });
       $("label").textContent = ""; $("probs").innerHTML = "";
@@ -224,7 +353,8 @@ async function submit(e) {
       showProbabilities(p.predictions[0].label, p.predictions[0].probabilities);
       drawHeatmap(ins);
     }
-    $("result").hidden = false; $("figure").hidden = false;
+    $("result").hidden = false;
+    if (m.task !== "tag") $("figure").hidden = false;
     status("Done.");
   } catch (err) {
     status(`Error: ${err.message}`, true);
