@@ -473,6 +473,21 @@ fn forecasting_runs_forecast_on_predict() {
     assert!(error_of(&v).contains("series[0][0]: expected a number"), "{v}");
     let (status, log) = s.terminate();
     assert!(status.success(), "{log}");
+
+    // A run without calendar features reads values only: dates are refused, not ignored.
+    let plain = run_dir(tmp.path(), "plain", &cfg, &["--set", "data.calendar=false"]);
+    let s = Server::start(&[&plain], &[], &[]);
+    let (_, models, _) = decode(agent().get(&s.url("/v1/models")).call());
+    assert_eq!(models["models"][0]["forecast"]["dates"], false);
+    let url = s.url("/v1/predict");
+    let (st, v, _) = post(&url, &json!({"series": [series]}));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["forecasts"][0].as_array().unwrap().len(), 6);
+    let (st, v, _) = post(&url, &json!({"series": [series], "dates": [dates]}));
+    assert_eq!(st, 422, "{v}");
+    assert!(error_of(&v).contains("dates: the run uses no calendar features"), "{v}");
+    let (status, log) = s.terminate();
+    assert!(status.success(), "{log}");
 }
 
 /// (status, JSON body) of a POST with a raw body of the given content type.
