@@ -4,33 +4,11 @@
 
 mod common;
 
-use common::{ok, train};
+use common::{ok, run_with_sets as run, train, write_wav};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 const RATE: u32 = 8000;
-
-/// A mono 16-bit PCM WAV file, written by hand (44-byte header) so the test needs no crate.
-fn write_wav(path: &Path, samples: &[i16]) {
-    let data_len = (samples.len() * 2) as u32;
-    let mut b = Vec::with_capacity(44 + data_len as usize);
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data_len).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
-    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    b.extend_from_slice(&1u16.to_le_bytes()); // mono
-    b.extend_from_slice(&RATE.to_le_bytes());
-    b.extend_from_slice(&(RATE * 2).to_le_bytes()); // byte rate
-    b.extend_from_slice(&2u16.to_le_bytes()); // block align
-    b.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        b.extend_from_slice(&s.to_le_bytes());
-    }
-    fs::write(path, b).unwrap();
-}
 
 /// 2 speakers × 10 digits × 10 recordings: a tone at 300 + 250·digit Hz, a speaker-dependent
 /// loudness, an index-dependent length (0.15–0.33 s) and a little noise.
@@ -53,7 +31,7 @@ fn write_corpus(dir: &Path) {
                         (amp * x + 300.0 * noise()) as i16
                     })
                     .collect();
-                write_wav(&dir.join(format!("{digit}_{speaker}_{index}.wav")), &samples);
+                write_wav(&dir.join(format!("{digit}_{speaker}_{index}.wav")), RATE, 1, &samples);
             }
         }
     }
@@ -100,15 +78,6 @@ checkpoint_every = 7
     let path = dir.join("tones.toml");
     fs::write(&path, cfg).unwrap();
     path
-}
-
-fn run(cfg: &Path, dir: &Path, sets: &[&str]) -> serde_json::Value {
-    let mut args = vec!["--config", cfg.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"];
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    ok(&train(&args, &[]));
-    serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
 #[test]

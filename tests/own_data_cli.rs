@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{ok, stderr, train};
+use common::{ok, stderr, train, write_wav};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -330,29 +330,6 @@ early_stopping_mode = "min"
     let out = train(&["--config", cfg.to_str().unwrap(), "--run-dir", t.join("r2").to_str().unwrap()], &[]);
     let e = stderr(&out);
     assert!(e.contains("demand.csv:52: column `demand`") && e.contains("fill"), "{e}");
-}
-
-/// A 16-bit PCM WAV file, written by hand (44-byte header): `samples` interleaved over `channels`.
-fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let data_len = (samples.len() * 2) as u32;
-    let mut b = Vec::with_capacity(44 + data_len as usize);
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data_len).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    b.extend_from_slice(&channels.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
-    b.extend_from_slice(&(2 * channels).to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        b.extend_from_slice(&s.to_le_bytes());
-    }
-    fs::write(path, b).unwrap();
 }
 
 /// Three classes of tones; `whistle` recorded at 16 kHz, the others at 8 kHz.

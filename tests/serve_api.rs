@@ -550,7 +550,7 @@ fn tagging_runs_answer_tag_as_train_tag_does() {
 /// texts; an invalid WAV is a 422 naming the part, and the server keeps serving.
 #[test]
 fn transcription_runs_answer_transcribe_as_train_transcribe_does() {
-    use serve_support::corpora::{multipart, transcribe_config, utterance, wav_bytes};
+    use serve_support::corpora::{multipart, transcribe_config, utterance};
     let tmp = tempfile::tempdir().unwrap();
     let cfg = transcribe_config(tmp.path());
     let run = run_dir(tmp.path(), "tones", &cfg, &[]);

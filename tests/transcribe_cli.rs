@@ -5,33 +5,11 @@
 
 mod common;
 
-use common::{ok, stderr, train};
+use common::{ok, run_with_sets as run, stderr, train, write_wav};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 const RATE: u32 = 8000;
-
-/// A 16-bit PCM WAV file with `channels` interleaved channels, written by hand.
-fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
-    let data_len = (samples.len() * 2) as u32;
-    let mut b = Vec::with_capacity(44 + data_len as usize);
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data_len).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&channels.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
-    b.extend_from_slice(&(2 * channels).to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        b.extend_from_slice(&s.to_le_bytes());
-    }
-    fs::write(path, b).unwrap();
-}
 
 struct Lcg(u64);
 
@@ -148,15 +126,6 @@ checkpoint_every = 0
     let path = dir.join("tones.toml");
     fs::write(&path, cfg).unwrap();
     path
-}
-
-fn run(cfg: &Path, dir: &Path, sets: &[&str]) -> serde_json::Value {
-    let mut args = vec!["--config", cfg.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"];
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    ok(&train(&args, &[]));
-    serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
 fn stdout(out: &std::process::Output) -> String {

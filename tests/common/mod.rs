@@ -114,10 +114,49 @@ pub fn run_dir(tmp: &Path, name: &str, cfg: &Path, extra: &[&str]) -> PathBuf {
     dir
 }
 
+/// Trains `cfg` into `dir` with each of `sets` as a `--set` override; the run's summary.json.
+pub fn run_with_sets(cfg: &Path, dir: &Path, sets: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--config", cfg.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    ok(&train(&args, &[]));
+    json(dir.join("summary.json"))
+}
+
 pub fn read(p: PathBuf) -> Vec<u8> {
     fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 pub fn json(p: PathBuf) -> serde_json::Value {
     serde_json::from_slice(&read(p)).unwrap()
+}
+
+/// The bytes of a 16-bit integer PCM WAV file (44-byte header) with `samples` interleaved over
+/// `channels`, written by hand so the tests need no audio crate.
+pub fn wav_bytes(rate: u32, channels: u16, samples: &[i16]) -> Vec<u8> {
+    let data_len = (samples.len() * 2) as u32;
+    let mut b = Vec::with_capacity(44 + data_len as usize);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&channels.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes()); // byte rate
+    b.extend_from_slice(&(2 * channels).to_le_bytes()); // block align
+    b.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    b
+}
+
+/// [`wav_bytes`] written to `path` (its folder created if missing).
+pub fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, wav_bytes(rate, channels, samples)).unwrap();
 }

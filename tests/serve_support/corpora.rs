@@ -1,30 +1,9 @@
 //! Tiny corpora the serve tests train runs on (a tagging corpus, spelled-tone utterances, FSDD-
-//! shaped digit tones), WAV bytes written by hand, and a multipart/form-data body builder.
+//! shaped digit tones), and a multipart/form-data body builder.
 
+use crate::common::wav_bytes;
 use std::fs;
 use std::path::{Path, PathBuf};
-
-/// The bytes of a 16-bit PCM WAV file with `channels` interleaved channels.
-pub fn wav_bytes(rate: u32, channels: u16, samples: &[i16]) -> Vec<u8> {
-    let data_len = (samples.len() * 2) as u32;
-    let mut b = Vec::with_capacity(44 + data_len as usize);
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data_len).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&channels.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
-    b.extend_from_slice(&(2 * channels).to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        b.extend_from_slice(&s.to_le_bytes());
-    }
-    b
-}
 
 /// A `multipart/form-data` body of files `(file name, bytes)`: (Content-Type, body).
 pub fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
