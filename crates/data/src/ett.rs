@@ -176,6 +176,25 @@ pub fn calendar_features(date: &str, freq: Freq) -> Option<Vec<f32>> {
     Some(out)
 }
 
+/// The input and target columns `features` picks among `value_cols` (S: the target alone, M:
+/// every value column, MS: every value column in, the target out), and the columns needed as
+/// numbers: their union, sorted.
+pub(crate) fn feature_columns(
+    features: Features,
+    value_cols: &[usize],
+    target_col: usize,
+) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let (input_cols, target_cols) = match features {
+        Features::S => (vec![target_col], vec![target_col]),
+        Features::M => (value_cols.to_vec(), value_cols.to_vec()),
+        Features::MS => (value_cols.to_vec(), vec![target_col]),
+    };
+    let mut used: Vec<usize> = input_cols.iter().chain(&target_cols).copied().collect();
+    used.sort_unstable();
+    used.dedup();
+    (input_cols, target_cols, used)
+}
+
 fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -232,15 +251,7 @@ pub fn load(path: &Path, cfg: &DataConfig) -> Result<Forecast> {
     }
     let value_cols: Vec<usize> = (0..header.len()).filter(|&i| Some(i) != date_col).collect();
     let target_col = find(&cfg.target)?;
-    let (input_cols, target_cols): (Vec<usize>, Vec<usize>) = match cfg.features {
-        Features::S => (vec![target_col], vec![target_col]),
-        Features::M => (value_cols.clone(), value_cols.clone()),
-        Features::MS => (value_cols.clone(), vec![target_col]),
-    };
-    // Columns we need as numbers: the union of inputs and targets.
-    let mut used: Vec<usize> = input_cols.iter().chain(&target_cols).copied().collect();
-    used.sort_unstable();
-    used.dedup();
+    let (input_cols, target_cols, used) = feature_columns(cfg.features, &value_cols, target_col);
 
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); header.len()];
     let mut stamps: Vec<Stamp> = Vec::new();

@@ -5,7 +5,7 @@
 //! `split_rows` or `split_ratio` (default [0.7, 0.1, 0.2]). A missing value is an error naming
 //! its row and column unless `fill = "forward"`.
 
-use crate::config::{DataConfig, Features, Fill};
+use crate::config::{DataConfig, Fill};
 use crate::error::{Error, Result};
 use crate::ett::{assemble, Forecast, Parsed, SplitSpec, Stamp};
 use crate::source::HubOptions;
@@ -28,14 +28,7 @@ pub fn from_table(table: &Table, cfg: &DataConfig) -> Result<Forecast> {
     let time_col = cfg.time_column.as_deref().map(|c| table.column(c, "data.time_column")).transpose()?;
     let target_col = table.column(&cfg.target, "data.target")?;
     let value_cols: Vec<usize> = (0..table.columns.len()).filter(|&i| Some(i) != time_col).collect();
-    let (input_cols, target_cols) = match cfg.features {
-        Features::S => (vec![target_col], vec![target_col]),
-        Features::M => (value_cols.clone(), value_cols.clone()),
-        Features::MS => (value_cols.clone(), vec![target_col]),
-    };
-    let mut used: Vec<usize> = input_cols.iter().chain(&target_cols).copied().collect();
-    used.sort_unstable();
-    used.dedup();
+    let (input_cols, target_cols, used) = crate::ett::feature_columns(cfg.features, &value_cols, target_col);
     let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(table.rows.len()); table.columns.len()];
     let (mut stamps, mut dates) = (Vec::new(), Vec::new());
     for row in &table.rows {
@@ -96,7 +89,7 @@ pub fn from_table(table: &Table, cfg: &DataConfig) -> Result<Forecast> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CorpusKind;
+    use crate::config::{CorpusKind, Features};
     use crate::table::tests::{write_parquet, PqCol};
     use std::path::Path;
 
