@@ -113,7 +113,8 @@ impl Confusion {
     }
 }
 
-fn ratio(a: u64, b: u64) -> f64 {
+/// a / b, or 0 when b is 0 (scikit-learn's `zero_division=0`).
+pub(crate) fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         0.0
     } else {

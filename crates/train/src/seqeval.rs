@@ -26,7 +26,7 @@ pub struct Prf {
 impl Prf {
     /// From counts, dividing as seqeval (through scikit-learn's `_prf_divide`) does.
     pub fn from_counts(correct: usize, predicted: usize, truth: usize) -> Self {
-        let div = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let div = |a: usize, b: usize| crate::metrics::ratio(a as u64, b as u64);
         let (precision, recall) = (div(correct, predicted), div(correct, truth));
         let denom = precision + recall;
         let f1 = if denom == 0.0 { 0.0 } else { 2.0 * precision * recall / denom };
@@ -94,11 +94,7 @@ pub fn token_accuracy<S: AsRef<str>, P: AsRef<str>>(truth: &[Vec<S>], predicted:
         all += t.len();
         right += t.iter().zip(p).filter(|(a, b)| a.as_ref() == b.as_ref()).count();
     }
-    if all == 0 {
-        0.0
-    } else {
-        right as f64 / all as f64
-    }
+    crate::metrics::ratio(right as u64, all as u64)
 }
 
 #[cfg(test)]
