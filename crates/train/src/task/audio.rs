@@ -371,9 +371,7 @@ fn read_meta(path: &Path) -> Result<Meta> {
 /// run's front end and stored normaliser. Your own clips (`corpus = "audio"`) are read as in
 /// training: mono or downmixed per `audio.stereo`, resampled to the run's rate.
 pub fn predict(dir: &RunDir, cfg: &Config, files: &[PathBuf]) -> Result<Vec<Prediction>> {
-    let m = LoadedAudio::load(dir, cfg)?;
-    let examples = files.iter().map(|p| m.file_example(p)).collect::<Result<Vec<_>>>()?;
-    m.predict_examples(&examples)
+    LoadedAudio::load(dir, cfg)?.predict_files(files)
 }
 
 /// A finished audio classification run in memory: `train predict` loads one per call,
@@ -490,6 +488,12 @@ impl LoadedAudio {
         })
     }
 
+    /// Predictions for WAV files, read as [`Self::file_example`] reads them.
+    pub fn predict_files(&self, files: &[PathBuf]) -> Result<Vec<Prediction>> {
+        let examples = files.iter().map(|p| self.file_example(p)).collect::<Result<Vec<_>>>()?;
+        self.predict_examples(&examples)
+    }
+
     /// Predictions for examples from [`Self::example`], 64 recordings per padded batch.
     pub fn predict_examples(&self, examples: &[AudioExample]) -> Result<Vec<Prediction>> {
         let (meta, device) = (&self.meta, &self.device);
@@ -517,8 +521,9 @@ impl LoadedAudio {
 /// `probability`, `probabilities` (an object: every class's probability by name).
 pub fn predict_cli(dir: &RunDir, cfg: &Config, args: &super::PredictArgs) -> Result<()> {
     let files: Vec<PathBuf> = super::inputs_or_stdin(&args.inputs)?.into_iter().map(PathBuf::from).collect();
-    let preds = predict(dir, cfg, &files)?;
-    let names = read_meta(&dir.best())?.class_names;
+    let m = LoadedAudio::load(dir, cfg)?;
+    let preds = m.predict_files(&files)?;
+    let names = m.class_names();
     for (file, p) in files.iter().zip(preds) {
         if args.json && cfg.data.corpus == CorpusKind::Audio {
             let by_name: Map<String, Value> =
