@@ -153,9 +153,10 @@ pub struct DataConfig {
     pub test_file: Option<String>,
     /// ETT only: the CSV holding all three splits (cut by rows). Default "ETTh1.csv".
     pub file: Option<String>,
-    /// SST-2 only: a further JSON Lines training file (same fields), appended to the training
-    /// split, e.g. the phrase-level set. A relative path is taken relative to `dir` when `dir`
-    /// is set, else to the working directory. Default: unset.
+    /// SST-2: a further JSON Lines training file (same fields), appended to the training
+    /// split, e.g. the phrase-level set; a relative path is taken relative to `dir` when `dir`
+    /// is set, else to the working directory. Pairs: a further training file (or plain-text
+    /// prefix) in the same folder or hub repo, laid out like `train_file`. Default: unset.
     pub extra_train_file: Option<PathBuf>,
     /// Truncate token sequences to at most this many tokens. Default: unset (no truncation).
     pub max_len: Option<usize>,
@@ -381,8 +382,8 @@ impl DataConfig {
                 }
             }
         }
-        if self.extra_train_file.is_some() && self.corpus != CorpusKind::Sst2 {
-            return Err(Error::config(k("extra_train_file"), "applies to corpus `sst2` only"));
+        if self.extra_train_file.is_some() && !matches!(self.corpus, CorpusKind::Sst2 | CorpusKind::Pairs) {
+            return Err(Error::config(k("extra_train_file"), "applies to corpus `sst2` and `pairs` only"));
         }
         self.validate_text()?;
         self.validate_audio()?;

@@ -21,7 +21,8 @@ use std::path::Path;
 
 /// Loads a `corpus = "pairs"` config: three split files (tables with `source_column` and
 /// `target_column`), or with `source_lang`/`target_lang` set, three file prefixes each naming
-/// two aligned plain-text files.
+/// two aligned plain-text files; `extra_train_file`, laid out the same way, is appended to
+/// the training split.
 ///
 /// Errors: reading ([`Table::read`], [`Error::MissingFile`]), [`Error::MissingColumn`],
 /// [`Error::Cell`] for an empty or non-string text, [`Error::Table`] for plain-text files of
@@ -42,7 +43,19 @@ pub fn load(cfg: &DataConfig, hub: &HubOptions) -> Result<Translation> {
             _ => read_table(&Table::read(&src.fetch(name, hub)?)?, cfg, split)?,
         };
     }
-    let [train, validation, test] = splits;
+    let [mut train, validation, test] = splits;
+    if let Some(extra) = &cfg.extra_train_file {
+        // Further training pairs in the same folder or repo and the same layout.
+        let name = extra.to_string_lossy();
+        train.extend(match (&cfg.source_lang, &cfg.target_lang) {
+            (Some(s), Some(t)) => {
+                let a = src.fetch(&format!("{name}.{s}"), hub)?;
+                let b = src.fetch(&format!("{name}.{t}"), hub)?;
+                read_parallel(&a, &b, "train (extra_train_file)")?
+            }
+            _ => read_table(&Table::read(&src.fetch(&name, hub)?)?, cfg, "train (extra_train_file)")?,
+        });
+    }
     let (src_lang, tgt_lang) = match (&cfg.source_lang, &cfg.target_lang) {
         (Some(s), Some(t)) => (s.clone(), t.clone()),
         _ => (cfg.source_column.clone(), cfg.target_column.clone()),
@@ -179,6 +192,32 @@ mod tests {
             let t = load_ok(&c, d);
             assert_eq!((&t.train, &t.test, t.src_lang.as_str()), (&reference.train, &reference.test, "de"), "{ext}");
         }
+    }
+
+    #[test]
+    fn extra_train_file_is_appended_to_train() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let row = |a: &str, b: &str| format!("{}\n", serde_json::json!({"document": a, "summary": b}));
+        for split in ["train", "val", "test"] {
+            std::fs::write(d.join(format!("{split}.jsonl")), row("a b c", "a")).unwrap();
+        }
+        std::fs::write(d.join("more.jsonl"), row("d e f", "d") + &row("g h", "h")).unwrap();
+        let c = DataConfig {
+            train_file: Some("train.jsonl".into()),
+            validation_file: Some("val.jsonl".into()),
+            test_file: Some("test.jsonl".into()),
+            extra_train_file: Some("more.jsonl".into()),
+            source_column: "document".into(),
+            target_column: "summary".into(),
+            ..base(d)
+        };
+        let t = load_ok(&c, d);
+        let srcs: Vec<&str> = t.train.iter().map(|e| e.src.as_str()).collect();
+        assert_eq!((srcs, t.validation.len(), t.test.len()), (vec!["a b c", "d e f", "g h"], 1, 1));
+        let missing = DataConfig { extra_train_file: Some("nope.jsonl".into()), ..c };
+        let e = crate::load_with(&missing, 0, &HubOptions::offline_at(d)).unwrap_err().to_string();
+        assert!(e.contains("nope.jsonl"), "{e}");
     }
 
     #[test]

@@ -48,6 +48,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         embedding_dropout: 0.0,
         dropout: 0.0,
         output_dropout: 0.0,
+        copy: false,
+        coverage: false,
         pad_id: 0,
         bos_id: 1,
         eos_id: 2,

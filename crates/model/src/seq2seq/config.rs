@@ -46,6 +46,16 @@ pub struct Seq2SeqConfig {
     pub dropout: f64,
     /// Dropout on h̃ (what the generator and the next step's input see).
     pub output_dropout: f64,
+    /// Pointer-generator copying (See et al. 2017): a switch p_gen mixes the generator's
+    /// distribution with the attention over the source, so source words outside the
+    /// vocabulary can be output. Adds `pointer.weight` and `pointer.bias`. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copy: bool,
+    /// Coverage (See et al. 2017): the sum of past attention distributions is fed to the
+    /// attention score, so the decoder can see what it has already attended to. Adds
+    /// `attention.coverage.weight`; needs `attention = "bahdanau"`. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub coverage: bool,
     /// Target padding id.
     pub pad_id: u32,
     /// Target id every decoder input starts with.
@@ -99,6 +109,12 @@ impl Seq2SeqConfig {
             if !(0.0..1.0).contains(&p) {
                 return cfg(key, format!("expected a probability in [0, 1), got {p}"));
             }
+        }
+        if self.coverage && self.attention != AttentionKind::Bahdanau {
+            return cfg(
+                "coverage",
+                "the coverage term is added inside the additive score: needs attention = \"bahdanau\"".into(),
+            );
         }
         let v = self.tgt_vocab_size as u32;
         for (key, id) in [("pad_id", self.pad_id), ("bos_id", self.bos_id), ("eos_id", self.eos_id)] {

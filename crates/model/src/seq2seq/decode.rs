@@ -63,7 +63,7 @@ impl Seq2Seq {
         let mut tokens = vec![self.config().bos_id; b];
         let mut step = 0;
         while !active.is_empty() {
-            let (next, logits, _) = self.infer_step(&w, &enc, &tokens, &state)?;
+            let (next, logits, _, _) = self.infer_step(&w, &enc, &tokens, &state)?;
             let best = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             let mut keep = Vec::new();
             for (row, (&i, &tok)) in active.iter().zip(&best).enumerate() {
@@ -112,7 +112,7 @@ impl Seq2Seq {
         let eos = self.config().eos_id;
         while !live.is_empty() {
             let tokens: Vec<u32> = live.iter().map(|l| *l.tokens.last().unwrap_or(&self.config().bos_id)).collect();
-            let (next, logits, _) = self.infer_step(&w, &enc, &tokens, &state)?;
+            let (next, logits, _, _) = self.infer_step(&w, &enc, &tokens, &state)?;
             let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
             let mut new_live = Vec::new();
             let mut parents: Vec<u32> = Vec::new();

@@ -70,17 +70,22 @@ impl SmoothedCe {
 
     /// Turns the logits `x` (rows of `v`) into g·∂loss/∂logits in place.
     fn grad_in_place<T: CeElem>(&self, x: &mut [T], v: usize, g: f64) {
+        self.grad_rows(x, v, |i| g * self.weights[i] as f64);
+    }
+
+    /// Turns the logits `x` (rows of `v`) into scale_i·∂loss_i/∂logits in place, row i's
+    /// scale given by `scale` (rows of weight 0 get a zero gradient).
+    fn grad_rows<T: CeElem>(&self, x: &mut [T], v: usize, scale: impl Fn(usize) -> f64 + Sync) {
         use rayon::prelude::*;
         let lses = self.lse.lock().expect("lse lock");
         let uniform = self.eps / v as f64;
         let grad_row = ce_grad_fn::<T>();
         x.par_chunks_mut(v).enumerate().for_each(|(i, row)| {
-            let w = self.weights[i] as f64;
-            if w == 0.0 {
+            if self.weights[i] == 0.0 {
                 row.fill(T::zero());
                 return;
             }
-            let scale = g * w;
+            let scale = scale(i);
             grad_row(row, lses[i], scale, scale * uniform);
             let t = self.targets[i] as usize;
             row[t] = T::from_f64(row[t].to_f64() - scale * (1.0 - self.eps));
@@ -207,6 +212,9 @@ impl candle_core::CustomOp1 for SmoothedCe {
 /// `generator_loss`'s op over (h̃ rows (R, D), generator weight (V, D), bias (V)).
 struct GeneratorCe {
     ce: SmoothedCe,
+    /// Output each row's weighted log-probability of its target, −w·nll (R), instead of the
+    /// summed loss (a scalar): what the pointer-generator's mixture reads.
+    per_row: bool,
     /// Keep the logits for the backward (false when no input is tracked: evaluation).
     keep: bool,
     logits: std::sync::Mutex<Option<CpuStorage>>,
@@ -244,17 +252,30 @@ impl GeneratorCe {
         out
     }
 
-    fn fwd<T: CeElem>(&self, h: &[T], w: &[T], b: &[T], d: usize) -> (f64, Vec<T>) {
+    /// The op's output values (the summed loss, or −loss per row) and the logits.
+    fn fwd<T: CeElem>(&self, h: &[T], w: &[T], b: &[T], d: usize) -> (Vec<T>, Vec<T>) {
         let logits = Self::logits(h, w, b, d);
         let rows = self.ce.rows(&logits, b.len());
         *self.ce.lse.lock().expect("lse lock") = rows.iter().map(|r| r.1).collect();
-        (rows.iter().map(|r| r.0).sum(), logits)
+        let out = if self.per_row {
+            rows.iter().map(|r| T::from_f64(-r.0)).collect()
+        } else {
+            vec![T::from_f64(rows.iter().map(|r| r.0).sum())]
+        };
+        (out, logits)
     }
 
-    /// (dh, dW, db) from the logits turned into their gradient.
-    fn bwd<T: CeElem>(&self, mut dl: Vec<T>, h: &[T], w: &[T], d: usize, g: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
+    /// (dh, dW, db) from the logits turned into their gradient; `g` is the output's gradient
+    /// (one value, or one per row).
+    fn bwd<T: CeElem>(&self, mut dl: Vec<T>, h: &[T], w: &[T], d: usize, g: &[f64]) -> (Vec<T>, Vec<T>, Vec<T>) {
         let (r, v) = (h.len() / d.max(1), w.len() / d.max(1));
-        self.ce.grad_in_place(&mut dl, v, g);
+        if self.per_row {
+            // out_i = −w_i·nll_i, so the row's scale is −g_i·w_i.
+            let wts = &self.ce.weights;
+            self.ce.grad_rows(&mut dl, v, |i| -g[i] * wts[i] as f64);
+        } else {
+            self.ce.grad_in_place(&mut dl, v, g[0]);
+        }
         let threads = crate::fused::kernel::pool_threads();
         let (mut dh, mut dw) = (vec![T::zero(); r * d], vec![T::zero(); v * d]);
         // SAFETY: `dl` holds r·v values (the logits), `w` v·d and `h` r·d (r = h.len() / d,
@@ -308,7 +329,7 @@ impl<T: CeElem> FloatFwd<T, 3> for GeneratorCe {
         &self,
         [(h, lh), (w, lw), (b, lb)]: [(&CpuStorage, &Layout); 3],
     ) -> candle_core::Result<(Vec<T>, Shape)> {
-        let (total, logits) = self.fwd::<T>(
+        let (out, logits) = self.fwd::<T>(
             contiguous(h, lh, "generator loss: h̃")?,
             contiguous(w, lw, "generator loss: weight")?,
             contiguous(b, lb, "generator loss: bias")?,
@@ -317,13 +338,18 @@ impl<T: CeElem> FloatFwd<T, 3> for GeneratorCe {
         if self.keep {
             *self.logits.lock().expect("logits lock") = Some(T::to_cpu_storage_owned(logits));
         }
-        Ok((vec![T::from_f64(total)], Shape::from(())))
+        let shape = if self.per_row { Shape::from(out.len()) } else { Shape::from(()) };
+        Ok((out, shape))
     }
 }
 
 impl<T: CeElem> FloatBwd<T, 3> for GeneratorCe {
     fn backward(&self, [h, w, b]: [&Tensor; 3], grad: &Tensor) -> candle_core::Result<[Option<Tensor>; 3]> {
-        let g = grad.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let g = if self.per_row {
+            grad.to_dtype(DType::F64)?.to_vec1::<f64>()?
+        } else {
+            vec![grad.to_dtype(DType::F64)?.to_scalar::<f64>()?]
+        };
         // The forward's logits when it kept them (training), else recomputed.
         let kept = self.logits.lock().expect("logits lock").take().and_then(|s| T::cpu_storage_data(s).ok());
         let d = h.dim(1)?;
@@ -331,7 +357,7 @@ impl<T: CeElem> FloatBwd<T, 3> for GeneratorCe {
             [(h, "generator loss: h̃"), (w, "generator loss: weight"), (b, "generator loss: bias")],
             |[hv, wv, bv]| {
                 let dl = kept.unwrap_or_else(|| GeneratorCe::logits(hv, wv, bv, d));
-                self.bwd(dl, hv, wv, d, g)
+                self.bwd(dl, hv, wv, d, &g)
             },
         )?;
         let dev = h.device();
@@ -388,6 +414,29 @@ pub(super) fn generator_cross_entropy(
     let keep = flat.track_op() || w.track_op() || b.track_op();
     let op = GeneratorCe {
         ce: SmoothedCe { targets: targets.to_vec(), weights: weights.to_vec(), eps, lse: Default::default() },
+        per_row: false,
+        keep,
+        logits: Default::default(),
+    };
+    Ok(flat.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?)
+}
+
+/// [`super::Seq2Seq::generator_log_prob`]: per row of h̃ `hidden` (R, D), the weighted
+/// log-probability w·log softmax(h̃ Wᵀ + b)[target] (R), through the same fused projection as
+/// the loss, with gradients for any per-row upstream gradient. Rows of weight 0 give 0.
+pub(super) fn generator_log_prob(
+    hidden: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    targets: &[u32],
+    weights: &[f32],
+) -> Result<Tensor> {
+    check_ce_inputs(hidden.dim(0)?, w.dim(0)?, targets, weights, 0.0)?;
+    let flat = hidden.contiguous()?;
+    let keep = flat.track_op() || w.track_op() || b.track_op();
+    let op = GeneratorCe {
+        ce: SmoothedCe { targets: targets.to_vec(), weights: weights.to_vec(), eps: 0.0, lse: Default::default() },
+        per_row: true,
         keep,
         logits: Default::default(),
     };

@@ -1,4 +1,5 @@
-//! Attention encoder–decoder for translation.
+//! Attention encoder–decoder for translation and summarisation (with the pointer-generator's
+//! copy switch and coverage, See et al. 2017).
 //!
 //! ```text
 //! source ids ─► embedding ─► bidirectional Lstm (our layer, lengths) ─► memory (B, S, M)
@@ -39,11 +40,15 @@ mod config;
 mod decode;
 mod loss;
 mod model;
+mod summary;
 
 pub use config::{AttentionKind, Seq2SeqConfig};
 pub use decode::{length_penalty, DecodeOptions, Hypothesis};
 pub use loss::label_smoothed_cross_entropy;
-pub use model::{DecoderState, Encoded, Seq2Seq, Seq2SeqOutput};
+pub use model::{DecodeParts, DecoderState, Encoded, Seq2Seq, Seq2SeqOutput};
+pub use summary::{repeats_ngram, CopySource, Summary, SummaryOptions};
 
+#[cfg(test)]
+mod copy_tests;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,9 @@ pub struct DecoderState {
     pub c: Vec<Tensor>,
     /// h̃ of the previous step (N, D), fed back with the next embedding (input feeding).
     pub feed: Tensor,
+    /// Coverage: the sum of the attention distributions of the steps so far (N, S), when
+    /// coverage is on for this decoding.
+    pub coverage: Option<Tensor>,
 }
 
 impl DecoderState {
@@ -29,6 +32,7 @@ impl DecoderState {
             h: self.h.iter().map(sel).collect::<Result<_>>()?,
             c: self.c.iter().map(sel).collect::<Result<_>>()?,
             feed: sel(&self.feed)?,
+            coverage: self.coverage.as_ref().map(sel).transpose()?,
         })
     }
     pub(super) fn detach(&self) -> Self {
@@ -36,6 +40,7 @@ impl DecoderState {
             h: self.h.iter().map(Tensor::detach).collect(),
             c: self.c.iter().map(Tensor::detach).collect(),
             feed: self.feed.detach(),
+            coverage: self.coverage.as_ref().map(Tensor::detach),
         }
     }
 }
@@ -85,8 +90,33 @@ pub(super) struct StepWeights {
 pub struct Seq2SeqOutput {
     /// (B, T, D): h̃ for every target step; project with [`Seq2Seq::logits`].
     pub hidden: Tensor,
-    /// (B, T, S) attention weights, when asked for.
+    /// (B, T, S) attention weights, when asked for (always with copying).
     pub attention: Option<Tensor>,
+    /// (B, T) the copy switch's p_gen (the generator's share of the mixture), with copying.
+    pub p_gen: Option<Tensor>,
+    /// (B, T) each step's coverage loss Σ_s min(a_t,s, coverage_t,s), with coverage.
+    pub coverage_loss: Option<Tensor>,
+}
+
+/// What [`Seq2Seq::decode_with`] computes beside h̃.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeParts {
+    /// Return the attention weights.
+    pub attention: bool,
+    /// Feed coverage to the attention and return the coverage loss (needs `coverage` in the
+    /// config; off = a zero coverage vector, as before See et al. switch it on).
+    pub coverage: bool,
+}
+
+/// One decoder step's results.
+pub(super) struct StepOut {
+    pub(super) state: DecoderState,
+    /// (N, S) attention weights.
+    pub(super) attn: Tensor,
+    /// (N, M) context vector.
+    pub(super) ctx: Tensor,
+    /// (N, H) the top layer's h: the attention query.
+    pub(super) query: Tensor,
 }
 
 /// The attention encoder–decoder (see the module docs for its diagram and parameter names).
@@ -103,6 +133,10 @@ pub struct Seq2Seq {
     linear_out: Tensor,
     generator_w: Tensor,
     generator_b: Tensor,
+    /// Copy switch: weight (1, M + H + E) over [context ; query ; input embedding], bias (1).
+    pointer: Option<(Tensor, Tensor)>,
+    /// Coverage feature weight (H), added to the additive score as w_c·coverage_s.
+    coverage_w: Option<Tensor>,
 }
 
 impl Seq2Seq {
@@ -158,6 +192,13 @@ impl Seq2Seq {
         let bound = 1.0 / (d as f64).sqrt();
         let generator_b =
             vb.get_with_hints(cfg.tgt_vocab_size, "generator.bias", Init::Uniform { lo: -bound, up: bound })?;
+        let pointer = if cfg.copy {
+            let p = vb.pp("pointer");
+            Some((p.get_with_hints((1, m + h + e), "weight", kaiming)?, p.get_with_hints(1, "bias", Init::Const(0.0))?))
+        } else {
+            None
+        };
+        let coverage_w = if cfg.coverage { Some(a.get_with_hints(h, "coverage.weight", u)?) } else { None };
         Ok(Self {
             cfg: cfg.clone(),
             src_embedding,
@@ -171,6 +212,8 @@ impl Seq2Seq {
             linear_out,
             generator_w,
             generator_b,
+            pointer,
+            coverage_w,
         })
     }
 
@@ -234,7 +277,7 @@ impl Seq2Seq {
             keys,
             mask_bias,
             src_lengths: lengths.to_vec(),
-            initial: DecoderState { h: hs, c: cs, feed },
+            initial: DecoderState { h: hs, c: cs, feed, coverage: None },
         })
     }
 
@@ -272,7 +315,7 @@ impl Seq2Seq {
         state: &DecoderState,
         layer_masks: &[Tensor],
         out_mask: Option<&Tensor>,
-    ) -> Result<(DecoderState, Tensor)> {
+    ) -> Result<StepOut> {
         let layers = state.h.len();
         let (mut hs, mut cs) = (Vec::with_capacity(layers), Vec::with_capacity(layers));
         let mut below: Option<Tensor> = None;
@@ -298,17 +341,19 @@ impl Seq2Seq {
             hs.push(h);
             cs.push(c);
         }
-        let query = hs.last().expect("≥ 1 layer");
-        let (ctx, attn) = self.attend(enc, query)?;
-        let mut feed = Tensor::cat(&[&ctx, query], 1)?.matmul(&per_use(&self.linear_out)?.t()?)?.tanh()?; // (N, D)
+        let query = hs.last().expect("≥ 1 layer").clone();
+        let (ctx, attn) = self.attend(enc, &query, state.coverage.as_ref())?;
+        let mut feed = Tensor::cat(&[&ctx, &query], 1)?.matmul(&per_use(&self.linear_out)?.t()?)?.tanh()?; // (N, D)
         if let Some(m) = out_mask {
             feed = (feed * m)?;
         }
-        Ok((DecoderState { h: hs, c: cs, feed }, attn))
+        let coverage = state.coverage.as_ref().map(|c| c + &attn).transpose()?;
+        Ok(StepOut { state: DecoderState { h: hs, c: cs, feed, coverage }, attn, ctx, query })
     }
 
-    /// Context (N, M) and weights (N, S) for query (N, H).
-    fn attend(&self, enc: &Encoded, query: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// Context (N, M) and weights (N, S) for query (N, H), with the coverage term when
+    /// `coverage` (N, S) is given.
+    fn attend(&self, enc: &Encoded, query: &Tensor, coverage: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let (keys, memory) = (per_use(&enc.keys)?, per_use(&enc.memory)?);
         let (n, s, h) = keys.dims3()?;
         let scores = match self.cfg.attention {
@@ -316,7 +361,12 @@ impl Seq2Seq {
             AttentionKind::Bahdanau => {
                 let (wq, bq) = self.linear_query.as_ref().expect("bahdanau");
                 let q = query.matmul(&per_use(wq)?.t()?)?.broadcast_add(&per_use(bq)?)?; // (N, H)
-                let e = keys.broadcast_add(&q.unsqueeze(1)?)?.tanh()?; // (N, S, H)
+                let mut pre = keys.broadcast_add(&q.unsqueeze(1)?)?; // (N, S, H)
+                if let (Some(cov), Some(wc)) = (coverage, &self.coverage_w) {
+                    let wc = per_use(wc)?.reshape((1, 1, h))?;
+                    pre = (pre + cov.unsqueeze(2)?.broadcast_mul(&wc)?)?;
+                }
+                let e = pre.tanh()?;
                 let v = self.v.as_ref().expect("bahdanau");
                 e.reshape((n * s, h))?.matmul(&per_use(v)?.t()?)?.reshape((n, s))?
             }
@@ -332,9 +382,28 @@ impl Seq2Seq {
         enc: &Encoded,
         dec_input: &Tensor,
         train: bool,
-        mut rng: Option<&mut SeededRng>,
+        rng: Option<&mut SeededRng>,
         return_attention: bool,
     ) -> Result<Seq2SeqOutput> {
+        self.decode_with(enc, dec_input, train, rng, DecodeParts { attention: return_attention, coverage: false })
+    }
+
+    /// [`Self::decode`] with coverage and the copy switch: the attention is returned when
+    /// asked for or when the model copies (its loss needs it), p_gen when it copies, the
+    /// coverage loss when `parts.coverage`.
+    pub fn decode_with(
+        &self,
+        enc: &Encoded,
+        dec_input: &Tensor,
+        train: bool,
+        mut rng: Option<&mut SeededRng>,
+        parts: DecodeParts,
+    ) -> Result<Seq2SeqOutput> {
+        if parts.coverage && self.coverage_w.is_none() {
+            return Err(Error::Input("coverage asked for, but the model was built without `coverage`".into()));
+        }
+        let copy = self.pointer.is_some();
+        let return_attention = parts.attention || copy;
         let (b, t) = dec_input.dims2()?;
         let w = self.step_weights()?;
         let mut y = embed(&self.tgt_embedding, dec_input)?; // (B, T, E)
@@ -360,24 +429,50 @@ impl Seq2Seq {
             (true, None) => return Err(need_rng("output dropout")),
         };
         let mut state = enc.initial.clone();
+        if parts.coverage {
+            state.coverage = Some(enc.mask_bias.zeros_like()?);
+        }
         let mut feeds = Vec::with_capacity(t);
         let mut attns = Vec::new();
+        let (mut ctxs, mut queries, mut cov_losses) = (Vec::new(), Vec::new(), Vec::new());
         for (step, x) in x0.iter().enumerate() {
             let lm: Vec<Tensor> = match &layer_masks {
                 Some(m) => (0..layers - 1).map(|l| m.get(step)?.get(l)).collect::<candle_core::Result<_>>()?,
                 None => Vec::new(),
             };
             let om = out_masks.as_ref().map(|m| m.get(step)).transpose()?;
-            let (next, attn) = self.step(&w, enc, x, &state, &lm, om.as_ref())?;
-            feeds.push(next.feed.clone());
-            if return_attention {
-                attns.push(attn);
+            let out = self.step(&w, enc, x, &state, &lm, om.as_ref())?;
+            feeds.push(out.state.feed.clone());
+            if let Some(cov) = &state.coverage {
+                cov_losses.push(out.attn.minimum(cov)?.sum(1)?); // (B,)
             }
-            state = next;
+            if copy {
+                ctxs.push(out.ctx);
+                queries.push(out.query);
+            }
+            if return_attention {
+                attns.push(out.attn);
+            }
+            state = out.state;
         }
         let hidden = Tensor::stack(&feeds, 1)?; // (B, T, D)
         let attention = if return_attention { Some(Tensor::stack(&attns, 1)?) } else { None };
-        Ok(Seq2SeqOutput { hidden, attention })
+        let p_gen =
+            if copy { Some(self.p_gen(&Tensor::stack(&ctxs, 1)?, &Tensor::stack(&queries, 1)?, &y)?) } else { None };
+        let coverage_loss = if cov_losses.is_empty() { None } else { Some(Tensor::stack(&cov_losses, 1)?) };
+        Ok(Seq2SeqOutput { hidden, attention, p_gen, coverage_loss })
+    }
+
+    /// The copy switch p_gen = σ(w·[context ; query ; input embedding] + b) for (…, M),
+    /// (…, H), (…, E): (…).
+    pub(super) fn p_gen(&self, ctx: &Tensor, query: &Tensor, emb: &Tensor) -> Result<Tensor> {
+        let (w, b) =
+            self.pointer.as_ref().ok_or_else(|| Error::Input("p_gen of a model built without `copy`".into()))?;
+        let x = Tensor::cat(&[ctx, query, emb], D::Minus1)?;
+        let dims = x.dims().to_vec();
+        let width = *dims.last().expect("≥ 1 dim");
+        let z = x.reshape((x.elem_count() / width, width))?.matmul(&per_use(w)?.t()?)?.broadcast_add(&per_use(b)?)?;
+        Ok(candle_nn::ops::sigmoid(&z.reshape(&dims[..dims.len() - 1])?)?)
     }
 
     /// Encoder + teacher-forced decoder.
@@ -425,22 +520,123 @@ impl Seq2Seq {
         )
     }
 
-    /// Inference step from token ids (N,): new state, log-probabilities (N, V) as f32 rows,
-    /// attention (N, S). Everything is detached so no graph builds up over steps.
+    /// Pointer-generator NLL summed over the decoder steps whose `weights` is non-zero (See
+    /// et al. 2017, eq. 9 and 6): per step, −w·log P(y) with
+    /// P(y) = p_gen·P_vocab(y) + (1 − p_gen)·Σ_{s: src_s = y} a_s.
+    /// `targets` (B·T) and `src_ext` (B·S, padding anything that is never a target) are ids in
+    /// the extended vocabulary: the target vocabulary, then each example's source-only words
+    /// from `tgt_vocab_size` on. `out` comes from [`Self::decode_with`] of a model with
+    /// `copy`. P_vocab(y) comes from the fused projection ([`Self::generator_log_prob`]), so the
+    /// (B·T, V) probabilities never enter the graph.
+    pub fn copy_loss(&self, out: &Seq2SeqOutput, src_ext: &[u32], targets: &[u32], weights: &[f32]) -> Result<Tensor> {
+        let (attn, p_gen) = match (&out.attention, &out.p_gen) {
+            (Some(a), Some(p)) => (a, p),
+            _ => return Err(Error::Input("copy loss of an output without attention and p_gen (copy off?)".into())),
+        };
+        let (b, t, s) = attn.dims3()?;
+        if src_ext.len() != b * s || targets.len() != b * t || weights.len() != b * t {
+            return Err(Error::Input(format!(
+                "copy loss: {} source ids, {} targets and {} weights for {b} rows of {t} steps over {s} source positions",
+                src_ext.len(),
+                targets.len(),
+                weights.len()
+            )));
+        }
+        let v = self.cfg.tgt_vocab_size as u32;
+        let (dtype, dev) = (attn.dtype(), attn.device());
+        // The generator part: log P_vocab(y) where y is in the vocabulary (else weight 0, and
+        // the in-vocabulary mask removes its term).
+        let gen_targets: Vec<u32> = targets.iter().map(|&y| if y < v { y } else { 0 }).collect();
+        let gen_weights: Vec<f32> =
+            targets.iter().zip(weights).map(|(&y, &w)| if y < v && w != 0.0 { 1.0 } else { 0.0 }).collect();
+        let lp = self.generator_log_prob(&out.hidden, &gen_targets, &gen_weights)?; // (B·T)
+        let in_vocab = Tensor::from_slice(&gen_weights, b * t, dev)?.to_dtype(dtype)?;
+        let p = p_gen.reshape(b * t)?;
+        let gen = ((&p * lp.exp()?)? * &in_vocab)?;
+        // The copy part: attention mass on the source positions holding y.
+        let mut hits = vec![0f32; b * t * s];
+        for r in 0..b {
+            for j in 0..t {
+                let y = targets[r * t + j];
+                if weights[r * t + j] == 0.0 {
+                    continue;
+                }
+                for k in 0..s {
+                    if src_ext[r * s + k] == y {
+                        hits[(r * t + j) * s + k] = 1.0;
+                    }
+                }
+            }
+        }
+        let hits = Tensor::from_vec(hits, (b, t, s), dev)?.to_dtype(dtype)?;
+        let copied = (attn * hits)?.sum(2)?.reshape(b * t)?;
+        let mix = (gen + (p.affine(-1.0, 1.0)? * copied)?)?;
+        // Steps that do not count get P = 1 (log 0 there would be NaN × 0); the floor keeps a
+        // target whose attention underflowed finite, with no gradient through it.
+        let counted: Vec<f32> = weights.iter().map(|&w| if w != 0.0 { 0.0 } else { 1.0 }).collect();
+        let mix = (mix + Tensor::from_vec(counted, b * t, dev)?.to_dtype(dtype)?)?.maximum(1e-30)?;
+        let w = Tensor::from_slice(weights, b * t, dev)?.to_dtype(dtype)?;
+        Ok((mix.log()? * w)?.sum_all()?.neg()?)
+    }
+
+    /// Per row of h̃ `hidden` (…, D): w·log P_vocab(target) through the fused projection
+    /// (rows of weight 0 give 0); differentiable for any upstream gradient. CPU only.
+    pub fn generator_log_prob(&self, hidden: &Tensor, targets: &[u32], weights: &[f32]) -> Result<Tensor> {
+        let d = *hidden.dims().last().ok_or_else(|| Error::Input("empty hidden".into()))?;
+        let rows = hidden.elem_count() / d.max(1);
+        super::loss::generator_log_prob(
+            &hidden.reshape((rows, d))?,
+            &self.generator_w,
+            &self.generator_b,
+            targets,
+            weights,
+        )
+    }
+
+    /// The output distribution over the extended vocabulary for one decoder step's logits
+    /// (V), attention (S) and p_gen: p_gen·softmax(logits) on the first V entries, plus
+    /// (1 − p_gen)·a_s added at `src_ext[s]`; `n_ext` entries in all (≥ V and > every id).
+    /// Without a p_gen (no copying) it is the softmax. In f64, for beam search.
+    pub fn output_distribution(
+        logits: &[f32],
+        attn: &[f32],
+        src_ext: &[u32],
+        p_gen: Option<f32>,
+        n_ext: usize,
+    ) -> Vec<f64> {
+        let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let z: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
+        let pg = p_gen.map_or(1.0, f64::from);
+        let mut out: Vec<f64> = logits.iter().map(|&x| pg * (x as f64 - max).exp() / z).collect();
+        out.resize(n_ext.max(logits.len()), 0.0);
+        if p_gen.is_some() {
+            for (&a, &id) in attn.iter().zip(src_ext) {
+                if id as usize >= out.len() {
+                    out.resize(id as usize + 1, 0.0);
+                }
+                out[id as usize] += (1.0 - pg) * a as f64;
+            }
+        }
+        out
+    }
+
+    /// Inference step from token ids (N,): new state, logits (N, V), attention (N, S) and,
+    /// with copying, p_gen (N). Everything is detached so no graph builds up over steps.
     pub(super) fn infer_step(
         &self,
         w: &StepWeights,
         enc: &Encoded,
         tokens: &[u32],
         state: &DecoderState,
-    ) -> Result<(DecoderState, Tensor, Tensor)> {
+    ) -> Result<(DecoderState, Tensor, Tensor, Option<Tensor>)> {
         let dev = enc.memory.device();
         let ids = Tensor::from_slice(tokens, tokens.len(), dev)?;
         let y = self.tgt_embedding.index_select(&ids, 0)?; // (N, E)
         let x0 = y.matmul(&w.w_emb_t)?.broadcast_add(&w.bias[0])?;
-        let (next, attn) = self.step(w, enc, &x0, state, &[], None)?;
-        let logits = self.logits(&next.feed)?.detach();
-        Ok((next.detach(), logits, attn.detach()))
+        let out = self.step(w, enc, &x0, state, &[], None)?;
+        let logits = self.logits(&out.state.feed)?.detach();
+        let p_gen = if self.pointer.is_some() { Some(self.p_gen(&out.ctx, &out.query, &y)?.detach()) } else { None };
+        Ok((out.state.detach(), logits, out.attn.detach(), p_gen))
     }
 
     fn dropout(&self, x: Tensor, p: f64, train: bool, rng: Option<&mut SeededRng>, what: &str) -> Result<Tensor> {

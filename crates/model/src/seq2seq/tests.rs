@@ -23,6 +23,8 @@ fn config(attention: AttentionKind, layers: usize, tie: bool, vocab: usize) -> S
         embedding_dropout: 0.0,
         dropout: 0.0,
         output_dropout: 0.0,
+        copy: false,
+        coverage: false,
         pad_id: 0,
         bos_id: 2,
         eos_id: 3,
@@ -94,7 +96,7 @@ fn step_by_step_inference_matches_teacher_forcing() {
         let mut state = enc.initial.clone();
         for step in 0..4 {
             let toks: Vec<u32> = dec.iter().map(|d| d[step]).collect();
-            let (next, logits, _) = m.infer_step(&w, &enc, &toks, &state).unwrap();
+            let (next, logits, _, _) = m.infer_step(&w, &enc, &toks, &state).unwrap();
             let l = logits.to_vec2::<f64>().unwrap();
             for b in 0..2 {
                 for (x, y) in l[b].iter().zip(&tf[b][step]) {

@@ -126,6 +126,8 @@ pub fn model_config(cfg: &Config, toks: &Tokenizers) -> Seq2SeqConfig {
         embedding_dropout: m.embedding_dropout,
         dropout: m.dropout,
         output_dropout: cfg.translate.output_dropout,
+        copy: false,
+        coverage: false,
         pad_id: toks.tgt.pad_id(),
         bos_id: toks.tgt.bos_id(),
         eos_id: toks.tgt.eos_id(),
