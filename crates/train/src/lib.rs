@@ -21,6 +21,7 @@ pub mod optim;
 pub mod overrides;
 pub mod plot;
 pub mod prune;
+pub mod rouge;
 pub mod rundir;
 pub mod schedule;
 pub mod seqeval;
