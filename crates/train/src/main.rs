@@ -57,6 +57,9 @@ enum Command {
     /// Translate with a finished translation run (stdin lines when no TEXT is given);
     /// --attention FILE.svg draws the first sentence's attention matrix.
     Translate(train::task::translate::TranslateArgs),
+    /// Summarise documents with a finished summarisation run (stdin lines when no TEXT is
+    /// given); --json adds p_gen per output word and the attention.
+    Summarize(train::task::summarize::SummarizeArgs),
     /// Tag texts with a finished sequence-labelling run (stdin lines when no TEXT is given):
     /// `word/TAG` per token, and the entities with their spans for entity runs.
     Tag(train::task::tag::TagArgs),
@@ -180,6 +183,11 @@ fn real_main() -> Result<()> {
             init_logging(true);
             configure_threads(threads_of(&args.run.join("config.toml"), &[]));
             train::task::translate::cli(&args)?;
+        }
+        Some(Command::Summarize(args)) => {
+            init_logging(true);
+            configure_threads(threads_of(&args.run.join("config.toml"), &[]));
+            train::task::summarize::cli(&args)?;
         }
         Some(Command::Tag(args)) => {
             init_logging(true);

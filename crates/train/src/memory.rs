@@ -64,6 +64,9 @@ pub fn estimate(cfg: &Config) -> Estimate {
     let vocab = cfg.tokenizer.vocab_size as f64;
     let batch = cfg.train.batch_size as f64;
     let text_len = match cfg.data.max_len {
+        _ if cfg.task == crate::config::TaskKind::Summarize => {
+            (cfg.summarize.max_source_len, "summarize.max_source_len")
+        }
         Some(n) => (n, "data.max_len"),
         None => (TEXT_LEN, "data.max_len unset: a typical sentence"),
     };

@@ -3,7 +3,7 @@
 //! blocking, for a batch of documents at once; every output word keeps its p_gen and
 //! attention row so callers can show where it came from.
 
-use super::decode::{length_penalty, log_softmax_row};
+use super::decode::length_penalty;
 use super::model::Seq2Seq;
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -129,7 +129,9 @@ impl Seq2Seq {
                 })
                 .collect();
             let (next, logits, attn, p_gen) = self.infer_step(&w, &enc, &tokens, &state)?;
-            let logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            // The softmax as one vectorised op over the batch; per row only the copy
+            // additions, the blocked tokens and a top-k scan remain (the log only of those).
+            let probs = candle_nn::ops::softmax_last_dim(&logits)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
             let attn = attn.to_dtype(DType::F32)?.to_vec2::<f32>()?;
             let p_gen = p_gen.map(|p| p.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
             let mut new_live = Vec::new();
@@ -144,38 +146,23 @@ impl Seq2Seq {
                 let len = src_lengths[sent];
                 let mut cands: Vec<(f64, usize, u32)> = Vec::new();
                 for r in r0..r1 {
-                    let mut lp = match (&p_gen, copy) {
-                        (Some(pg), Some(c)) => {
-                            let c = &c[sent];
-                            Seq2Seq::output_distribution(
-                                &logits[r],
-                                &attn[r][..len],
-                                &c.ext_ids,
-                                Some(pg[r]),
-                                v + c.n_oov,
-                            )
-                            .into_iter()
-                            .map(f64::ln)
-                            .collect()
-                        }
-                        _ => log_softmax_row(&logits[r]),
-                    };
+                    let mut p = probs[r].clone();
+                    if let (Some(pg), Some(c)) = (&p_gen, copy) {
+                        let c = &c[sent];
+                        mix_copy(&mut p, &attn[r][..len], &c.ext_ids, pg[r], v + c.n_oov);
+                    }
                     let toks = &live[r].tokens;
-                    // Padding and BOS are never words.
-                    lp[cfg.pad_id as usize] = f64::NEG_INFINITY;
-                    lp[cfg.bos_id as usize] = f64::NEG_INFINITY;
+                    // Padding and BOS are never words; blocked entries get −1 (never chosen).
+                    p[cfg.pad_id as usize] = -1.0;
+                    p[cfg.bos_id as usize] = -1.0;
                     if toks.len() < opts.min_len {
-                        lp[eos as usize] = f64::NEG_INFINITY;
+                        p[eos as usize] = -1.0;
                     }
-                    if opts.no_repeat_ngram > 0 {
-                        for (tok, x) in lp.iter_mut().enumerate() {
-                            if *x > f64::NEG_INFINITY && repeats_ngram(toks, tok as u32, opts.no_repeat_ngram) {
-                                *x = f64::NEG_INFINITY;
-                            }
-                        }
+                    for t in banned_next(toks, opts.no_repeat_ngram) {
+                        p[t as usize] = -1.0;
                     }
-                    for (tok, x) in top_k_finite(&lp, k + 1) {
-                        cands.push((live[r].log_prob + x, r, tok));
+                    for (tok, x) in top_k_positive(&p, k + 1) {
+                        cands.push((live[r].log_prob + (x as f64).ln(), r, tok));
                     }
                 }
                 cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
@@ -250,11 +237,36 @@ impl Seq2Seq {
     }
 }
 
-/// The `k` largest finite entries as (index, value), largest first (ties: lower index first).
-fn top_k_finite(xs: &[f64], k: usize) -> Vec<(u32, f64)> {
-    let mut best: Vec<(u32, f64)> = Vec::with_capacity(k + 1);
+/// p_gen·p (the vocabulary softmax, in place) extended to `n_ext` entries, plus
+/// (1 − p_gen)·a_s at `src_ext[s]`: [`Seq2Seq::output_distribution`] in f32 from the softmax.
+fn mix_copy(p: &mut Vec<f32>, attn: &[f32], src_ext: &[u32], p_gen: f32, n_ext: usize) {
+    for x in p.iter_mut() {
+        *x *= p_gen;
+    }
+    p.resize(n_ext.max(p.len()), 0.0);
+    for (&a, &id) in attn.iter().zip(src_ext) {
+        if id as usize >= p.len() {
+            p.resize(id as usize + 1, 0.0);
+        }
+        p[id as usize] += (1.0 - p_gen) * a;
+    }
+}
+
+/// The tokens that would repeat an n-gram of size `n` after `tokens` (0 = none): the last
+/// word of every earlier n-gram whose first n − 1 words are the current suffix.
+pub fn banned_next(tokens: &[u32], n: usize) -> Vec<u32> {
+    if n == 0 || tokens.len() + 1 < n {
+        return Vec::new();
+    }
+    let prefix = &tokens[tokens.len() + 1 - n..];
+    tokens.windows(n).filter(|w| w[..n - 1] == *prefix).map(|w| w[n - 1]).collect()
+}
+
+/// The `k` largest positive entries as (index, value), largest first (ties: lower index first).
+fn top_k_positive(xs: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     for (i, &x) in xs.iter().enumerate() {
-        if x == f64::NEG_INFINITY || x.is_nan() || (best.len() == k && x <= best[k - 1].1) {
+        if x <= 0.0 || x.is_nan() || (best.len() == k && x <= best[k - 1].1) {
             continue;
         }
         let pos = best.partition_point(|&(_, v)| v >= x);
@@ -282,8 +294,33 @@ mod tests {
 
     #[test]
     fn top_k_skips_blocked() {
-        let xs = [0.0, f64::NEG_INFINITY, -1.0, -0.5];
-        assert_eq!(top_k_finite(&xs, 3), vec![(0, 0.0), (3, -0.5), (2, -1.0)]);
-        assert_eq!(top_k_finite(&[f64::NEG_INFINITY; 3], 2), vec![]);
+        let xs = [0.5, -1.0, 0.1, 0.2, 0.0];
+        assert_eq!(top_k_positive(&xs, 3), vec![(0, 0.5), (3, 0.2), (2, 0.1)]);
+        assert_eq!(top_k_positive(&[-1.0; 3], 2), vec![]);
+    }
+
+    #[test]
+    fn banned_tokens_are_exactly_the_repeating_ones() {
+        let toks = [5, 6, 7, 5, 6, 9, 5];
+        for n in 0..5 {
+            let banned = banned_next(&toks, n);
+            for t in 0..12 {
+                assert_eq!(banned.contains(&t), repeats_ngram(&toks, t, n), "n {n} token {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn mixed_copy_distribution_matches_the_f64_one() {
+        let logits = [0.5f32, -1.0, 2.0, 0.0];
+        let z: f32 = logits.iter().map(|x| x.exp()).sum();
+        let mut p: Vec<f32> = logits.iter().map(|x| x.exp() / z).collect();
+        let (attn, ext) = ([0.7f32, 0.2, 0.1], [2u32, 5, 2]);
+        mix_copy(&mut p, &attn, &ext, 0.6, 6);
+        let want = Seq2Seq::output_distribution(&logits, &attn, &ext, Some(0.6), 6);
+        assert_eq!(p.len(), want.len());
+        for (a, b) in p.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{a} vs {b}");
+        }
     }
 }

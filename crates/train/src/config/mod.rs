@@ -18,7 +18,7 @@ mod tests;
 
 pub use load::{load, load_recorded, locate, parse, Loaded};
 pub use model::classifier::Pooling;
-pub use sections::{AudioConfig, BenchConfig, ForecastConfig, TagConfig, TranslateConfig};
+pub use sections::{AudioConfig, BenchConfig, ForecastConfig, LongSource, SummarizeConfig, TagConfig, TranslateConfig};
 pub use sections::{LmKind, SpeechNorm, TranscribeConfig};
 pub use validate::Invalid;
 
@@ -50,6 +50,8 @@ pub enum TaskKind {
     Tag,
     /// Speech to text: BiLSTM + CTC over log-mel frames (AN4; `[transcribe]` section).
     Transcribe,
+    /// Summarisation: pointer-generator encoder–decoder with coverage (Gigaword; `[summarize]`).
+    Summarize,
 }
 
 impl TaskKind {
@@ -64,6 +66,7 @@ impl TaskKind {
             TaskKind::Translate => "translate",
             TaskKind::Tag => "tag",
             TaskKind::Transcribe => "transcribe",
+            TaskKind::Summarize => "summarize",
         }
     }
 }
@@ -99,6 +102,9 @@ pub struct Config {
     /// Left out of a resolved config when it is all defaults (every task but translate).
     #[serde(default, skip_serializing_if = "TranslateConfig::is_default")]
     pub translate: TranslateConfig,
+    /// Left out of a resolved config when it is all defaults (every task but summarize).
+    #[serde(default, skip_serializing_if = "SummarizeConfig::is_default")]
+    pub summarize: SummarizeConfig,
     /// Left out of a resolved config when it is all defaults (every task but transcribe).
     #[serde(default, skip_serializing_if = "TranscribeConfig::is_default")]
     pub transcribe: TranscribeConfig,

@@ -1,5 +1,5 @@
 //! The sections only some tasks (or `train bench`) read: `[audio]`, `[forecast]`,
-//! `[translate]` and `[bench]`. Each is left out of a resolved config when it is all defaults,
+//! `[translate]`, `[summarize]` and `[bench]`. Each is left out of a resolved config when it is all defaults,
 //! and refused on a task that does not read it (see `validate`).
 
 use model::seq2seq::{AttentionKind, DecodeOptions};
@@ -158,6 +158,98 @@ impl TranslateConfig {
             max_len_ratio: self.max_len_ratio,
             max_len_extra: self.max_len_extra,
         }
+    }
+}
+
+/// What happens to a document longer than `summarize.max_source_len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LongSource {
+    /// Keep its first `max_source_len` tokens and say so (a count while training, a warning
+    /// on stderr for `train summarize`).
+    #[default]
+    Truncate,
+    /// Refuse it with an error naming the document and the limit.
+    Refuse,
+}
+
+/// The `[summarize]` section (`task = "summarize"`). Documented in `configs/gigaword.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SummarizeConfig {
+    /// Score function: "bahdanau" | "dot" | "general" (coverage needs "bahdanau").
+    pub attention: AttentionKind,
+    /// Feed h̃_{t−1} to the decoder with the next embedding.
+    pub input_feeding: bool,
+    /// Generator weights = target embedding table.
+    pub tie_embeddings: bool,
+    /// Dropout on the attentional hidden state h̃.
+    pub output_dropout: f64,
+    /// Pointer-generator copying from the source (See et al. 2017).
+    pub copy: bool,
+    /// Coverage vector fed to the attention, and the coverage loss.
+    pub coverage: bool,
+    /// λ of the coverage loss Σ_t Σ_s min(a_t,s, c_t,s) (per target token, like the NLL).
+    pub coverage_weight: f64,
+    /// First epoch (1-based) with coverage on; before it the coverage vector is zero and the
+    /// coverage loss off (See et al. switch it on for the last part of training).
+    pub coverage_from_epoch: usize,
+    /// Document tokens kept (longer ones: `long_source`).
+    pub max_source_len: usize,
+    /// "truncate" | "refuse".
+    pub long_source: LongSource,
+    /// Training summaries are cut to this many tokens.
+    pub max_target_len: usize,
+    /// Beam size for the test split and `train summarize` (1 = greedy).
+    pub beam: usize,
+    /// Beam size for the per-epoch validation ROUGE.
+    pub valid_beam: usize,
+    /// Validation documents decoded for ROUGE each epoch (0 = all); the loss uses them all.
+    pub valid_rouge_examples: usize,
+    /// Fewest words before EOS.
+    pub min_len: usize,
+    /// Most words of a summary.
+    pub max_len: usize,
+    /// GNMT length penalty α.
+    pub length_penalty: f64,
+    /// Block repeating any n-gram of this size in one summary (0 = off).
+    pub no_repeat_ngram: usize,
+}
+
+impl Default for SummarizeConfig {
+    fn default() -> Self {
+        Self {
+            attention: AttentionKind::Bahdanau,
+            input_feeding: true,
+            tie_embeddings: false,
+            output_dropout: 0.0,
+            copy: true,
+            coverage: false,
+            coverage_weight: 1.0,
+            coverage_from_epoch: 1,
+            max_source_len: 100,
+            long_source: LongSource::Truncate,
+            max_target_len: 30,
+            beam: 4,
+            valid_beam: 1,
+            valid_rouge_examples: 1000,
+            min_len: 1,
+            max_len: 30,
+            length_penalty: 0.6,
+            no_repeat_ngram: 0,
+        }
+    }
+}
+
+impl SummarizeConfig {
+    /// Whether every key has its default (the section is then left out of `config.toml`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether coverage is on in (1-based) `epoch`.
+    pub fn coverage_on(&self, epoch: usize) -> bool {
+        self.coverage && epoch >= self.coverage_from_epoch
     }
 }
 

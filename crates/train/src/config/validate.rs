@@ -137,6 +137,11 @@ impl Config {
         } else if !self.transcribe.is_default() {
             return Err(invalid("transcribe", "the [transcribe] section applies to task = \"transcribe\" only"));
         }
+        if self.task == TaskKind::Summarize {
+            self.validate_summarize()?;
+        } else if !self.summarize.is_default() {
+            return Err(invalid("summarize", "the [summarize] section applies to task = \"summarize\" only"));
+        }
         Ok(())
     }
 
@@ -312,6 +317,95 @@ impl AudioConfig {
                 data::audio::AudioError::InvalidConfig { key, reason } => invalid(&format!("audio.mfcc.{key}"), reason),
                 other => Invalid { key: None, message: other.to_string() },
             });
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks of the `[summarize]` section and of what `task = "summarize"` needs elsewhere:
+    /// a pairs corpus and one word-level tokenizer over whitespace-separated tokens, so that
+    /// every source word is one id the copy mechanism can point at.
+    fn validate_summarize(&self) -> Result<(), Invalid> {
+        use data::config::{PreTokenizer, TokenizerModel};
+        if self.data.corpus != data::config::CorpusKind::Pairs {
+            return Err(invalid(
+                "data.corpus",
+                "task \"summarize\" reads document/summary pairs (data.corpus = \"pairs\")",
+            ));
+        }
+        if self.data.max_len.is_some() {
+            return Err(invalid("data.max_len", "summarize cuts with summarize.max_source_len and max_target_len"));
+        }
+        if self.model.cell != model::config::CellKind::Lstm {
+            return Err(invalid("model.cell", "the encoder–decoder needs \"lstm\" cells"));
+        }
+        if !self.tokenizer.joint {
+            return Err(invalid(
+                "tokenizer.joint",
+                "summarize needs one vocabulary for documents and summaries (joint = true)",
+            ));
+        }
+        if self.tokenizer.hub.is_none() && self.tokenizer.path.is_none() {
+            if self.tokenizer.model != TokenizerModel::WordLevel {
+                return Err(invalid("tokenizer.model", "summarize copies whole words: needs \"word_level\""));
+            }
+            if self.tokenizer.pre_tokenizer() != PreTokenizer::WhitespaceSplit {
+                return Err(invalid(
+                    "tokenizer.pre_tokenizer",
+                    "summarize reads tokenised text: needs \"whitespace_split\" (one id per space-separated word)",
+                ));
+            }
+        }
+        if self.train.early_stopping_metric == "accuracy" {
+            return Err(invalid(
+                "train.early_stopping_metric",
+                "summarisation has no accuracy: use \"rouge1\"/\"rouge2\"/\"rougeL\" (mode \"max\") or \"loss\" (mode \"min\")",
+            ));
+        }
+        self.summarize.validate()
+    }
+}
+
+impl super::SummarizeConfig {
+    /// Ranges of the `[summarize]` section.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let bad = |key: &str, message: String| Err(invalid(&format!("summarize.{key}"), message));
+        if !(0.0..1.0).contains(&self.output_dropout) {
+            return bad("output_dropout", format!("expected a probability in [0, 1), got {}", self.output_dropout));
+        }
+        if self.coverage && self.attention != model::seq2seq::AttentionKind::Bahdanau {
+            return bad("coverage", "coverage is added to the additive score: needs attention = \"bahdanau\"".into());
+        }
+        if !(self.coverage_weight >= 0.0 && self.coverage_weight.is_finite()) {
+            return bad("coverage_weight", format!("expected λ ≥ 0, got {}", self.coverage_weight));
+        }
+        if self.coverage_from_epoch == 0 {
+            return bad("coverage_from_epoch", "epochs count from 1".into());
+        }
+        for (key, v) in [
+            ("max_source_len", self.max_source_len),
+            ("max_target_len", self.max_target_len),
+            ("max_len", self.max_len),
+        ] {
+            if v == 0 {
+                return bad(key, "expected at least 1".into());
+            }
+            if v > 100_000 {
+                return bad(key, format!("expected at most 100000 tokens, got {v}"));
+            }
+        }
+        if self.beam == 0 || self.beam > 1000 {
+            return bad("beam", format!("expected a beam size in 1..=1000, got {}", self.beam));
+        }
+        if self.valid_beam == 0 || self.valid_beam > 1000 {
+            return bad("valid_beam", format!("expected a beam size in 1..=1000, got {}", self.valid_beam));
+        }
+        if self.min_len > self.max_len {
+            return bad("min_len", format!("expected ≤ max_len = {}, got {}", self.max_len, self.min_len));
+        }
+        if !(self.length_penalty >= 0.0 && self.length_penalty.is_finite()) {
+            return bad("length_penalty", format!("expected α ≥ 0, got {}", self.length_penalty));
         }
         Ok(())
     }

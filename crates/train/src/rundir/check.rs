@@ -63,6 +63,7 @@ impl RunDir {
         match cfg.task {
             Kind::Classify => vec![(self.tokenizer(), "tokenizer")],
             Kind::Translate if cfg.tokenizer.joint => vec![(self.tokenizer(), "joint tokenizer")],
+            Kind::Summarize => vec![(self.tokenizer(), "joint word-level tokenizer")],
             Kind::Translate => {
                 vec![(self.tokenizer_src(), "source tokenizer"), (self.tokenizer_tgt(), "target tokenizer")]
             }

@@ -9,6 +9,7 @@
 pub mod audio;
 pub mod classify;
 pub mod forecast;
+pub mod summarize;
 pub mod synthetic;
 pub mod tag;
 pub mod transcribe;
@@ -82,6 +83,7 @@ pub fn registration(kind: TaskKind) -> Registration {
         TaskKind::Adding => synthetic::ADDING,
         TaskKind::Copy => synthetic::COPY,
         TaskKind::Translate => translate::REGISTRATION,
+        TaskKind::Summarize => summarize::REGISTRATION,
         TaskKind::Tag => tag::REGISTRATION,
         TaskKind::Transcribe => transcribe::REGISTRATION,
     }
