@@ -233,11 +233,11 @@ fn reruns_are_byte_identical_and_copy_is_an_ablation() {
         "--set",
         "summarize.coverage=true",
         "--set",
-        "summarize.attention=\"general\"",
+        "summarize.coverage_from_epoch=0",
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(err.contains("summarize.coverage"), "{err}");
+    assert!(err.contains("summarize.coverage_from_epoch"), "{err}");
     let out = train(&[
         "--config",
         cfg.to_str().unwrap(),

@@ -52,8 +52,9 @@ pub struct Seq2SeqConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub copy: bool,
     /// Coverage (See et al. 2017): the sum of past attention distributions is fed to the
-    /// attention score, so the decoder can see what it has already attended to. Adds
-    /// `attention.coverage.weight`; needs `attention = "bahdanau"`. Default false.
+    /// attention score, so the decoder can see what it has already attended to: w_c·c_s is
+    /// added to every key (inside the tanh for "bahdanau"; for "dot"/"general" that adds
+    /// c_s·w_cᵀh_t to the score). Adds `attention.coverage.weight`. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub coverage: bool,
     /// Target padding id.
@@ -109,12 +110,6 @@ impl Seq2SeqConfig {
             if !(0.0..1.0).contains(&p) {
                 return cfg(key, format!("expected a probability in [0, 1), got {p}"));
             }
-        }
-        if self.coverage && self.attention != AttentionKind::Bahdanau {
-            return cfg(
-                "coverage",
-                "the coverage term is added inside the additive score: needs attention = \"bahdanau\"".into(),
-            );
         }
         let v = self.tgt_vocab_size as u32;
         for (key, id) in [("pad_id", self.pad_id), ("bos_id", self.bos_id), ("eos_id", self.eos_id)] {

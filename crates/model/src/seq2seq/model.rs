@@ -357,7 +357,18 @@ impl Seq2Seq {
         let (keys, memory) = (per_use(&enc.keys)?, per_use(&enc.memory)?);
         let (n, s, h) = keys.dims3()?;
         let scores = match self.cfg.attention {
-            AttentionKind::Dot | AttentionKind::General => keys.matmul(&query.unsqueeze(2)?)?.squeeze(2)?,
+            AttentionKind::Dot | AttentionKind::General => {
+                let scores = keys.matmul(&query.unsqueeze(2)?)?.squeeze(2)?;
+                match (coverage, &self.coverage_w) {
+                    // (k_s + c_s·w_c)ᵀ q = k_sᵀ q + c_s·(w_cᵀ q): the coverage term added to
+                    // each key, as the additive score adds it inside.
+                    (Some(cov), Some(wc)) => {
+                        let lam = query.matmul(&per_use(wc)?.unsqueeze(1)?)?; // (N, 1)
+                        (scores + cov.broadcast_mul(&lam)?)?
+                    }
+                    _ => scores,
+                }
+            }
             AttentionKind::Bahdanau => {
                 let (wq, bq) = self.linear_query.as_ref().expect("bahdanau");
                 let q = query.matmul(&per_use(wq)?.t()?)?.broadcast_add(&per_use(bq)?)?; // (N, H)

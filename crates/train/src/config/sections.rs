@@ -177,7 +177,7 @@ pub enum LongSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SummarizeConfig {
-    /// Score function: "bahdanau" | "dot" | "general" (coverage needs "bahdanau").
+    /// Score function: "bahdanau" | "dot" | "general".
     pub attention: AttentionKind,
     /// Feed h̃_{t−1} to the decoder with the next embedding.
     pub input_feeding: bool,

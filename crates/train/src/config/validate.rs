@@ -374,9 +374,6 @@ impl super::SummarizeConfig {
         if !(0.0..1.0).contains(&self.output_dropout) {
             return bad("output_dropout", format!("expected a probability in [0, 1), got {}", self.output_dropout));
         }
-        if self.coverage && self.attention != model::seq2seq::AttentionKind::Bahdanau {
-            return bad("coverage", "coverage is added to the additive score: needs attention = \"bahdanau\"".into());
-        }
         if !(self.coverage_weight >= 0.0 && self.coverage_weight.is_finite()) {
             return bad("coverage_weight", format!("expected λ ≥ 0, got {}", self.coverage_weight));
         }
