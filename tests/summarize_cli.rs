@@ -168,6 +168,10 @@ fn copying_model_learns_the_names_and_the_cli_summarizes() {
     let attn = v["attention"].as_array().unwrap();
     assert_eq!(attn.len(), words.len());
     assert_eq!(attn[0].as_array().unwrap().len(), v["source_words"].as_array().unwrap().len());
+    // eval re-scores the best checkpoint: the same test figures.
+    let out = ok(&train(&["eval", "--run", run_s, "--split", "test"]));
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(m["rouge1"], test["rouge1"], "{m}");
     // predict is the same summaries.
     let pred = ok(&train(&["predict", "--run", run_s, doc]));
     let plain = ok(&train(&["summarize", "--run", run_s, doc]));
