@@ -18,7 +18,7 @@
 //! # Ok::<(), model::Error>(())
 //! ```
 
-use crate::classifier::{encode_and_classify, input_dropout, ClassifierOutput, Pooling};
+use crate::classifier::{encode_and_classify, input_dropout, ClassifierOutput, Head, Pooling};
 use crate::config::LstmConfig;
 use crate::rng::SeededRng;
 use crate::{Error, Lstm, Result};
@@ -95,7 +95,18 @@ impl FrameClassifier {
         let c = &self.cfg;
         let x =
             input_dropout(frames.clone(), c.input_dropout, c.variational, rng.as_deref_mut(), train, "input dropout")?;
-        encode_and_classify(&self.lstm, &self.head, &c.lstm, c.pooling, c.head_dropout, &x, lengths, train, rng, trace)
+        encode_and_classify(
+            &self.lstm,
+            Head { dense: &self.head, compressed: None },
+            &c.lstm,
+            c.pooling,
+            c.head_dropout,
+            &x,
+            lengths,
+            train,
+            rng,
+            trace,
+        )
     }
 }
 
