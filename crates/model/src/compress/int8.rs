@@ -3,7 +3,7 @@
 //! (PyTorch's `quantize_dynamic` quantises activations at run time the same way, per tensor;
 //! per row is at least as accurate and keeps rows independent, which the threads rely on).
 //!
-//! Weights: `q[n][k] = round(w[n][k] / s[n])`, `s[n] = max_k |w[n][k]| / 127`, so
+//! Weights: `q[n][k] = round(w[n][k] / s[n])` (to nearest, ties to even), `s[n] = max_k |w[n][k]| / 127`, so
 //! `|w − q·s| ≤ s/2` per entry. Activations: `a[m][k] = round(x[m][k] / t[m])`,
 //! `t[m] = max_k |x[m][k]| / 127`. The product sums `a·q` exactly in i32 and scales once:
 //! `out[m][n] += (Σ_k a[m][k] q[n][k]) · (t[m] · s[n])`.
@@ -58,7 +58,7 @@ pub fn quantize_row(w: &[f32], out: &mut [i8]) -> f32 {
     let scale = amax / 127.0;
     let inv = 127.0 / amax;
     for (q, &x) in out.iter_mut().zip(w) {
-        *q = (x * inv).round().clamp(-127.0, 127.0) as i8;
+        *q = round127(x * inv) as i8;
     }
     scale
 }
@@ -155,19 +155,46 @@ fn pair(lo: i16, hi: i16) -> i32 {
     ((hi as i32) << 16) | (lo as u16 as i32)
 }
 
+/// 1.5 · 2²³: adding and subtracting it rounds an f32 of magnitude < 2²² to the nearest
+/// integer, ties to even (the rounding of PyTorch's `nearbyint`). Plain arithmetic, so it
+/// vectorises on baseline x86-64, where `f32::round` is a libm call per element.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// `v` rounded to the nearest integer (ties to even) and clamped to ±127, for |v| ≤ 2²².
+#[inline(always)]
+fn round127(v: f32) -> f32 {
+    ((v.clamp(-127.0, 127.0) + ROUND_MAGIC) - ROUND_MAGIC).clamp(-127.0, 127.0)
+}
+
 /// Quantises one activation row into i16 pairs; returns its scale (0 for an all-zero row).
+/// The same bits on every path: the AVX2 build only vectorises the same IEEE operations.
 fn quantize_activations(x: &[f32], out: &mut [i32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if simd_on() {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(x: &[f32], out: &mut [i32]) -> f32 {
+            quantize_activations_body(x, out)
+        }
+        // SAFETY: AVX2 was detected at run time, the function's only requirement.
+        return unsafe { avx2(x, out) };
+    }
+    quantize_activations_body(x, out)
+}
+
+#[inline(always)]
+fn quantize_activations_body(x: &[f32], out: &mut [i32]) -> f32 {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     if amax == 0.0 || !amax.is_finite() {
         out.iter_mut().for_each(|v| *v = 0);
         return 0.0;
     }
     let inv = 127.0 / amax;
-    let q = |v: f32| (v * inv).round().clamp(-127.0, 127.0) as i16;
-    for (p, o) in out.iter_mut().enumerate() {
-        let lo = q(x[2 * p]);
-        let hi = if 2 * p + 1 < x.len() { q(x[2 * p + 1]) } else { 0 };
-        *o = pair(lo, hi);
+    let (pairs, rest) = x.split_at(x.len() & !1);
+    for (o, p) in out.iter_mut().zip(pairs.chunks_exact(2)) {
+        *o = pair(round127(p[0] * inv) as i16, round127(p[1] * inv) as i16);
+    }
+    if let (Some(&last), Some(o)) = (rest.first(), out.get_mut(pairs.len() / 2)) {
+        *o = pair(round127(last * inv) as i16, 0);
     }
     amax / 127.0
 }
