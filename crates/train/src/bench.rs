@@ -433,8 +433,10 @@ pub fn cli(args: &BenchArgs) -> Result<()> {
                 f / t.median / 1e9
             );
         }
-        if let Some(split) = &r.split {
-            println!("  {path:<10} training step medians: {split}");
+        match (&r.split, r.train.is_some()) {
+            (Some(split), true) => println!("  {path:<10} training step medians: {split}"),
+            (Some(split), false) => println!("  {path:<10} {split}"),
+            _ => {}
         }
         if *path == "fused" {
             rss_after_fused = peak_rss_mb();
