@@ -49,7 +49,7 @@ impl CompressedLstm {
     /// Runs `x` (batch, time, input) row-major with `lengths` (each 1..=time) from a zero state.
     pub fn forward(&self, x: &[f32], batch: usize, time: usize, lengths: &[usize], threads: usize) -> Output {
         let width = self.dirs * self.hidden;
-        let input = if batch * time == 0 { 0 } else { x.len() / (batch * time) };
+        let input = x.len().checked_div(batch * time).unwrap_or(0);
         let mut order: Vec<usize> = (0..batch).collect();
         order.sort_by_key(|&r| std::cmp::Reverse(lengths[r]));
         let nt = threads.clamp(1, batch.max(1));

@@ -219,8 +219,8 @@ impl SparseMatrix {
                 let mut acc = [0f32; NP];
                 for e in self.start[p]..self.start[p + 1] {
                     let xv = x[m * ldx + self.ks[e] as usize];
-                    for j in 0..NP {
-                        acc[j] = xv.mul_add(self.vals[e * NP + j], acc[j]);
+                    for (a, v) in acc.iter_mut().zip(&self.vals[e * NP..(e + 1) * NP]) {
+                        *a = xv.mul_add(*v, *a);
                     }
                 }
                 for j in 0..NP.min(self.rows - p * NP) {
