@@ -15,8 +15,9 @@ fn field(key: &str) -> Option<String> {
         .map(|l| l.split_once(':').map(|(_, v)| v.trim().to_string()).unwrap_or_default())
 }
 
-/// `{"model": .., "vendor": .., "family": .., "model_number": .., "features": [..]}`: the CPU
-/// facts a figure depends on (SIMD features that pick kernels included).
+/// `{"model": .., "f32_kernel": .., "vendor": .., "family": .., "model_number": .., "features": [..]}`:
+/// the CPU facts a figure depends on (SIMD features that pick kernels included) and the
+/// recurrent-product strategy the fused f32 kernel chose on it.
 pub fn describe() -> Value {
     let mut features = Vec::new();
     #[cfg(target_arch = "x86_64")]
@@ -28,6 +29,7 @@ pub fn describe() -> Value {
     }
     json!({
         "model": model_name(),
+        "f32_kernel": model::fused::micro::strategy(),
         "vendor": field("vendor_id"),
         "family": field("cpu family"),
         "model_number": field("model"),
