@@ -24,8 +24,9 @@
 
 /// Output channels per packed panel (two AVX2 registers of i32 lanes).
 const NR: usize = 16;
-/// Rows of `x` per micro-tile.
-const MR: usize = 4;
+/// Rows of `x` per micro-tile: 6 rows × 2 registers = 12 accumulators, plus two weight
+/// registers and one broadcast, of AVX2's 16.
+const MR: usize = 6;
 /// Largest reduction length whose i32 sums cannot overflow (2³¹ / 127², rounded down).
 pub const MAX_K: usize = 133_143;
 
@@ -240,6 +241,8 @@ unsafe fn avx2_product(w: &QMatrix, xq: &[i32], xs: &[f32], rows: usize, out: &m
             // `mr` rows of `kp` pairs and `wp` `kp` rows of NR lanes, which is all `tile` reads.
             unsafe {
                 match mr {
+                    6 => tile::<6>(x, wp, kp, &mut acc),
+                    5 => tile::<5>(x, wp, kp, &mut acc),
                     4 => tile::<4>(x, wp, kp, &mut acc),
                     3 => tile::<3>(x, wp, kp, &mut acc),
                     2 => tile::<2>(x, wp, kp, &mut acc),
