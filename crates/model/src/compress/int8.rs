@@ -3,30 +3,38 @@
 //! (PyTorch's `quantize_dynamic` quantises activations at run time the same way, per tensor;
 //! per row is at least as accurate and keeps rows independent, which the threads rely on).
 //!
-//! Weights: `q[n][k] = round(w[n][k] / s[n])` (to nearest, ties to even), `s[n] = max_k |w[n][k]| / 127`, so
-//! `|w − q·s| ≤ s/2` per entry. Activations: `a[m][k] = round(x[m][k] / t[m])`,
-//! `t[m] = max_k |x[m][k]| / 127`. The product sums `a·q` exactly in i32 and scales once:
+//! Weights: `q[n][k] = round(w[n][k] / s[n])` (to nearest, ties to even),
+//! `s[n] = max_k |w[n][k]| / 127`, so `|w − q·s| ≤ s/2` per entry. Activations, 7 bits:
+//! `a[m][k] = round(x[m][k] / t[m])` in [−63, 63], `t[m] = max_k |x[m][k]| / 63` (PyTorch's
+//! x86 backend also quantises activations to 7 bits, `reduce_range`, for the same reason as
+//! here). The product sums `a·q` exactly in i32 and scales once:
 //! `out[m][n] += (Σ_k a[m][k] q[n][k]) · (t[m] · s[n])`.
 //!
-//! Kernel (AVX2): both operands are widened to i16 and multiplied with `vpmaddwd`, which adds
-//! adjacent pairs of i16 products into i32 lanes. Each pair sum is at most 2 · 127 · 127 =
-//! 32 258 in magnitude, so nothing saturates (unlike `vpmaddubsw`'s i16 result, which needs
-//! 7-bit activations), and the i32 accumulator cannot overflow below K = 2³¹ / 127² ≈ 133 000
-//! inputs ([`MAX_K`] refuses larger). The i32 sums are exact, and the epilogue does the same
-//! f32 operations in the same order as the scalar fallback, so both give identical bits.
-//! Weights are kept packed as i16 pairs in panels of 16 output channels (`packed`), the form
-//! the kernel streams; the stored form (`q`, `scales`) is what checkpoints hold.
-//! AVX-512 VNNI / AVX-VNNI (`vpdpbusd`) kernels are not written: the machine this was built
-//! on has neither, so they could not be tested.
+//! Kernel (AVX2): `vpmaddubsw` multiplies unsigned bytes by signed bytes and adds adjacent
+//! pairs into i16 with saturation, so the activations go in shifted, `u = a + 64` in [1, 127]:
+//! each pair sum is then at most 2 · 127 · 127 = 32 258 < 32 767 and never saturates (with
+//! 8-bit activations it could). `vpmaddwd` against ones widens the pairs to i32 (4 products
+//! per lane), and `Σ u·q − 64·Σ q` (row sums of q kept with the weights) gives `Σ a·q`. The
+//! i32 accumulator cannot overflow below K = 2³¹ / 127² ≈ 133 000 inputs ([`MAX_K`] refuses
+//! larger). The sums are exact, and the epilogue does the same f32 operations in the same
+//! order as the scalar fallback, so both give identical bits. Weights are kept packed as
+//! groups of 4 bytes in panels of 16 output channels (`packed`), the form the kernel streams;
+//! the stored form (`q`, `scales`) is what checkpoints hold. AVX-512 VNNI / AVX-VNNI
+//! (`vpdpbusd`, which fuses the three instructions) kernels are not written: the machine this
+//! was built on has neither, so they could not be tested.
 
 // Every unsafe operation sits in its own block, and every block says why it is sound.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 /// Output channels per packed panel (two AVX2 registers of i32 lanes).
 const NR: usize = 16;
-/// Rows of `x` per micro-tile: 6 rows × 2 registers = 12 accumulators, plus two weight
-/// registers and one broadcast, of AVX2's 16.
-const MR: usize = 6;
+/// Rows of `x` per micro-tile: 4 rows × 2 registers = 8 accumulators, plus two weight
+/// registers, the broadcast, the ones and two products, of AVX2's 16.
+const MR: usize = 4;
+/// Inputs per i32 lane (4 bytes).
+const KG: usize = 4;
+/// The shift that makes activations unsigned for `vpmaddubsw`.
+const SHIFT: i32 = 64;
 /// Largest reduction length whose i32 sums cannot overflow (2³¹ / 127², rounded down).
 pub const MAX_K: usize = 133_143;
 
@@ -44,9 +52,11 @@ pub struct QMatrix {
     cols: usize,
     q: Vec<i8>,
     scales: Vec<f32>,
-    /// `[panel][k pair][16 lanes]` i32 = (lo: q[n][2p] as i16, hi: q[n][2p+1] as i16),
-    /// zero-padded to whole panels and an even K.
+    /// `[panel][k group][16 lanes]` i32 = the 4 bytes q[n][4g..4g+4], zero-padded to whole
+    /// panels and a multiple of 4 inputs.
     packed: Vec<i32>,
+    /// `Σ_k q[n][k]` per row, for the shift correction.
+    sums: Vec<i32>,
 }
 
 /// Per-channel symmetric quantisation of one row: (scale, values).
@@ -78,18 +88,19 @@ impl QMatrix {
     pub fn from_parts(q: Vec<i8>, scales: Vec<f32>, rows: usize, cols: usize) -> Self {
         assert_eq!(q.len(), rows * cols);
         assert_eq!(scales.len(), rows);
-        let kp = cols.div_ceil(2);
+        let kg = cols.div_ceil(KG);
         let panels = rows.div_ceil(NR);
-        let mut packed = vec![0i32; panels * kp * NR];
+        let mut packed = vec![0i32; panels * kg * NR];
         for n in 0..rows {
             let (panel, lane) = (n / NR, n % NR);
-            for p in 0..kp {
-                let lo = q[n * cols + 2 * p] as i16;
-                let hi = if 2 * p + 1 < cols { q[n * cols + 2 * p + 1] as i16 } else { 0 };
-                packed[(panel * kp + p) * NR + lane] = pair(lo, hi);
+            for g in 0..kg {
+                let b: [u8; 4] =
+                    std::array::from_fn(|j| if KG * g + j < cols { q[n * cols + KG * g + j] as u8 } else { 0 });
+                packed[(panel * kg + g) * NR + lane] = i32::from_le_bytes(b);
             }
         }
-        Self { rows, cols, q, scales, packed }
+        let sums = (0..rows).map(|n| q[n * cols..(n + 1) * cols].iter().map(|&v| v as i32).sum()).collect();
+        Self { rows, cols, q, scales, packed, sums }
     }
 
     /// Output channels.
@@ -118,7 +129,7 @@ impl QMatrix {
     /// `out[m][n] += Σ_k x[m][k] w[n][k]` for `m < rows`, with `x` quantised per row
     /// (strides `ldx`, `ldo`). `scratch` is reused between calls.
     pub fn add_product(&self, x: &[f32], ldx: usize, rows: usize, out: &mut [f32], ldo: usize, scratch: &mut Scratch) {
-        let kp = self.cols.div_ceil(2);
+        let kp = self.cols.div_ceil(KG);
         assert!(self.cols <= MAX_K, "int8 product: {} inputs exceed the overflow-free bound {MAX_K}", self.cols);
         assert!(rows == 0 || (x.len() >= (rows - 1) * ldx + self.cols && out.len() >= (rows - 1) * ldo + self.rows));
         let Scratch { xq, xs } = scratch;
@@ -142,7 +153,7 @@ impl QMatrix {
     /// The scalar product alone (tests compare it with the SIMD one).
     #[doc(hidden)]
     pub fn add_product_scalar(&self, x: &[f32], ldx: usize, rows: usize, out: &mut [f32], ldo: usize) {
-        let kp = self.cols.div_ceil(2);
+        let kp = self.cols.div_ceil(KG);
         let mut xq = vec![0i32; rows * kp];
         let xs: Vec<f32> = (0..rows)
             .map(|m| quantize_activations(&x[m * ldx..m * ldx + self.cols], &mut xq[m * kp..(m + 1) * kp]))
@@ -151,20 +162,15 @@ impl QMatrix {
     }
 }
 
-#[inline(always)]
-fn pair(lo: i16, hi: i16) -> i32 {
-    ((hi as i32) << 16) | (lo as u16 as i32)
-}
-
 /// 1.5 · 2²³: adding and subtracting it rounds an f32 of magnitude < 2²² to the nearest
 /// integer, ties to even (the rounding of PyTorch's `nearbyint`). Plain arithmetic, so it
 /// vectorises on baseline x86-64, where `f32::round` is a libm call per element.
 const ROUND_MAGIC: f32 = 12_582_912.0;
 
-/// `v` rounded to the nearest integer (ties to even) and clamped to ±127, for |v| ≤ 2²².
+/// `v` rounded to the nearest integer (ties to even) and clamped to ±127.
 #[inline(always)]
 fn round127(v: f32) -> f32 {
-    ((v.clamp(-127.0, 127.0) + ROUND_MAGIC) - ROUND_MAGIC).clamp(-127.0, 127.0)
+    (v.clamp(-127.0, 127.0) + ROUND_MAGIC) - ROUND_MAGIC
 }
 
 /// Quantises one activation row into i16 pairs; returns its scale (0 for an all-zero row).
@@ -186,18 +192,24 @@ fn quantize_activations(x: &[f32], out: &mut [i32]) -> f32 {
 fn quantize_activations_body(x: &[f32], out: &mut [i32]) -> f32 {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     if amax == 0.0 || !amax.is_finite() {
-        out.iter_mut().for_each(|v| *v = 0);
+        // Shifted zeros: u = 64 everywhere (the correction takes them off again).
+        let z = i32::from_le_bytes([SHIFT as u8; 4]);
+        out.iter_mut().for_each(|v| *v = z);
         return 0.0;
     }
-    let inv = 127.0 / amax;
-    let (pairs, rest) = x.split_at(x.len() & !1);
-    for (o, p) in out.iter_mut().zip(pairs.chunks_exact(2)) {
-        *o = pair(round127(p[0] * inv) as i16, round127(p[1] * inv) as i16);
+    let inv = 63.0 / amax;
+    // u = round(x / t) + 64 in [1, 127]; inputs past the row (padding) get 0, which the zero
+    // weights there ignore.
+    let u = |v: f32| ((v * inv).clamp(-63.0, 63.0) + ROUND_MAGIC - ROUND_MAGIC + SHIFT as f32) as u8;
+    let (groups, rest) = x.split_at(x.len() - x.len() % KG);
+    for (o, g) in out.iter_mut().zip(groups.chunks_exact(KG)) {
+        *o = i32::from_le_bytes([u(g[0]), u(g[1]), u(g[2]), u(g[3])]);
     }
-    if let (Some(&last), Some(o)) = (rest.first(), out.get_mut(pairs.len() / 2)) {
-        *o = pair(round127(last * inv) as i16, 0);
+    if !rest.is_empty() {
+        let b: [u8; 4] = std::array::from_fn(|j| rest.get(j).map_or(0, |&v| u(v)));
+        out[groups.len() / KG] = i32::from_le_bytes(b);
     }
-    amax / 127.0
+    amax / 63.0
 }
 
 /// Whether the AVX2 kernels of this module and `bf16` run: AVX2 detected and
@@ -210,17 +222,19 @@ pub(crate) fn simd_on() -> bool {
 }
 
 fn scalar_product(w: &QMatrix, xq: &[i32], xs: &[f32], rows: usize, out: &mut [f32], ldo: usize) {
-    let kp = w.cols.div_ceil(2);
+    let kg = w.cols.div_ceil(KG);
     for m in 0..rows {
         for n in 0..w.rows {
             let (panel, lane) = (n / NR, n % NR);
             let mut acc = 0i32;
-            for p in 0..kp {
-                let (a, b) = (xq[m * kp + p], w.packed[(panel * kp + p) * NR + lane]);
-                acc += (a as i16 as i32) * (b as i16 as i32) + (a >> 16) * (b >> 16);
+            for g in 0..kg {
+                let (a, b) = (xq[m * kg + g].to_le_bytes(), w.packed[(panel * kg + g) * NR + lane].to_le_bytes());
+                for j in 0..KG {
+                    acc += a[j] as i32 * b[j] as i8 as i32;
+                }
             }
             let o = &mut out[m * ldo + n];
-            *o += acc as f32 * (xs[m] * w.scales[n]);
+            *o += (acc - SHIFT * w.sums[n]) as f32 * (xs[m] * w.scales[n]);
         }
     }
 }
@@ -228,7 +242,7 @@ fn scalar_product(w: &QMatrix, xq: &[i32], xs: &[f32], rows: usize, out: &mut [f
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn avx2_product(w: &QMatrix, xq: &[i32], xs: &[f32], rows: usize, out: &mut [f32], ldo: usize) {
-    let kp = w.cols.div_ceil(2);
+    let kp = w.cols.div_ceil(KG);
     let panels = w.rows.div_ceil(NR);
     for panel in 0..panels {
         let wp = &w.packed[panel * kp * NR..(panel + 1) * kp * NR];
@@ -241,8 +255,6 @@ unsafe fn avx2_product(w: &QMatrix, xq: &[i32], xs: &[f32], rows: usize, out: &m
             // `mr` rows of `kp` pairs and `wp` `kp` rows of NR lanes, which is all `tile` reads.
             unsafe {
                 match mr {
-                    6 => tile::<6>(x, wp, kp, &mut acc),
-                    5 => tile::<5>(x, wp, kp, &mut acc),
                     4 => tile::<4>(x, wp, kp, &mut acc),
                     3 => tile::<3>(x, wp, kp, &mut acc),
                     2 => tile::<2>(x, wp, kp, &mut acc),
@@ -253,10 +265,10 @@ unsafe fn avx2_product(w: &QMatrix, xq: &[i32], xs: &[f32], rows: usize, out: &m
             let nw = (w.rows - n0).min(NR);
             for (r, a) in acc.iter().enumerate().take(mr) {
                 let o = &mut out[(m + r) * ldo + n0..(m + r) * ldo + n0 + nw];
-                let s = &w.scales[n0..n0 + nw];
+                let (s, sums) = (&w.scales[n0..n0 + nw], &w.sums[n0..n0 + nw]);
                 // Same operations in the same order as `scalar_product`: identical bits.
                 for j in 0..nw {
-                    o[j] += a[j] as f32 * (xs[m + r] * s[j]);
+                    o[j] += (a[j] - SHIFT * sums[j]) as f32 * (xs[m + r] * s[j]);
                 }
             }
             m += mr;
@@ -264,25 +276,27 @@ unsafe fn avx2_product(w: &QMatrix, xq: &[i32], xs: &[f32], rows: usize, out: &m
     }
 }
 
-/// `acc[r][lane] = Σ_p madd(x[r][p], w[p][lane])` for R rows and one panel of 16 lanes.
+/// `acc[r][lane] = Σ_g Σ_j u[r][4g+j] · q[lane][4g+j]` for R rows and one panel of 16 lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn tile<const R: usize>(x: &[i32], w: &[i32], kp: usize, acc: &mut [[i32; NR]; MR]) {
+unsafe fn tile<const R: usize>(x: &[i32], w: &[i32], kg: usize, acc: &mut [[i32; NR]; MR]) {
     use std::arch::x86_64::*;
-    debug_assert!(x.len() >= R * kp && w.len() >= kp * NR);
+    debug_assert!(x.len() >= R * kg && w.len() >= kg * NR);
     let mut a = [[_mm256_setzero_si256(); 2]; R];
+    let ones = _mm256_set1_epi16(1);
     let (xp, wp) = (x.as_ptr(), w.as_ptr());
-    for p in 0..kp {
-        // SAFETY: p < kp, so `wp + p·16 .. + 16` lies inside `w` (kp·16 values, checked by the
-        // caller) and `xp + r·kp + p` inside `x` (R·kp values); unaligned loads.
+    for g in 0..kg {
+        // SAFETY: g < kg, so `wp + g·16 .. + 16` lies inside `w` (kg·16 values, checked by the
+        // caller) and `xp + r·kg + g` inside `x` (R·kg values); unaligned loads. The bytes of
+        // `x` are in [0, 127] and those of `w` in [−127, 127], so `maddubs` never saturates.
         unsafe {
-            let w0 = _mm256_loadu_si256(wp.add(p * NR) as *const __m256i);
-            let w1 = _mm256_loadu_si256(wp.add(p * NR + 8) as *const __m256i);
+            let w0 = _mm256_loadu_si256(wp.add(g * NR) as *const __m256i);
+            let w1 = _mm256_loadu_si256(wp.add(g * NR + 8) as *const __m256i);
             for (r, ar) in a.iter_mut().enumerate() {
-                let b = _mm256_set1_epi32(*xp.add(r * kp + p));
-                ar[0] = _mm256_add_epi32(ar[0], _mm256_madd_epi16(b, w0));
-                ar[1] = _mm256_add_epi32(ar[1], _mm256_madd_epi16(b, w1));
+                let b = _mm256_set1_epi32(*xp.add(r * kg + g));
+                ar[0] = _mm256_add_epi32(ar[0], _mm256_madd_epi16(_mm256_maddubs_epi16(b, w0), ones));
+                ar[1] = _mm256_add_epi32(ar[1], _mm256_madd_epi16(_mm256_maddubs_epi16(b, w1), ones));
             }
         }
     }
