@@ -66,7 +66,8 @@ pub fn cli(a: &ExportArgs) -> Result<()> {
 /// (also written into `out/summary.json`).
 pub fn export(run: &Path, format: Format, out: &Path) -> Result<Value> {
     let src = RunDir::open(run)?;
-    let cfg = src.load_config()?;
+    // The run-loading rule: a run whose config disagrees with its files is refused here too.
+    src.load_config()?;
     if !src.best().exists() {
         bail!("{} has no best checkpoint yet ({}); let the run finish first", run.display(), src.best().display());
     }
@@ -132,6 +133,5 @@ pub fn export(run: &Path, format: Format, out: &Path) -> Result<Value> {
     };
     summary.insert("export".into(), record.clone());
     dst.write_summary(&summary)?;
-    let _ = cfg;
     Ok(record)
 }
