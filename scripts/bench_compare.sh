@@ -5,6 +5,10 @@
 #
 #   scripts/bench_compare.sh [--threads N] [--rounds R] [--paths fused,ops,candle_nn] [--set bench.slow_steps=5 ...]
 #
+# With int8 in --paths (e.g. --paths fused,int8,bf16,sparse50,sparse90) PyTorch also times its
+# dynamic-int8 model (bench_pytorch.py --quantized) and a second table gives each compressed
+# path's inference against our fused f32 and against PyTorch's f32 and dynamic int8.
+#
 # Needs PyTorch in a venv (PYTHON, default .venv/bin/python; see README "Performance").
 # Each round runs ours then PyTorch back to back for each config, so that both see the same
 # machine; the table gives the median over rounds of each side's tokens/s and of the per-round
@@ -35,7 +39,9 @@ for r in $(seq "$ROUNDS"); do
     C=$(echo $c | tr a-z A-Z)
     echo "== round $r/$ROUNDS, config $C (load average $(cut -d' ' -f1-3 /proc/loadavg)) =="
     ./target/release/train bench --config configs/bench_$c.toml --set run.threads=$THREADS --paths "$PATHS" "${SETS[@]}" --json | tee "$tmp/ours_${c}_$r.txt"
-    "$PYTHON" scripts/bench_pytorch.py --step --only $C --threads $TORCH_THREADS --iters 30 --json | tee "$tmp/torch_${c}_$r.txt"
+    QUANT=()
+    case ",$PATHS," in *,int8,*|*,bf16,*|*,sparse50,*|*,sparse90,*) QUANT=(--quantized) ;; esac
+    "$PYTHON" scripts/bench_pytorch.py --step --only $C --threads $TORCH_THREADS --iters 30 --json "${QUANT[@]}" | tee "$tmp/torch_${c}_$r.txt"
   done
 done
 "$PYTHON" - "$tmp" "$ROUNDS" <<'PY'
@@ -68,4 +74,23 @@ for c in "ab":
               f"{ratio(zip(fu, t))} | {ratio(zip(fu, nn))} | {ratio(zip(fu, op))} |")
     rss = [x.get("peak_rss_mb_fused") or 0 for x in ours]
     print(f"| {c.upper()} | peak RSS | {min(rss):.0f}-{max(rss):.0f} MB (fused only) | | | | | | |")
+comp = [p for p in ("int8", "bf16", "sparse50", "sparse90")
+        if any(last(f"{tmp}/ours_a_{r}.txt")["infer_tokens_per_s"].get(p) for r in range(1, rounds + 1))]
+if comp:
+    cpu = last(f"{tmp}/ours_a_1.txt").get("cpu", "?")
+    print()
+    print(f"compressed inference (CPU: {cpu}); ratios: median of the per-round ratios (range)")
+    print()
+    print("| config | path | tok/s | / our fused f32 | / PyTorch f32 | / PyTorch dynamic int8 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for c in "ab":
+        ours = [last(f"{tmp}/ours_{c}_{r}.txt")["infer_tokens_per_s"] for r in range(1, rounds + 1)]
+        torch = [last(f"{tmp}/torch_{c}_{r}.txt")[c.upper()] for r in range(1, rounds + 1)]
+        tq = [x.get("infer_int8_tokens_per_s") for x in torch]
+        tf = [x["infer_tokens_per_s"] for x in torch]
+        fu = [x.get("fused") for x in ours]
+        print(f"| {c.upper()} | PyTorch dynamic int8 | {f(med(tq))} | {ratio(zip(tq, fu))} | {ratio(zip(tq, tf))} | 1.00x |")
+        for p in comp:
+            v = [x.get(p) for x in ours]
+            print(f"| {c.upper()} | {p} | {f(med(v))} | {ratio(zip(v, fu))} | {ratio(zip(v, tf))} | {ratio(zip(v, tq))} |")
 PY

@@ -12,6 +12,11 @@ sum(output * r) to every weight and the input (no optimizer), median over --iter
 embedding (vocab 16k) -> nn.LSTM -> last state -> Linear(2) -> cross-entropy -> backward -> Adam,
 and inference (no_grad forward to the logits), on random token batches; with --json the last
 line is {"A": {"train_tokens_per_s": .., "infer_tokens_per_s": ..}, ..}.
+
+--quantized (with --step) also times inference of the same model after PyTorch's dynamic int8
+quantisation, torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+(int8 weights, activations quantised at run time; the embedding stays f32), as
+"infer_int8_tokens_per_s" — the counterpart of `train bench --paths int8`.
 """
 import argparse
 import json
@@ -43,6 +48,8 @@ def main():
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--step", action="store_true", help="full classifier training step with Adam")
     ap.add_argument("--vocab", type=int, default=16000)
+    ap.add_argument("--quantized", action="store_true",
+                    help="with --step: also time dynamic-int8 inference (quantize_dynamic on LSTM + Linear)")
     args = ap.parse_args()
     if args.step:
         return step_main(args)
@@ -119,7 +126,28 @@ def step_main(args):
         fwd_flops = 2.0 * b * t * 4 * h * (i + h)
         res = {}
         print(f"config {name}: batch {b}, seq {t}, embedding {i}, hidden {h}, vocab {args.vocab}")
-        for what, fn, flops in (("train", train, 3 * fwd_flops), ("infer", infer, fwd_flops)):
+        runs = [("train", train, 3 * fwd_flops), ("infer", infer, fwd_flops)]
+        if args.quantized:
+            class Net(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.emb, self.lstm, self.head = emb, lstm, head
+
+                def forward(self, ids):
+                    _, (h_n, _) = self.lstm(self.emb(ids))
+                    return self.head(h_n[-1])
+
+            qnet = torch.ao.quantization.quantize_dynamic(
+                Net().eval(), {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
+
+            def infer_int8():
+                ids, _ = batches[k[0] % 4]
+                k[0] += 1
+                with torch.no_grad():
+                    qnet(ids)
+
+            runs.append(("infer_int8", infer_int8, fwd_flops))
+        for what, fn, flops in runs:
             med, p10, p90 = timed(fn, 3, args.iters)
             tok = b * t / med
             res[f"{what}_tokens_per_s"] = tok

@@ -144,6 +144,20 @@ fn trains_reproducibly_stores_the_normaliser_and_predicts() {
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(e["accuracy"], test["accuracy"]);
 
+    // An int8 export runs on the int8 kernels and stays as accurate on these easy tones.
+    ok(&train(&["export", "--run", a.to_str().unwrap(), "--format", "int8"], &[]));
+    let q = a.join("export-int8");
+    let out = train(&["eval", "--run", q.to_str().unwrap(), "--split", "test"], &[]);
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("run on int8 kernels"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(e["accuracy"].as_f64().unwrap() >= acc - 0.05, "{e} vs {acc}");
+    ok(&train(&["predict", "--run", q.to_str().unwrap(), &files[3]], &[]));
+
     // A file that is not a WAV: the error names it.
     let bad = tmp.path().join("notes.wav");
     fs::write(&bad, "not audio").unwrap();

@@ -74,3 +74,18 @@ fn bench_paths_subset_and_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("warm_up"), "{err}");
 }
+
+#[test]
+fn bench_compressed_paths_time_inference_and_name_the_cpu() {
+    let out = bench(&["--json", "--paths", "fused,int8,bf16,sparse50,sparse90"], TINY);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for p in ["int8", "bf16", "sparse50", "sparse90"] {
+        let x = v["infer_tokens_per_s"][p].as_f64().unwrap_or_else(|| panic!("infer {p}"));
+        assert!(x > 0.0 && x.is_finite());
+        assert!(v["train_tokens_per_s"][p].is_null(), "{p} times inference only");
+    }
+    assert!(v["cpu"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+    assert!(stdout.contains("inference / fused: int8"), "{stdout}");
+}

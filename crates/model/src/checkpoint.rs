@@ -62,6 +62,9 @@ pub struct Checkpoint {
     pub format_version: Option<String>,
     /// All metadata entries as stored.
     pub metadata: HashMap<String, String>,
+    /// The compressed matrices of an exported checkpoint (`compression` metadata; see
+    /// [`crate::compress::store`]); their dense f32 values are in `tensors` as well.
+    pub compressed: Option<crate::compress::Compressed>,
 }
 
 impl Checkpoint {
@@ -100,6 +103,66 @@ pub fn save<T: NamedTensors + ?Sized>(
     let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
         .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), msg: format!("serialising: {e}") })?;
     let bytes = canonical_header(bytes).map_err(|msg| Error::Checkpoint { path: path.to_path_buf(), msg })?;
+    write_atomic(path, &bytes).map_err(io_err(path))
+}
+
+/// Writes an exported checkpoint: the matrices of `compressed` in their compact form
+/// ([`crate::compress::store`]), every other tensor of `tensors` as it is, and the usual
+/// metadata plus `compression` and `compressed_tensors`. Atomic like [`save`]; same inputs ⇒
+/// same bytes.
+pub fn save_compressed<T: NamedTensors + ?Sized>(
+    path: impl AsRef<Path>,
+    tensors: &T,
+    config: Option<&serde_json::Value>,
+    compressed: &crate::compress::Compressed,
+) -> Result<()> {
+    use safetensors::tensor::TensorView;
+    let path = path.as_ref();
+    let bad = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+    let (raw, extra) = crate::compress::store::encode(compressed);
+    let mut plain: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (k, t) in tensors.named_tensors() {
+        if !compressed.matrices.contains_key(&k) {
+            plain.insert(k, t.to_device(&Device::Cpu)?.contiguous()?);
+        }
+    }
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), FORMAT.to_string());
+    meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+    if let Some(c) = config {
+        meta.insert("config".to_string(), c.to_string());
+    }
+    meta.extend(extra);
+    // Every tensor as raw bytes: candle has no I8 dtype, so the plain ones go the same way.
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
+        raw.into_iter().map(|r| (r.name, r.dtype, r.shape, r.data)).collect();
+    for (k, t) in plain {
+        let dtype = match t.dtype() {
+            DType::F32 => safetensors::Dtype::F32,
+            DType::F64 => safetensors::Dtype::F64,
+            DType::U32 => safetensors::Dtype::U32,
+            DType::I64 => safetensors::Dtype::I64,
+            DType::U8 => safetensors::Dtype::U8,
+            other => return Err(bad(format!("tensor `{k}`: dtype {other:?} is not exported"))),
+        };
+        let data = match t.dtype() {
+            DType::F32 => t.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            DType::F64 => t.flatten_all()?.to_vec1::<f64>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            DType::U32 => t.flatten_all()?.to_vec1::<u32>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            DType::I64 => t.flatten_all()?.to_vec1::<i64>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            _ => t.flatten_all()?.to_vec1::<u8>()?,
+        };
+        owned.push((k, dtype, t.dims().to_vec(), data));
+    }
+    owned.sort_by(|a, b| a.0.cmp(&b.0));
+    let views = owned
+        .iter()
+        .map(|(k, d, s, b)| {
+            Ok((k.as_str(), TensorView::new(*d, s.clone(), b).map_err(|e| bad(format!("tensor `{k}`: {e}")))?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| bad(format!("serialising: {e}")))?;
+    let bytes = canonical_header(bytes).map_err(bad)?;
     write_atomic(path, &bytes).map_err(io_err(path))
 }
 
@@ -178,13 +241,28 @@ pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
         Some(s) => Some(serde_json::from_str(s).map_err(|e| bad(format!("config metadata is not JSON: {e}")))?),
         None => None,
     };
+    let decoded = crate::compress::store::decode(&st, &metadata).map_err(bad)?;
     let mut tensors = HashMap::new();
+    let consumed: std::collections::HashSet<&str> =
+        decoded.iter().flat_map(|d| d.consumed.iter().map(String::as_str)).collect();
     for (name, view) in st.tensors() {
+        if consumed.contains(name.as_str()) {
+            continue;
+        }
         let t =
             candle_core::safetensors::Load::load(&view, device).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
         tensors.insert(name, t);
     }
-    Ok(Checkpoint { path: path.to_path_buf(), tensors, config, format_version, metadata })
+    let compressed = match decoded {
+        Some(d) => {
+            for (name, (dims, values)) in d.dense {
+                tensors.insert(name, Tensor::from_vec(values, dims, device)?);
+            }
+            Some(d.compressed)
+        }
+        None => None,
+    };
+    Ok(Checkpoint { path: path.to_path_buf(), tensors, config, format_version, metadata, compressed })
 }
 
 /// Compares a checkpoint's tensors with the expected names and shapes; every missing, extra

@@ -31,6 +31,7 @@
 //! # Ok::<(), model::Error>(())
 //! ```
 
+use crate::compress::layers::CompressedLinear;
 use crate::config::LstmConfig;
 use crate::rng::SeededRng;
 use crate::{GateTrace, Lstm, LstmInput, LstmOutput, Result};
@@ -81,6 +82,8 @@ pub struct Classifier {
     head: Linear,
     cfg: ClassifierConfig,
     sparse_grad: Option<crate::ops::SparseGradSlot>,
+    /// The head on compressed weights, used in evaluation mode ([`Classifier::attach_compressed`]).
+    head_q: Option<CompressedLinear>,
 }
 
 /// What [`Classifier::forward`] returns.
@@ -97,7 +100,7 @@ impl Classifier {
         let embedding = candle_nn::embedding(cfg.vocab_size, cfg.embedding_dim, vb.pp("embedding"))?;
         let lstm = Lstm::new(&cfg.lstm, vb.pp("lstm"))?;
         let head = candle_nn::linear(cfg.lstm.output_size(), cfg.num_classes, vb.pp("head"))?;
-        Ok(Self { embedding, lstm, head, cfg: cfg.clone(), sparse_grad: None })
+        Ok(Self { embedding, lstm, head, cfg: cfg.clone(), sparse_grad: None, head_q: None })
     }
 
     /// From now on the embedding table's gradient is left in the returned slot as the rows a
@@ -105,6 +108,21 @@ impl Classifier {
     /// forward clears it. For an optimizer that reads the slot (`train`'s).
     pub fn sparse_embedding_grad(&mut self) -> crate::ops::SparseGradSlot {
         self.sparse_grad.get_or_insert_with(Default::default).clone()
+    }
+
+    /// Runs evaluation-mode forwards on the compressed matrices of `c` (`lstm.*`,
+    /// `head.weight`; see [`Lstm::attach_compressed`]). The embedding table needs no kernel: the
+    /// caller's variables hold its dequantised values, which a lookup copies. Returns whether
+    /// the LSTM has a compressed kernel (false: it stays on the f32 path).
+    pub fn attach_compressed(&mut self, c: &crate::compress::Compressed) -> Result<bool> {
+        if let Some(w) = c.matrices.get("head.weight") {
+            let bias = match self.head.bias() {
+                Some(b) => b.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+                None => vec![0.0; w.rows()],
+            };
+            self.head_q = Some(CompressedLinear { w: w.clone(), bias });
+        }
+        self.lstm.attach_compressed(c, "lstm")
     }
 
     /// The configuration the model was built from.
@@ -147,7 +165,28 @@ impl Classifier {
         }
         let x = crate::ops::embed(table, ids, mask.as_ref(), self.sparse_grad.as_ref())?;
         let c = &self.cfg;
-        encode_and_classify(&self.lstm, &self.head, &c.lstm, c.pooling, c.head_dropout, &x, lengths, train, rng, trace)
+        let head = Head { dense: &self.head, compressed: self.head_q.as_ref() };
+        encode_and_classify(&self.lstm, head, &c.lstm, c.pooling, c.head_dropout, &x, lengths, train, rng, trace)
+    }
+}
+
+/// A classifier head: the f32 layer, and its compressed form for evaluation when attached.
+#[derive(Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub(crate) dense: &'a Linear,
+    pub(crate) compressed: Option<&'a CompressedLinear>,
+}
+
+impl Head<'_> {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self.compressed {
+            Some(q) if !train && x.device().is_cpu() && x.dtype() == DType::F32 => {
+                let (rows, _) = x.dims2()?;
+                let y = q.forward(&x.flatten_all()?.to_vec1::<f32>()?, rows);
+                Ok(Tensor::from_vec(y, (rows, q.w.rows()), x.device())?)
+            }
+            _ => Ok(self.dense.forward(x)?),
+        }
     }
 }
 
@@ -197,7 +236,7 @@ pub(crate) fn input_dropout(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn encode_and_classify(
     lstm: &Lstm,
-    head: &Linear,
+    head: Head<'_>,
     lstm_cfg: &LstmConfig,
     pooling: Pooling,
     head_dropout: f64,
@@ -222,7 +261,7 @@ pub(crate) fn encode_and_classify(
         let mask = r.dropout_mask(feats.shape(), head_dropout, feats.dtype(), feats.device())?;
         feats = (feats * mask)?;
     }
-    let logits = head.forward(&feats)?;
+    let logits = head.forward(&feats, train)?;
     Ok(ClassifierOutput { logits, trace: out.trace })
 }
 

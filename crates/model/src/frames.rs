@@ -18,7 +18,8 @@
 //! # Ok::<(), model::Error>(())
 //! ```
 
-use crate::classifier::{encode_and_classify, input_dropout, ClassifierOutput, Pooling};
+use crate::classifier::{encode_and_classify, input_dropout, ClassifierOutput, Head, Pooling};
+use crate::compress::layers::CompressedLinear;
 use crate::config::LstmConfig;
 use crate::rng::SeededRng;
 use crate::{Error, Lstm, Result};
@@ -48,10 +49,26 @@ pub struct FrameClassifierConfig {
 pub struct FrameClassifier {
     lstm: Lstm,
     head: Linear,
+    /// The head on compressed weights for evaluation ([`FrameClassifier::attach_compressed`]).
+    head_q: Option<CompressedLinear>,
     cfg: FrameClassifierConfig,
 }
 
 impl FrameClassifier {
+    /// Runs evaluation-mode forwards on the compressed matrices of `c` (`lstm.*`,
+    /// `head.weight`), as [`crate::classifier::Classifier::attach_compressed`] does; returns
+    /// whether the LSTM has a compressed kernel.
+    pub fn attach_compressed(&mut self, c: &crate::compress::Compressed) -> Result<bool> {
+        if let Some(w) = c.matrices.get("head.weight") {
+            let bias = match self.head.bias() {
+                Some(b) => b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?,
+                None => vec![0.0; w.rows()],
+            };
+            self.head_q = Some(CompressedLinear { w: w.clone(), bias });
+        }
+        self.lstm.attach_compressed(c, "lstm")
+    }
+
     /// Parameters: `lstm.*` (PyTorch names), `head.weight`, `head.bias`.
     pub fn new(cfg: &FrameClassifierConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.num_classes == 0 {
@@ -59,7 +76,7 @@ impl FrameClassifier {
         }
         let lstm = Lstm::new(&cfg.lstm, vb.pp("lstm"))?;
         let head = candle_nn::linear(cfg.lstm.output_size(), cfg.num_classes, vb.pp("head"))?;
-        Ok(Self { lstm, head, cfg: cfg.clone() })
+        Ok(Self { lstm, head, head_q: None, cfg: cfg.clone() })
     }
 
     /// The configuration the model was built from.
@@ -95,7 +112,18 @@ impl FrameClassifier {
         let c = &self.cfg;
         let x =
             input_dropout(frames.clone(), c.input_dropout, c.variational, rng.as_deref_mut(), train, "input dropout")?;
-        encode_and_classify(&self.lstm, &self.head, &c.lstm, c.pooling, c.head_dropout, &x, lengths, train, rng, trace)
+        encode_and_classify(
+            &self.lstm,
+            Head { dense: &self.head, compressed: self.head_q.as_ref() },
+            &c.lstm,
+            c.pooling,
+            c.head_dropout,
+            &x,
+            lengths,
+            train,
+            rng,
+            trace,
+        )
     }
 }
 

@@ -29,6 +29,7 @@ mod multiversion;
 pub mod cell;
 pub mod checkpoint;
 pub mod classifier;
+pub mod compress;
 pub mod config;
 pub mod crf;
 pub mod ctc;

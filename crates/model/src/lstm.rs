@@ -43,13 +43,14 @@ pub(crate) use crate::cell::per_use;
 pub use crate::cell::DirectionWeights;
 pub use direction::{reverse_index, reverse_sequences, run_direction, split_steps, DirectionOutput, StepMasks};
 
+use crate::compress::layers::CompressedLstm;
 use crate::config::{CellKind, Gate, LstmConfig, Variant};
 use crate::rng::SeededRng;
 use crate::{fused, Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use std::cell::RefCell;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 /// Hidden (and, for the LSTM, cell) state of one layer and direction, each (batch, hidden).
 #[derive(Debug, Clone)]
@@ -179,6 +180,8 @@ pub struct Lstm {
     cfg: LstmConfig,
     /// Index layer·dirs + dir.
     weights: Vec<DirectionWeights>,
+    /// Compressed weights for inference ([`Lstm::attach_compressed`]).
+    compressed: Option<Arc<CompressedLstm>>,
 }
 
 impl Lstm {
@@ -230,12 +233,76 @@ impl Lstm {
                 weights.push(DirectionWeights { w_ih, w_hh, b_ih, b_hh, peephole });
             }
         }
-        Ok(Self { cfg: cfg.clone(), weights })
+        Ok(Self { cfg: cfg.clone(), weights, compressed: None })
     }
 
     /// The configuration the layer was built from.
     pub fn config(&self) -> &LstmConfig {
         &self.cfg
+    }
+
+    /// From now on evaluation-mode forwards on the CPU (no gate trace, zero initial state, f32)
+    /// run on the compressed matrices of `c` named `{prefix}.weight_ih_l*` / `weight_hh_l*`
+    /// ([`crate::compress::layers`]); matrices `c` lacks run in f32 from this layer's own
+    /// variables. Only the vanilla LSTM cell has a compressed kernel: for other cells this
+    /// returns false and the layer keeps its f32 path (whose variables the caller has set to
+    /// the dequantised values, so the numbers are the file's either way).
+    pub fn attach_compressed(&mut self, c: &crate::compress::Compressed, prefix: &str) -> Result<bool> {
+        use crate::compress::{layers::Direction, Weights};
+        let cfg = &self.cfg;
+        if cfg.cell != CellKind::Lstm || cfg.variant != Variant::Vanilla {
+            return Ok(false);
+        }
+        let f32_of = |t: &Tensor| -> Result<Arc<Weights>> {
+            let (rows, cols) = t.dims2()?;
+            let w = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            Ok(Arc::new(Weights::F32 { rows, cols, w }))
+        };
+        let dirs = cfg.num_directions();
+        let mut weights = Vec::new();
+        for layer in 0..cfg.num_layers {
+            for dir in 0..dirs {
+                let s = suffix(layer, dir);
+                let dw = self.direction_weights(layer, dir);
+                let get = |n: &str, t: &Tensor| match c.matrices.get(&format!("{prefix}.{n}{s}")) {
+                    Some(w) => Ok(w.clone()),
+                    None => f32_of(t),
+                };
+                let bias = (dw.b_ih.to_dtype(DType::F32)? + dw.b_hh.to_dtype(DType::F32)?)?.to_vec1::<f32>()?;
+                weights.push(Direction { w_ih: get("weight_ih", &dw.w_ih)?, w_hh: get("weight_hh", &dw.w_hh)?, bias });
+            }
+        }
+        self.compressed =
+            Some(Arc::new(CompressedLstm { hidden: cfg.hidden_size, layers: cfg.num_layers, dirs, weights }));
+        Ok(true)
+    }
+
+    /// Whether compressed weights are attached.
+    pub fn is_compressed(&self) -> bool {
+        self.compressed.is_some()
+    }
+
+    /// The compressed path of [`Lstm::forward`] (evaluation, zero initial state, CPU, f32).
+    fn forward_compressed(&self, cl: &CompressedLstm, x: &Tensor, lengths: Option<&[usize]>) -> Result<LstmOutput> {
+        let (b, t, _) = x.dims3()?;
+        let full = vec![t; b];
+        let lengths = lengths.unwrap_or(&full);
+        if let Some((i, _)) = lengths.iter().enumerate().find(|(_, &n)| n == 0) {
+            return Err(Error::Input(format!("lengths[{i}] = 0: every sequence needs at least one step")));
+        }
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let out = cl.forward(&xs, b, t, lengths, fused::threads::pool_threads());
+        let dev = x.device();
+        let h = cl.hidden;
+        let final_states = out
+            .h
+            .into_iter()
+            .zip(out.c)
+            .map(|(hv, cv)| {
+                Ok(LstmState { h: Tensor::from_vec(hv, (b, h), dev)?, c: Some(Tensor::from_vec(cv, (b, h), dev)?) })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LstmOutput { output: Tensor::from_vec(out.output, (b, t, cl.dirs * h), dev)?, final_states, trace: None })
     }
 
     /// Weights of `layer`, direction `dir` (0 forward, 1 reverse).
@@ -306,6 +373,12 @@ impl Lstm {
                         s.c.as_ref().map(|c| c.dims().to_vec())
                     )));
                 }
+            }
+        }
+        if let Some(cl) = &self.compressed {
+            if !input.train && !input.trace && input.initial.is_none() && x.device().is_cpu() && x.dtype() == DType::F32
+            {
+                return self.forward_compressed(cl, x, input.lengths.as_deref());
             }
         }
         let dropout_on = input.train && cfg.dropout > 0.0 && cfg.num_layers > 1;

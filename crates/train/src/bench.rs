@@ -8,9 +8,13 @@
 //! Inference runs on a copy of the model whose weights are detached (a frozen model, the
 //! counterpart of PyTorch's `no_grad`), so no graph is recorded.
 //!
+//! The compressed paths (`int8`, `bf16`, `sparse50`, `sparse90`) time inference only, on the
+//! fused path's model with its weights compressed in memory (`model::compress`).
+//!
 //! With `--json` the last stdout line is one object:
-//! `{"train_tokens_per_s": {..}, "infer_tokens_per_s": {..}, "peak_rss_mb": ..}`; a path that
-//! did not run (`--paths`) is `null`.
+//! `{"train_tokens_per_s": {..}, "infer_tokens_per_s": {..}, "peak_rss_mb": .., "cpu": ..}`; a
+//! path that did not run (`--paths`, or training of an inference-only path) is `null`; `cpu`
+//! is the CPU's model name (`lscpu`'s), `cpu_info` its vendor, family, model and SIMD features.
 
 use crate::config::{self, Config};
 use crate::loss::cross_entropy;
@@ -38,12 +42,16 @@ pub struct BenchArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
-    /// Which paths to run, comma-separated: fused, ops, candle_nn. Default all.
+    /// Which paths to run, comma-separated: fused, ops, candle_nn, and the inference-only
+    /// compressed paths int8, bf16, sparse50, sparse90 (the fused model's weights compressed in
+    /// memory; sparseNN = recurrent matrices pruned to NN% in 8×1 blocks). Default fused,ops,candle_nn.
     #[arg(long, default_value = "fused,ops,candle_nn")]
     pub paths: String,
 }
 
-const PATHS: [&str; 3] = ["fused", "ops", "candle_nn"];
+const PATHS: [&str; 7] = ["fused", "ops", "candle_nn", "int8", "bf16", "sparse50", "sparse90"];
+/// The paths that only run inference.
+const INFER_ONLY: [&str; 4] = ["int8", "bf16", "sparse50", "sparse90"];
 
 /// Median, 10th and 90th percentile of step times in seconds.
 #[derive(Debug, Clone, Copy)]
@@ -145,8 +153,8 @@ fn frozen(varmap: &VarMap, dev: &Device) -> VarBuilder<'static> {
 
 /// Training and inference timings of one path.
 pub struct PathResult {
-    /// Full training steps (forward, backward, optimizer).
-    pub train: Timing,
+    /// Full training steps (forward, backward, optimizer); None for inference-only paths.
+    pub train: Option<Timing>,
     /// Forward passes of the frozen model.
     pub infer: Timing,
     /// Medians of the training step's parts (our paths).
@@ -196,7 +204,84 @@ fn bench_ours(cfg: &Config, fused: bool, data: &[Batch], steps: usize, dev: &Dev
         std::hint::black_box(out.logits.to_vec2::<f32>()?);
         Ok(())
     })?;
-    Ok(PathResult { train, infer, split: Some(split) })
+    Ok(PathResult { train: Some(train), infer, split: Some(split) })
+}
+
+/// Inference of the fused path's model (same seed, same batches) with its weights compressed
+/// in memory: `int8`, `bf16`, or `sparse50`/`sparse90` (each W_ih, W_hh pruned to that share
+/// in 8×1 blocks first). The split line gives the recurrent product alone at one step's shape
+/// (batch × hidden times W_hhᵀ): the path's kernel against candle's f32 matmul on the same
+/// (pruned) weights.
+fn bench_compressed(cfg: &Config, path: &str, data: &[Batch], steps: usize, dev: &Device) -> Result<PathResult> {
+    use model::compress::{sparse, Format};
+    let bc = &cfg.bench;
+    let ccfg = classifier_config(cfg, true);
+    let varmap = VarMap::new();
+    Classifier::new(&ccfg, model::init::seeded_var_builder(&varmap, cfg.run.seed, DType::F32, dev))?;
+    let format = match path {
+        "int8" => Format::Int8,
+        "bf16" => Format::Bf16,
+        _ => {
+            let s = if path == "sparse50" { 0.5 } else { 0.9 };
+            let block = sparse::Block { rows: 8, cols: 1 };
+            let data = varmap.data().lock().expect("varmap lock");
+            for (name, var) in data.iter().filter(|(n, _)| crate::prune::is_pruned_matrix(n)) {
+                let (rows, cols) = var.dims2()?;
+                let w = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+                let mask = sparse::block_mask(&w, rows, cols, block, s);
+                let pruned: Vec<f32> = w.iter().zip(&mask).map(|(a, b)| a * b).collect();
+                var.set(&Tensor::from_vec(pruned, (rows, cols), dev)?).map_err(|e| anyhow!("{name}: {e}"))?;
+            }
+            Format::Sparse
+        }
+    };
+    let c = model::compress::compress_varmap(&varmap, format)?;
+    let mut inet = Classifier::new(&ccfg, frozen(&varmap, dev))?;
+    if !inet.attach_compressed(&c)? {
+        bail!(
+            "{path}: the compressed kernels cover the vanilla LSTM only (model.variant = vanilla, model.cell = lstm)"
+        );
+    }
+    let lengths = vec![bc.seq_len; cfg.train.batch_size];
+    let infer = time_steps(bc.warmup, steps, |i| {
+        let b = &data[i % data.len()];
+        let out = inet.forward(&b.ids, &lengths, false, None, false)?;
+        std::hint::black_box(out.logits.to_vec2::<f32>()?);
+        Ok(())
+    })?;
+    // The recurrent product alone, layer 0 forward direction.
+    let name = "lstm.weight_hh_l0";
+    let w = c.matrices.get(name).ok_or_else(|| anyhow!("{name} was not compressed"))?;
+    let (n, k, b) = (w.rows(), w.cols(), cfg.train.batch_size);
+    let mut rng = SeededRng::new(cfg.run.seed, "bench/h");
+    let h: Vec<f32> = (0..b * k).map(|_| rng.uniform01() as f32 - 0.5).collect();
+    let dense = {
+        let data = varmap.data().lock().expect("varmap lock");
+        data[name].as_tensor().t()?.contiguous()?
+    };
+    let ht = Tensor::from_vec(h.clone(), (b, k), dev)?;
+    let reps = 200;
+    let t_dense = time_steps(3, 9, |_| {
+        for _ in 0..reps {
+            std::hint::black_box(ht.matmul(&dense)?);
+        }
+        Ok(())
+    })?;
+    let mut out = vec![0f32; b * n];
+    let mut scratch = model::compress::Scratch::default();
+    let t_ours = time_steps(3, 9, |_| {
+        for _ in 0..reps {
+            w.add_product(&h, k, b, &mut out, n, &mut scratch);
+        }
+        std::hint::black_box(&out);
+        Ok(())
+    })?;
+    let (d, o) = (t_dense.median / reps as f64 * 1e6, t_ours.median / reps as f64 * 1e6);
+    let split = format!(
+        "recurrent product {b}×{k}·({n}×{k})ᵀ: {path} {o:.1} µs, candle f32 matmul {d:.1} µs ({:.2}x; ours on one thread, candle on its pool)",
+        d / o
+    );
+    Ok(PathResult { train: None, infer, split: Some(split) })
 }
 
 /// candle-nn's stack: `embedding`, `rnn::lstm` (stacked by hand for several layers, its `seq`
@@ -258,7 +343,7 @@ fn bench_candle_nn(cfg: &Config, data: &[Batch], steps: usize, dev: &Device) -> 
         std::hint::black_box(inet.forward(&b.ids)?.to_vec2::<f32>()?);
         Ok(())
     })?;
-    Ok(PathResult { train, infer, split: None })
+    Ok(PathResult { train: Some(train), infer, split: None })
 }
 
 /// LSTM FLOPs of one forward pass: 2·B·T·G·H·(I+H) per layer and direction (G = 4 gates).
@@ -290,7 +375,9 @@ pub fn cli(args: &BenchArgs) -> Result<()> {
     validate(&cfg, &args.config)?;
     let wanted: Vec<&str> = args.paths.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     if let Some(bad) = wanted.iter().find(|p| !PATHS.contains(p)) {
-        bail!("--paths: unknown path `{bad}` (expected a comma-separated list of fused, ops, candle_nn)");
+        bail!(
+            "--paths: unknown path `{bad}` (expected a comma-separated list of fused, ops, candle_nn, int8, bf16, sparse50, sparse90)"
+        );
     }
     let threads = crate::threads::effective();
     let dev = cfg.run.device()?;
@@ -331,9 +418,11 @@ pub fn cli(args: &BenchArgs) -> Result<()> {
         let r = match *path {
             "fused" => bench_ours(&cfg, true, &data, bc.steps, &dev)?,
             "ops" => bench_ours(&cfg, false, &data, slow, &dev)?,
-            _ => bench_candle_nn(&cfg, &data, slow, &dev)?,
+            "candle_nn" => bench_candle_nn(&cfg, &data, slow, &dev)?,
+            p => bench_compressed(&cfg, p, &data, bc.steps, &dev)?,
         };
-        for (what, t, f) in [("training", r.train, 3.0 * flops), ("inference", r.infer, flops)] {
+        let timings = [("training", r.train, 3.0 * flops), ("inference", Some(r.infer), flops)];
+        for (what, t, f) in timings.into_iter().filter_map(|(w, t, f)| t.map(|t| (w, t, f))) {
             println!(
                 "  {path:<10} {what:<10} {:>9.2} ms (p10 {:.2}, p90 {:.2}, {} steps) {:>10.0} tokens/s {:>7.1} LSTM GFLOP/s",
                 t.median * 1e3,
@@ -344,40 +433,55 @@ pub fn cli(args: &BenchArgs) -> Result<()> {
                 f / t.median / 1e9
             );
         }
-        if let Some(split) = &r.split {
-            println!("  {path:<10} training step medians: {split}");
+        match (&r.split, r.train.is_some()) {
+            (Some(split), true) => println!("  {path:<10} training step medians: {split}"),
+            (Some(split), false) => println!("  {path:<10} {split}"),
+            _ => {}
         }
         if *path == "fused" {
             rss_after_fused = peak_rss_mb();
         }
         results.insert(path, r);
     }
-    let ratio = |a: &str, b: &str, f: fn(&PathResult) -> Timing| match (results.get(a), results.get(b)) {
-        (Some(x), Some(y)) => format!("{:.2}x", f(y).median / f(x).median),
+    let ratio = |a: &str, b: &str, f: fn(&PathResult) -> Option<Timing>| match (
+        results.get(a).and_then(f),
+        results.get(b).and_then(f),
+    ) {
+        (Some(x), Some(y)) => format!("{:.2}x", y.median / x.median),
         _ => "-".into(),
     };
     println!(
         "  fused / candle_nn: training {}, inference {}; fused / ops: training {}, inference {}",
         ratio("fused", "candle_nn", |r| r.train),
-        ratio("fused", "candle_nn", |r| r.infer),
+        ratio("fused", "candle_nn", |r| Some(r.infer)),
         ratio("fused", "ops", |r| r.train),
-        ratio("fused", "ops", |r| r.infer),
+        ratio("fused", "ops", |r| Some(r.infer)),
     );
+    let compressed: Vec<String> = INFER_ONLY
+        .iter()
+        .filter(|p| results.contains_key(*p))
+        .map(|p| format!("{p} {}", ratio(p, "fused", |r| Some(r.infer))))
+        .collect();
+    if !compressed.is_empty() {
+        println!("  inference / fused: {}", compressed.join(", "));
+    }
     let peak = peak_rss_mb();
     if let Some(p) = rss_after_fused {
         println!("  peak RSS after the fused path: {p:.0} MB; overall {:.0} MB", peak.unwrap_or(f64::NAN));
     }
     if args.json {
-        let per = |f: fn(&PathResult) -> Timing| {
+        let per = |f: fn(&PathResult) -> Option<Timing>| {
             let mut o = serde_json::Map::new();
             for p in PATHS {
-                o.insert(p.into(), results.get(p).map_or(json!(null), |r| json!(tokens / f(r).median)));
+                o.insert(p.into(), results.get(p).and_then(f).map_or(json!(null), |t| json!(tokens / t.median)));
             }
             serde_json::Value::Object(o)
         };
         let out = json!({
             "train_tokens_per_s": per(|r| r.train),
-            "infer_tokens_per_s": per(|r| r.infer),
+            "infer_tokens_per_s": per(|r| Some(r.infer)),
+            "cpu": crate::cpu::model_name(),
+            "cpu_info": crate::cpu::describe(),
             "peak_rss_mb": peak,
             "peak_rss_mb_fused": rss_after_fused,
             "threads": threads,

@@ -34,7 +34,11 @@ pub fn run(cfg: &Config, dir: &RunDir, resume: bool, opts: &Options) -> Result<M
 pub fn eval(dir: &RunDir, split: &str) -> Result<Map<String, Value>> {
     let split = SplitName::parse(split)?;
     let cfg = dir.load_config()?;
-    let task = task::build(&cfg, dir, true)?;
-    model::checkpoint::load_into_varmap(dir.best(), task.varmap())?;
+    let mut task = task::build(&cfg, dir, true)?;
+    let ckpt = model::checkpoint::load_into_varmap(dir.best(), task.varmap())?;
+    if let Some(c) = &ckpt.compressed {
+        let kernels = task.attach_compressed(c)?;
+        crate::export::report_loaded(c, kernels);
+    }
     task.evaluate(split)
 }

@@ -69,6 +69,9 @@ enum Command {
     /// Magnitude-prune a run's recurrent matrices at each --sparsity, fine-tune with the masks
     /// held, and tabulate accuracy against sparsity (<run>/pruned-<s>/, prune_results.md).
     Prune(train::prune::PruneArgs),
+    /// Write a copy of a finished run whose checkpoint holds int8, bf16 or block-sparse
+    /// tensors (<run>/export-<format> by default); eval, predict and the other subcommands read it.
+    Export(train::export::ExportArgs),
     /// Time training steps and inference: our fused LSTM, our op-by-op cell and candle-nn's
     /// LSTM in one process (configs/bench_a.toml, configs/bench_b.toml); --json ends with one
     /// JSON object.
@@ -212,6 +215,10 @@ fn real_main() -> Result<()> {
             init_logging(args.quiet);
             configure_threads(threads_of(&args.run.join("config.toml"), &args.sets));
             train::prune::cli(&args)?;
+        }
+        Some(Command::Export(args)) => {
+            init_logging(true);
+            train::export::cli(&args)?;
         }
         Some(Command::Bench(args)) => {
             init_logging(true);

@@ -54,8 +54,19 @@ pub struct Masked {
     pub mask: Tensor,
 }
 
-/// Builds the masks for every recurrent matrix of `varmap` and applies them.
+/// Builds the masks for every recurrent matrix of `varmap` (entry by entry) and applies them.
 pub fn prune_varmap(varmap: &candle_nn::VarMap, sparsity: f64) -> Result<Vec<Masked>> {
+    prune_varmap_blocks(varmap, sparsity, None)
+}
+
+/// [`prune_varmap`] by blocks: with `block` (e.g. 8×1: 8 output rows × 1 input column), whole
+/// blocks of each matrix with the smallest L1 norm are zeroed (`model::compress::sparse::block_mask`),
+/// the layout the block-sparse kernel skips; `None` (or 1×1) prunes entry by entry as before.
+pub fn prune_varmap_blocks(
+    varmap: &candle_nn::VarMap,
+    sparsity: f64,
+    block: Option<model::compress::sparse::Block>,
+) -> Result<Vec<Masked>> {
     let data = varmap.data().lock().map_err(|_| anyhow!("varmap lock poisoned"))?;
     let mut names: Vec<&String> = data.keys().filter(|n| is_pruned_matrix(n)).collect();
     names.sort();
@@ -66,7 +77,14 @@ pub fn prune_varmap(varmap: &candle_nn::VarMap, sparsity: f64) -> Result<Vec<Mas
     for name in names {
         let var = data[name].clone();
         let w = var.as_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let mask = Tensor::from_vec(magnitude_mask(&w, sparsity), var.shape(), var.device())?.to_dtype(var.dtype())?;
+        let m = match block.filter(|b| b.rows * b.cols > 1) {
+            Some(b) => {
+                let (rows, cols) = var.dims2()?;
+                model::compress::sparse::block_mask(&w, rows, cols, b, sparsity)
+            }
+            None => magnitude_mask(&w, sparsity),
+        };
+        let mask = Tensor::from_vec(m, var.shape(), var.device())?.to_dtype(var.dtype())?;
         var.set(&(var.as_tensor() * &mask)?)?;
         out.push(Masked { name: name.clone(), var, mask });
     }
@@ -117,9 +135,17 @@ pub fn parse_sparsities(s: &str) -> Result<Vec<f64>> {
     Ok(v)
 }
 
-/// The name of a sparsity's run directory: `pruned-0.8`.
+/// The name of a sparsity's run directory: `pruned-0.8` (entry by entry), `pruned-0.8-8x1`
+/// (by 8×1 blocks).
 pub fn dir_name(s: f64) -> String {
     format!("pruned-{s}")
+}
+
+fn dir_name_block(s: f64, block: Option<model::compress::sparse::Block>) -> String {
+    match block.filter(|b| b.rows * b.cols > 1) {
+        Some(b) => format!("pruned-{s}-{b}"),
+        None => dir_name(s),
+    }
 }
 
 /// Arguments of `train prune`.
@@ -131,6 +157,15 @@ pub struct PruneArgs {
     /// Fractions of each recurrent matrix to zero, comma-separated.
     #[arg(long, default_value = "0.5,0.8,0.9")]
     pub sparsity: String,
+    /// Prune whole blocks ROWSxCOLS of each matrix (rows = output units: 8x1, 16x1, 1x8, 1x16,
+    /// 4x4), the layout `train export --format sparse` stores and its kernel skips; default 1x1
+    /// (entry by entry).
+    #[arg(long, default_value = "1x1")]
+    pub block: String,
+    /// Structured pruning instead: remove the `sparsity` share of each LSTM layer's hidden
+    /// units (classifier runs), which shrinks every matrix; `<run>/pruned-units-<s>/`.
+    #[arg(long, conflicts_with = "block")]
+    pub structured: bool,
     /// Epochs of fine-tuning with the masks held (0 = prune only).
     #[arg(long, default_value_t = 0)]
     pub finetune_epochs: usize,
@@ -176,6 +211,7 @@ pub fn cli(a: &PruneArgs) -> Result<()> {
         bail!("{} has no best checkpoint yet ({}); let the run finish first", a.run.display(), src.best().display());
     }
     let sparsities = parse_sparsities(&a.sparsity)?;
+    let block = Some(model::compress::sparse::Block::parse(&a.block).map_err(|e| anyhow!("--block: {e}"))?);
     let sets: Vec<Override> = a.sets.iter().map(|s| Override::parse(s)).collect::<Result<_>>()?;
     let mut cfg = crate::config::load(&src.config(), &sets)?.config;
     src.check(&cfg)?;
@@ -184,14 +220,18 @@ pub fn cli(a: &PruneArgs) -> Result<()> {
         cfg.train.max_steps = 0;
     }
     for s in &sparsities {
-        let d = src.root.join(dir_name(*s));
+        let d = src.root.join(if a.structured { format!("pruned-units-{s}") } else { dir_name_block(*s, block) });
         if d.join("config.toml").exists() {
             bail!("{} already exists; remove it to prune again at sparsity {s}", d.display());
         }
     }
     let metric = cfg.train.early_stopping_metric.clone();
     for &s in &sparsities {
-        let row = prune_one(&src, &cfg, s, a.finetune_epochs, a.quiet)?;
+        let row = if a.structured {
+            prune_one_units(&src, &cfg, s, a.finetune_epochs, a.quiet)?
+        } else {
+            prune_one_blocks(&src, &cfg, s, block, a.finetune_epochs, a.quiet)?
+        };
         if !a.quiet {
             eprintln!(
                 "sparsity {s}: {} of {} recurrent weights kept; validation {metric} {} after pruning, {} after fine-tuning; test {}",
@@ -309,8 +349,67 @@ fn row_from_summary(dir: &std::path::Path, metric: &str) -> Result<PruneRow> {
 /// `epochs` with the masks held, and evaluates the best of the fine-tuned (or just pruned)
 /// weights on validation and test.
 pub fn prune_one(src: &RunDir, cfg: &Config, sparsity: f64, epochs: usize, quiet: bool) -> Result<PruneRow> {
+    prune_one_blocks(src, cfg, sparsity, None, epochs, quiet)
+}
+
+/// [`prune_one`] by blocks (`block`; see [`prune_varmap_blocks`]) into `<run>/pruned-<s>-<block>/`.
+pub fn prune_one_blocks(
+    src: &RunDir,
+    cfg: &Config,
+    sparsity: f64,
+    block: Option<model::compress::sparse::Block>,
+    epochs: usize,
+    quiet: bool,
+) -> Result<PruneRow> {
+    prune_and_finetune(src, cfg, sparsity, Method::Masks(block), epochs, quiet)
+}
+
+/// Structured pruning ([`crate::prune_units`]) of the `sparsity` share of hidden units, then
+/// fine-tuning of the smaller model, into `<run>/pruned-units-<s>/`.
+pub fn prune_one_units(src: &RunDir, cfg: &Config, sparsity: f64, epochs: usize, quiet: bool) -> Result<PruneRow> {
+    prune_and_finetune(src, cfg, sparsity, Method::Units, epochs, quiet)
+}
+
+/// How a model is pruned.
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    /// Zeroed entries or blocks, masks held through fine-tuning.
+    Masks(Option<model::compress::sparse::Block>),
+    /// Hidden units removed.
+    Units,
+}
+
+fn prune_and_finetune(
+    src: &RunDir,
+    cfg: &Config,
+    sparsity: f64,
+    method: Method,
+    epochs: usize,
+    quiet: bool,
+) -> Result<PruneRow> {
     let started = Instant::now();
-    let dir = RunDir::create(src.root.join(dir_name(sparsity)))?;
+    let (name, mut run_cfg) = match method {
+        Method::Masks(block) => (dir_name_block(sparsity, block), cfg.clone()),
+        Method::Units => (format!("pruned-units-{sparsity}"), cfg.clone()),
+    };
+    let shape = crate::prune_units::Shape {
+        hidden: cfg.model.hidden,
+        layers: cfg.model.layers,
+        dirs: if cfg.model.bidirectional { 2 } else { 1 },
+        gates: cfg.model.cell.blocks(cfg.model.variant),
+    };
+    let keep = ((1.0 - sparsity) * cfg.model.hidden as f64).round().max(1.0) as usize;
+    if let Method::Units = method {
+        if cfg.task != crate::config::TaskKind::Classify {
+            bail!(
+                "--structured prunes classifier runs (task = \"classify\"); this run's task is {:?}",
+                cfg.task.name()
+            );
+        }
+        run_cfg.model.hidden = keep;
+    }
+    let cfg = &run_cfg;
+    let dir = RunDir::create(src.root.join(name))?;
     crate::atomic::write(&dir.config(), cfg.to_toml()?.as_bytes())?;
     for f in std::fs::read_dir(&src.root)? {
         let p = f?.path();
@@ -320,8 +419,26 @@ pub fn prune_one(src: &RunDir, cfg: &Config, sparsity: f64, epochs: usize, quiet
         }
     }
     let mut task = task::build(cfg, &dir, true)?;
-    model::checkpoint::load_into_varmap(src.best(), task.varmap())?;
-    let masks = prune_varmap(task.varmap(), sparsity)?;
+    let masks = match method {
+        Method::Masks(block) => {
+            model::checkpoint::load_into_varmap(src.best(), task.varmap())?;
+            prune_varmap_blocks(task.varmap(), sparsity, block)?
+        }
+        Method::Units => {
+            let ckpt = model::checkpoint::read(src.best(), &candle_core::Device::Cpu)?;
+            let kept = crate::prune_units::choose_units(&ckpt.tensors, shape, keep)?;
+            let small = crate::prune_units::slice(&ckpt.tensors, shape, &kept)?;
+            let data = task.varmap().data().lock().map_err(|_| anyhow!("varmap lock poisoned"))?;
+            for (n, var) in data.iter() {
+                let t = small.get(n).ok_or_else(|| anyhow!("structured pruning produced no `{n}`"))?;
+                if t.dims() != var.dims() {
+                    bail!("`{n}`: sliced to {:?}, the smaller model has {:?}", t.dims(), var.dims());
+                }
+                var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
+            }
+            Vec::new()
+        }
+    };
     let metric = &cfg.train.early_stopping_metric;
     let eval0 = task.evaluate(SplitName::Validation)?;
     let pruned_value = eval0.get(metric).and_then(Value::as_f64);
@@ -422,6 +539,15 @@ pub fn prune_one(src: &RunDir, cfg: &Config, sparsity: f64, epochs: usize, quiet
     let wall = started.elapsed().as_secs_f64();
     summary.insert("pruned_from".into(), json!(src.root.display().to_string()));
     summary.insert("sparsity".into(), json!(sparsity));
+    match method {
+        Method::Masks(Some(b)) if b.rows * b.cols > 1 => {
+            summary.insert("block".into(), json!(b.to_string()));
+        }
+        Method::Units => {
+            summary.insert("structured".into(), json!({"hidden_before": shape.hidden, "hidden": keep}));
+        }
+        _ => {}
+    }
     summary.insert("recurrent_nonzero".into(), json!(rnz));
     summary.insert("recurrent_total".into(), json!(rtot));
     summary.insert("parameters_nonzero".into(), json!(anz));

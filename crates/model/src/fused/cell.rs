@@ -146,7 +146,7 @@ fn fwd_vanilla<T: Real, const FMA: bool>(
     }
 }
 
-multiversion!(pub(super) fma fwd_vanilla_fn, fwd_vanilla, Real, FwdVanilla<T>,
+multiversion!(pub(crate) fma fwd_vanilla_fn, fwd_vanilla, Real, FwdVanilla<T>,
     (w: usize, pre: &mut [T], bias: &[T], cp: &[T], c: &mut [T], tc: &mut [T], h: &mut [T]));
 
 type BwdGates<T> = fn(&CellSpec, usize, BwdRow<'_, T>);

@@ -87,7 +87,7 @@ pub(super) fn pack_blocks<T: Real, P: Send>(
 }
 
 /// `SLUICE_NO_MICRO=1` sends the recurrent products to `gemm` (for comparing the two).
-fn micro_disabled() -> bool {
+pub(crate) fn micro_disabled() -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *OFF.get_or_init(|| std::env::var_os("SLUICE_NO_MICRO").is_some_and(|v| v != "0"))
 }

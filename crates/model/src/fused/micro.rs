@@ -40,6 +40,20 @@ fn detect() -> Option<Isa> {
     None
 }
 
+/// The recurrent-product strategy this CPU gets, for benchmark records and run summaries:
+/// "avx512 8x32", "avx2+fma 3x32", or "gemm crate" (no micro-kernel, or `SLUICE_NO_MICRO=1`).
+/// Chosen by instruction set only; the tile and KC sizes are the same on every CPU vendor.
+pub fn strategy() -> &'static str {
+    if super::gemm::micro_disabled() {
+        return "gemm crate (SLUICE_NO_MICRO)";
+    }
+    match detect() {
+        Some(Isa::Avx512) => "avx512 8x32, KC 256",
+        Some(Isa::Avx2) => "avx2+fma 3x32, KC 256",
+        None => "gemm crate",
+    }
+}
+
 /// B (k x n) in panels of `NR` columns: element (kk, j) of panel p at `(p * k + kk) * NR + j`;
 /// columns past `n` in the last panel are zero. The buffer starts on a 64-byte boundary.
 pub struct Packed {

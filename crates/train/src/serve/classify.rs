@@ -43,8 +43,13 @@ impl LoadedClassifier {
         let (meta, class_names) = crate::task::classify::read_model_config(&best)?;
         let varmap = VarMap::new();
         let vb = model::init::seeded_var_builder(&varmap, 0, DType::F32, &device);
-        let net = Classifier::new(&meta, vb)?;
-        model::checkpoint::load_into_varmap(&best, &varmap)?;
+        let mut net = Classifier::new(&meta, vb)?;
+        let ckpt = model::checkpoint::load_into_varmap(&best, &varmap)?;
+        if let Some(c) = &ckpt.compressed {
+            // An exported run: int8/bf16/sparse kernels (rows stay independent of each other).
+            let kernels = net.attach_compressed(c)?;
+            crate::export::report_loaded(c, kernels);
+        }
         let parameters = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
         Ok(Self { cfg, tokenizer, net, class_names, device, parameters, _varmap: varmap })
     }

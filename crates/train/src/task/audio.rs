@@ -319,6 +319,10 @@ impl Task for AudioTask {
         Ok(m)
     }
 
+    fn attach_compressed(&mut self, c: &model::compress::Compressed) -> Result<bool> {
+        Ok(self.net.attach_compressed(c)?)
+    }
+
     fn checkpoint_meta(&self) -> Value {
         json!({"kind": "frame_classifier", "model": &self.model_config, "class_names": &self.class_names,
                "sample_rate": self.sample_rate, "feature_dim": self.dim})
@@ -411,8 +415,13 @@ impl LoadedAudio {
             .then(|| data::audio::Mfcc::new(&cfg.audio.mfcc, meta.sample_rate))
             .transpose()?;
         let varmap = VarMap::new();
-        let net = FrameClassifier::new(&meta.model, model::init::seeded_var_builder(&varmap, 0, DType::F32, &device))?;
-        model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
+        let mut net =
+            FrameClassifier::new(&meta.model, model::init::seeded_var_builder(&varmap, 0, DType::F32, &device))?;
+        let ckpt = model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
+        if let Some(c) = &ckpt.compressed {
+            let kernels = net.attach_compressed(c)?;
+            crate::export::report_loaded(c, kernels);
+        }
         let parameters = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
         Ok(Self { cfg: cfg.clone(), meta, normalizer, clips, net, device, parameters, _varmap: varmap })
     }

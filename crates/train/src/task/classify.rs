@@ -245,14 +245,33 @@ pub fn predict(dir: &RunDir, cfg: &Config, texts: &[String]) -> Result<Vec<(Stri
 /// finished run's best checkpoint. For a run trained on sentence pairs each text is
 /// `first<TAB>second`.
 pub fn predict_probabilities(dir: &RunDir, cfg: &Config, texts: &[String]) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
+    predict_probabilities_with(dir, cfg, texts, None)
+}
+
+/// [`predict_probabilities`], with the loaded f32 weights first compressed in memory to
+/// `compress` (`model::compress::compress_varmap`): the in-memory counterpart of predicting
+/// with a `train export` of the run, which gives the same numbers.
+pub fn predict_probabilities_with(
+    dir: &RunDir,
+    cfg: &Config,
+    texts: &[String],
+    compress: Option<model::compress::Format>,
+) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
     let device = cfg.run.device()?;
     let tok_path = dir.tokenizer();
     let tokenizer = Tok::load(&tok_path).with_context(|| format!("loading {}", tok_path.display()))?;
     let (meta, class_names) = read_model_config(&dir.best())?;
     let varmap = candle_nn::VarMap::new();
     let vb = model::init::seeded_var_builder(&varmap, 0, DType::F32, &device);
-    let net = model::classifier::Classifier::new(&meta, vb)?;
-    model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
+    let mut net = model::classifier::Classifier::new(&meta, vb)?;
+    let ckpt = model::checkpoint::load_into_varmap(dir.best(), &varmap)?;
+    if let Some(c) = &ckpt.compressed {
+        let kernels = net.attach_compressed(c)?;
+        crate::export::report_loaded(c, kernels);
+    } else if let Some(format) = compress {
+        let c = model::compress::compress_varmap(&varmap, format)?;
+        net.attach_compressed(&c)?;
+    }
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(64) {
         let enc: Vec<Vec<u32>> = chunk
@@ -427,6 +446,10 @@ impl Task for ClassifyTask {
 
     fn sparse_grads(&self) -> Vec<(String, model::ops::SparseRows)> {
         self.embedding_grad.take().map(|r| vec![("embedding.weight".to_string(), r)]).unwrap_or_default()
+    }
+
+    fn attach_compressed(&mut self, c: &model::compress::Compressed) -> Result<bool> {
+        Ok(self.net.attach_compressed(c)?)
     }
 
     fn checkpoint_meta(&self) -> Value {

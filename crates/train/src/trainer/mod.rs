@@ -308,6 +308,9 @@ impl<'a> Trainer<'a> {
         summary.insert("parameters".into(), json!(count_params(task.varmap())));
         summary.insert("versions".into(), crate::versions());
         summary.insert("git_commit".into(), json!(crate::git_commit()));
+        // Which CPU (lscpu's model name, vendor/family/model, SIMD features) and f32 kernel
+        // strategy the run's figures (train_tokens_per_s, wall_seconds) were measured with.
+        summary.insert("cpu".into(), crate::cpu::describe());
         dir.write_summary(&summary)?;
         Ok(summary)
     }

@@ -81,4 +81,10 @@ pub trait Task {
     fn sparse_grads(&self) -> Vec<(String, model::ops::SparseRows)> {
         Vec::new()
     }
+    /// Hands an exported checkpoint's compressed matrices to the model's inference kernels
+    /// (the variables already hold their dequantised values); returns whether any layer runs
+    /// on them. The default runs every layer in f32 on the dequantised values.
+    fn attach_compressed(&mut self, _c: &model::compress::Compressed) -> Result<bool> {
+        Ok(false)
+    }
 }
