@@ -509,18 +509,7 @@ pub fn load_run(dir: &RunDir) -> Result<Loaded> {
     let device = cfg.run.device()?;
     let path = dir.tokenizer();
     let tok = Tok::load(&path).with_context(|| format!("loading {}", path.display()))?;
-    let best = dir.best();
-    if !best.exists() {
-        bail!("{} has no best checkpoint yet ({}): has the run finished an epoch?", dir.root.display(), best.display());
-    }
-    let ckpt = model::checkpoint::read(&best, &Device::Cpu)?;
-    let meta = ckpt.config.ok_or_else(|| anyhow!("{}: no model config in the metadata", best.display()))?;
-    let model_config: Seq2SeqConfig = serde_json::from_value(meta["model"].clone())
-        .with_context(|| format!("{}: seq2seq model config in the metadata", best.display()))?;
-    let varmap = VarMap::new();
-    let vb = model::init::seeded_var_builder(&varmap, 0, DType::F32, &device);
-    let net = Seq2Seq::new(&model_config, vb)?;
-    model::checkpoint::load_into_varmap(&best, &varmap)?;
+    let (net, varmap) = super::translate::load_seq2seq(dir, &device)?;
     Ok(Loaded { cfg, tok, net, device, _varmap: varmap })
 }
 

@@ -309,6 +309,14 @@ pub fn load_run(dir: &RunDir) -> Result<Loaded> {
     }
     let device = cfg.run.device()?;
     let toks = Tokenizers::load(dir, cfg.tokenizer.joint)?;
+    let (net, varmap) = load_seq2seq(dir, &device)?;
+    Ok(Loaded { cfg, toks, net, device, _varmap: varmap })
+}
+
+/// The encoder–decoder of a run's best checkpoint (its config read from the checkpoint's
+/// metadata), on `device`, with the `VarMap` that holds its weights. Shared by translation
+/// and summarisation runs.
+pub fn load_seq2seq(dir: &RunDir, device: &Device) -> Result<(Seq2Seq, VarMap)> {
     let path = dir.best();
     if !path.exists() {
         bail!("{} has no best checkpoint yet ({}): has the run finished an epoch?", dir.root.display(), path.display());
@@ -318,10 +326,10 @@ pub fn load_run(dir: &RunDir) -> Result<Loaded> {
     let model_config: Seq2SeqConfig = serde_json::from_value(meta["model"].clone())
         .with_context(|| format!("{}: seq2seq model config in the metadata", path.display()))?;
     let varmap = VarMap::new();
-    let vb = model::init::seeded_var_builder(&varmap, 0, DType::F32, &device);
+    let vb = model::init::seeded_var_builder(&varmap, 0, DType::F32, device);
     let net = Seq2Seq::new(&model_config, vb)?;
     model::checkpoint::load_into_varmap(&path, &varmap)?;
-    Ok(Loaded { cfg, toks, net, device, _varmap: varmap })
+    Ok((net, varmap))
 }
 
 impl Loaded {
